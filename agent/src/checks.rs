@@ -1,0 +1,1277 @@
+//! The kubelet checks of the CIS Kubernetes Benchmark v1.12, section 4.2, as a catalogue of
+//! data with one small judging function each.
+//!
+//! Why data: the catalogue is what the README documents and what the collector groups by,
+//! so ids, titles, scored/manual and both remediation forms live in one table that a test
+//! keeps honest. Why one function per check instead of a generic comparator (kube-bench's
+//! `op: eq` / `set: false`): several CIS audits are literally wrong about the kubelet's
+//! defaults, and each function judges the *effective* value, says in `note` where the
+//! literal audit would disagree, and reads every value through `Effective::lookup` so an
+//! unreadable config file becomes `error`, never a verdict on a default that may not apply.
+//!
+//! Titles, numbering and Automated/Manual follow kube-bench's profile for CIS 1.12:
+//! aquasecurity/kube-bench `cfg/cis-1.12/node.yaml` (commit 3a25de80aba65946143cdcb7bbc83ddea2420866).
+//! A second directory in that repository, `cfg/cis-1.12.0/node.yaml` (commit
+//! 2abf6ffc0b1e0a7f18c101bbcddafc8b63f927c7), words 4.2.4 without "if defined" and still allows
+//! the two `TLS_RSA_*` suites in 4.2.12; we follow `cfg/cis-1.12`, which release v0.15.0 ships.
+//!
+//! Scored (Automated) checks pass or fail; Manual checks pass or warn: `Check::run` maps a
+//! judged "not met" to the status, so no judging function can make a scored check warn.
+
+use nodeproof_proto::{CheckResult, Remediation, Setting, Source, Status};
+use serde_json::Value;
+
+use crate::effective::Effective;
+
+/// What a check's function concludes about one node, before the catalogue turns it into a
+/// `CheckResult`. `Err(reason)` from the function means the value cannot be known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// Whether the benchmark's recommendation (or, for Manual checks, our heuristic) holds.
+    pub met: bool,
+    /// The effective value in config-file form, e.g. `readOnlyPort: 10255`.
+    pub actual: String,
+    /// The source and origin of the setting the verdict rests on.
+    pub source: Option<Source>,
+    pub origin: Option<String>,
+    pub note: String,
+}
+
+impl Verdict {
+    /// A verdict resting on `setting`, with the value shown as `path: value`.
+    fn on(setting: &Setting, path: &str, met: bool, note: impl Into<String>) -> Verdict {
+        Verdict {
+            met,
+            actual: config_form(path, &setting.value),
+            source: Some(setting.source),
+            origin: Some(setting.origin.clone()),
+            note: note.into(),
+        }
+    }
+}
+
+/// The judging function of one check.
+pub type Judge = fn(&Effective) -> Result<Verdict, String>;
+
+/// One CIS recommendation: what the README and the report say about it, plus its judge.
+#[derive(Debug)]
+pub struct Check {
+    /// Our stable id; reports and the collector key on it, so never reuse or rename one.
+    pub id: &'static str,
+    pub cis: &'static str,
+    /// The CIS title without its "(Automated)"/"(Manual)" suffix, which `scored` carries.
+    pub title: &'static str,
+    /// CIS "Automated": pass or fail. "Manual": pass or warn.
+    pub scored: bool,
+    pub expected: &'static str,
+    /// The command-line form of the fix.
+    pub flag_fix: &'static str,
+    /// The config-file form of the fix, as YAML to merge into the KubeletConfiguration.
+    pub config_fix: &'static str,
+    pub judge: Judge,
+}
+
+impl Check {
+    /// Judges `eff` and builds the report's entry for this check.
+    pub fn run(&self, eff: &Effective) -> CheckResult {
+        let (status, actual, source, origin, note) = match (self.judge)(eff) {
+            Ok(v) => {
+                let status = match (v.met, self.scored) {
+                    (true, _) => Status::Pass,
+                    (false, true) => Status::Fail,
+                    (false, false) => Status::Warn,
+                };
+                (status, v.actual, v.source, v.origin, v.note)
+            }
+            Err(reason) => (Status::Error, "unknown".to_string(), None, None, reason),
+        };
+        CheckResult {
+            id: self.id.to_string(),
+            cis: self.cis.to_string(),
+            title: self.title.to_string(),
+            scored: self.scored,
+            status,
+            expected: self.expected.to_string(),
+            actual,
+            source,
+            origin,
+            note,
+            remediation: Remediation {
+                flag: self.flag_fix.to_string(),
+                config: self.config_fix.to_string(),
+            },
+        }
+    }
+}
+
+/// Runs every check of the catalogue, in catalogue order.
+pub fn evaluate(eff: &Effective) -> Vec<CheckResult> {
+    CATALOGUE.iter().map(|c| c.run(eff)).collect()
+}
+
+/// The cipher suites CIS 1.12 (4.2.12) calls strong, as kube-bench's `cfg/cis-1.12` lists
+/// them: ECDHE key exchange with an AEAD cipher only.
+pub const CIS_STRONG_CIPHERS: &[&str] = &[
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+];
+
+/// Go's alternative names for two suites of the list; the kubelet accepts both spellings.
+const CIPHER_ALIASES: &[(&str, &str)] = &[
+    (
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+    ),
+    (
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+    ),
+];
+
+pub static CATALOGUE: &[Check] = &[
+    Check {
+        id: "kubelet-anonymous-auth",
+        cis: "4.2.1",
+        title: "Ensure that the --anonymous-auth argument is set to false",
+        scored: true,
+        expected: "authentication.anonymous.enabled: false",
+        flag_fix: "--anonymous-auth=false",
+        config_fix: "authentication:\n  anonymous:\n    enabled: false",
+        judge: anonymous_auth,
+    },
+    Check {
+        id: "kubelet-authorization-mode",
+        cis: "4.2.2",
+        title: "Ensure that the --authorization-mode argument is not set to AlwaysAllow",
+        scored: true,
+        expected: "authorization.mode: Webhook (anything but AlwaysAllow)",
+        flag_fix: "--authorization-mode=Webhook",
+        config_fix: "authorization:\n  mode: Webhook",
+        judge: authorization_mode,
+    },
+    Check {
+        id: "kubelet-client-ca-file",
+        cis: "4.2.3",
+        title: "Ensure that the --client-ca-file argument is set as appropriate",
+        scored: true,
+        expected: "authentication.x509.clientCAFile: the path of the cluster's client CA",
+        flag_fix: "--client-ca-file=<path/to/client-ca-file>",
+        config_fix: "authentication:\n  x509:\n    clientCAFile: <path/to/client-ca-file>",
+        judge: client_ca_file,
+    },
+    Check {
+        id: "kubelet-read-only-port",
+        cis: "4.2.4",
+        title: "Verify that if defined, the --read-only-port argument is set to 0",
+        scored: false,
+        expected: "readOnlyPort: 0",
+        flag_fix: "--read-only-port=0",
+        config_fix: "readOnlyPort: 0",
+        judge: read_only_port,
+    },
+    Check {
+        id: "kubelet-streaming-idle-timeout",
+        cis: "4.2.5",
+        title: "Ensure that the --streaming-connection-idle-timeout argument is not set to 0",
+        scored: false,
+        expected: "streamingConnectionIdleTimeout: greater than 0 (default 4h0m0s)",
+        flag_fix: "--streaming-connection-idle-timeout=5m",
+        config_fix: "streamingConnectionIdleTimeout: 5m",
+        judge: streaming_idle_timeout,
+    },
+    Check {
+        id: "kubelet-iptables-util-chains",
+        cis: "4.2.6",
+        title: "Ensure that the --make-iptables-util-chains argument is set to true",
+        scored: true,
+        expected: "makeIPTablesUtilChains: true",
+        flag_fix: "--make-iptables-util-chains=true",
+        config_fix: "makeIPTablesUtilChains: true",
+        judge: iptables_util_chains,
+    },
+    Check {
+        id: "kubelet-hostname-override",
+        cis: "4.2.7",
+        title: "Ensure that the --hostname-override argument is not set",
+        scored: false,
+        expected: "--hostname-override not given",
+        flag_fix: "remove --hostname-override from the kubelet's command line",
+        config_fix: "none: --hostname-override is a command-line flag only",
+        judge: hostname_override,
+    },
+    Check {
+        id: "kubelet-event-qps",
+        cis: "4.2.8",
+        title: "Ensure that the eventRecordQPS argument is set to a level which ensures \
+                appropriate event capture",
+        scored: false,
+        expected: "eventRecordQPS: greater than 0 (default 50; 0 means client-go's 5 QPS)",
+        flag_fix: "--event-qps=50",
+        config_fix: "eventRecordQPS: 50",
+        judge: event_qps,
+    },
+    Check {
+        id: "kubelet-tls-cert-file",
+        cis: "4.2.9",
+        title: "Ensure that the --tls-cert-file and --tls-private-key-file arguments are set \
+                as appropriate",
+        scored: false,
+        expected: "tlsCertFile and tlsPrivateKeyFile set, or serverTLSBootstrap: true",
+        flag_fix: "--tls-cert-file=<path/to/tls-cert-file> \
+                   --tls-private-key-file=<path/to/tls-key-file>",
+        config_fix: "tlsCertFile: <path/to/tls-cert-file>\n\
+                     tlsPrivateKeyFile: <path/to/tls-key-file>",
+        judge: tls_cert_file,
+    },
+    Check {
+        id: "kubelet-rotate-certificates",
+        cis: "4.2.10",
+        title: "Ensure that the --rotate-certificates argument is not set to false",
+        scored: true,
+        expected: "rotateCertificates: true",
+        flag_fix: "--rotate-certificates=true",
+        config_fix: "rotateCertificates: true",
+        judge: rotate_certificates,
+    },
+    Check {
+        id: "kubelet-rotate-server-certificate",
+        cis: "4.2.11",
+        title: "Verify that the RotateKubeletServerCertificate argument is set to true",
+        scored: false,
+        expected: "featureGates.RotateKubeletServerCertificate: true (the default)",
+        flag_fix: "--feature-gates=RotateKubeletServerCertificate=true \
+                   (or drop RotateKubeletServerCertificate=false from --feature-gates)",
+        config_fix: "featureGates:\n  RotateKubeletServerCertificate: true",
+        judge: rotate_server_certificate,
+    },
+    Check {
+        id: "kubelet-tls-cipher-suites",
+        cis: "4.2.12",
+        title: "Ensure that the Kubelet only makes use of Strong Cryptographic Ciphers",
+        scored: false,
+        expected: "tlsCipherSuites: a non-empty subset of the CIS strong list, \
+                   or tlsMinVersion: VersionTLS13",
+        flag_fix: "--tls-cipher-suites=TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,\
+                   TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305,\
+                   TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305,\
+                   TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        config_fix: "tlsCipherSuites:\n\
+                     - TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\n\
+                     - TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\n\
+                     - TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305\n\
+                     - TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384\n\
+                     - TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305\n\
+                     - TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        judge: tls_cipher_suites,
+    },
+    Check {
+        id: "kubelet-pod-pids-limit",
+        cis: "4.2.13",
+        title: "Ensure that a limit is set on pod PIDs",
+        scored: false,
+        expected: "podPidsLimit: greater than 0, sized for the node's workloads",
+        flag_fix: "--pod-max-pids=<limit>",
+        config_fix: "podPidsLimit: <limit>",
+        judge: pod_pids_limit,
+    },
+    Check {
+        id: "kubelet-seccomp-default",
+        cis: "4.2.14",
+        title: "Ensure that the --seccomp-default parameter is set to true",
+        scored: false,
+        expected: "seccompDefault: true",
+        flag_fix: "--seccomp-default=true",
+        config_fix: "seccompDefault: true",
+        judge: seccomp_default,
+    },
+];
+
+// ---- judges ---------------------------------------------------------------------------
+
+fn anonymous_auth(eff: &Effective) -> Result<Verdict, String> {
+    const PATH: &str = "authentication.anonymous.enabled";
+    let s = eff.lookup(PATH)?;
+    let enabled = as_bool(s, PATH)?;
+    let mut note = String::new();
+    if enabled {
+        if is_legacy_default(s) {
+            note.push_str("no --config: the legacy flag default is anonymous-auth=true. ");
+        }
+        note.push_str("Requests without credentials are served as system:anonymous");
+        match eff.lookup("authorization.mode").map(|m| &m.value) {
+            Ok(Value::String(mode)) if mode == "AlwaysAllow" => note.push_str(
+                ", and authorization.mode is AlwaysAllow: anyone who reaches port 10250 \
+                 can read pods and exec into containers.",
+            ),
+            _ => note.push_str("; only the authorizer (4.2.2) stands between them and the API."),
+        }
+    }
+    Ok(Verdict::on(s, PATH, !enabled, note))
+}
+
+fn authorization_mode(eff: &Effective) -> Result<Verdict, String> {
+    const PATH: &str = "authorization.mode";
+    let s = eff.lookup(PATH)?;
+    let mode = as_str(s, PATH)?;
+    let always_allow = mode == "AlwaysAllow";
+    let mut note = String::new();
+    if always_allow {
+        if is_legacy_default(s) {
+            note.push_str(
+                "no --config: the legacy flag default is authorization-mode=AlwaysAllow. ",
+            );
+        }
+        note.push_str(
+            "Every authenticated caller (any client certificate the CA signed, any token \
+             the webhook accepts) gets full access to the kubelet API.",
+        );
+    }
+    Ok(Verdict::on(s, PATH, !always_allow, note))
+}
+
+fn client_ca_file(eff: &Effective) -> Result<Verdict, String> {
+    const PATH: &str = "authentication.x509.clientCAFile";
+    let s = eff.lookup(PATH)?;
+    let file = as_str(s, PATH)?;
+    let set = !file.is_empty();
+    let note = if set {
+        ""
+    } else {
+        "No client CA: the kubelet accepts no client certificates, so the API server's \
+         --kubelet-client-certificate cannot authenticate it (logs, exec and port-forward \
+         then rely on anonymous or token access)."
+    };
+    Ok(Verdict::on(s, PATH, set, note))
+}
+
+fn read_only_port(eff: &Effective) -> Result<Verdict, String> {
+    const PATH: &str = "readOnlyPort";
+    let s = eff.lookup(PATH)?;
+    let port = as_i64(s, PATH)?;
+    let mut note = String::new();
+    if port != 0 {
+        if is_legacy_default(s) {
+            note.push_str(
+                "no --config: the legacy flag default is read-only-port=10255. CIS's literal \
+                 audit (\"if defined\") and kube-bench pass an undefined port; it is open here. ",
+            );
+        }
+        note.push_str(&format!(
+            "Port {port} serves pods, specs and metrics over plain HTTP with no \
+             authentication or authorization."
+        ));
+    }
+    Ok(Verdict::on(s, PATH, port == 0, note))
+}
+
+fn streaming_idle_timeout(eff: &Effective) -> Result<Verdict, String> {
+    const PATH: &str = "streamingConnectionIdleTimeout";
+    let s = eff.lookup(PATH)?;
+    let text = as_str(s, PATH)?;
+    let nanos = go_duration_nanos(text).map_err(|e| format!("{PATH}: {e}"))?;
+    let note = if nanos > 0.0 {
+        String::new()
+    } else if nanos == 0.0 {
+        "0 disables the idle timeout: exec, attach and port-forward streams stay open \
+         forever. A config file's 0s is defaulted to 4h, so this came from a flag or a drop-in."
+            .to_string()
+    } else {
+        "A negative timeout is not validated by the kubelet; treat it as no timeout.".to_string()
+    };
+    Ok(Verdict::on(s, PATH, nanos > 0.0, note))
+}
+
+fn iptables_util_chains(eff: &Effective) -> Result<Verdict, String> {
+    const PATH: &str = "makeIPTablesUtilChains";
+    let s = eff.lookup(PATH)?;
+    let on = as_bool(s, PATH)?;
+    let note = if on {
+        ""
+    } else {
+        "The kubelet will not create or maintain its iptables utility chains (such as \
+         KUBE-FIREWALL, which blocks remote access to services bound to 127.0.0.1), so \
+         the node depends on something else to install them."
+    };
+    Ok(Verdict::on(s, PATH, on, note))
+}
+
+fn hostname_override(eff: &Effective) -> Result<Verdict, String> {
+    const FLAG: &str = "--hostname-override";
+    // Flag-only: its absence is certain even when the config file is unreadable.
+    let Some(s) = eff.flag(FLAG) else {
+        return Ok(Verdict {
+            met: true,
+            actual: format!("{FLAG} not given"),
+            source: None,
+            origin: None,
+            note: String::new(),
+        });
+    };
+    let shown = match &s.value {
+        Value::String(v) => format!("{FLAG}={v}"),
+        other => format!("{FLAG}={other}"),
+    };
+    Ok(Verdict {
+        met: false,
+        actual: shown,
+        source: Some(s.source),
+        origin: Some(s.origin.clone()),
+        note: "The node registers under a name other than its hostname, which can break TLS \
+               name checks between the kubelet and the API server. Some distributions \
+               (k3s, rke2, several clouds) set it on purpose; confirm it matches the \
+               certificate's names."
+            .to_string(),
+    })
+}
+
+fn event_qps(eff: &Effective) -> Result<Verdict, String> {
+    const PATH: &str = "eventRecordQPS";
+    let s = eff.lookup(PATH)?;
+    let qps = as_i64(s, PATH)?;
+    if qps < 0 {
+        return Err(format!(
+            "{PATH} is {qps}, which the kubelet rejects at start; our reading of its \
+             config is suspect"
+        ));
+    }
+    let note = if qps == 0 {
+        "0 is not \"unlimited\" as the field's documentation says: the kubelet hands it to \
+         client-go, which treats a QPS of 0 as its default of 5, so bursts of events are \
+         throttled or dropped. CIS leaves the level to you; nodeproof warns on 0 only."
+    } else {
+        ""
+    };
+    Ok(Verdict::on(s, PATH, qps > 0, note))
+}
+
+fn tls_cert_file(eff: &Effective) -> Result<Verdict, String> {
+    const CERT: &str = "tlsCertFile";
+    const KEY: &str = "tlsPrivateKeyFile";
+    const BOOTSTRAP: &str = "serverTLSBootstrap";
+    // Decide from whatever is known: cert files set by flags settle it even when the
+    // config file is unreadable, and so does a known serverTLSBootstrap: true.
+    let cert = eff.lookup(CERT);
+    let key = eff.lookup(KEY);
+    if let (Ok(c), Ok(k)) = (&cert, &key) {
+        if !as_str(c, CERT)?.is_empty() && !as_str(k, KEY)?.is_empty() {
+            let mut v = Verdict::on(c, CERT, true, "");
+            v.actual = format!("{}, {}", v.actual, config_form(KEY, &k.value));
+            return Ok(v);
+        }
+    }
+    let bootstrap = eff.lookup(BOOTSTRAP)?;
+    if as_bool(bootstrap, BOOTSTRAP)? {
+        return Ok(Verdict::on(
+            bootstrap,
+            BOOTSTRAP,
+            true,
+            "No certificate files: serverTLSBootstrap is true, so the kubelet requests its \
+             serving certificate from the API server (CSR signer kubernetes.io/kubelet-serving) \
+             and rotates it. Those CSRs are not auto-approved; something must approve them.",
+        ));
+    }
+    let (c, k) = (cert?, key?);
+    let (c_set, k_set) = (!as_str(c, CERT)?.is_empty(), !as_str(k, KEY)?.is_empty());
+    let note = if !c_set && !k_set {
+        "Neither is set and serverTLSBootstrap is false: the kubelet serves a self-signed \
+         certificate it generated in --cert-dir, which the API server cannot verify."
+    } else {
+        "Only one of the two is set; the kubelet would not start like that, so our reading \
+         of its config is suspect."
+    };
+    let basis = if c_set { k } else { c };
+    let mut v = Verdict::on(basis, if c_set { KEY } else { CERT }, false, note);
+    v.actual = format!(
+        "{}, {}",
+        config_form(CERT, &c.value),
+        config_form(KEY, &k.value)
+    );
+    Ok(v)
+}
+
+fn rotate_certificates(eff: &Effective) -> Result<Verdict, String> {
+    const PATH: &str = "rotateCertificates";
+    let s = eff.lookup(PATH)?;
+    let on = as_bool(s, PATH)?;
+    let note = if on {
+        ""
+    } else if s.source == Source::Default {
+        "rotateCertificates is set nowhere and defaults to false, so the kubelet's client \
+         certificate is not renewed before it expires. CIS's literal audit (\"not set to \
+         false\") and kube-bench pass an absent setting; nodeproof judges the effective value."
+    } else {
+        "The kubelet's client certificate is not renewed before it expires."
+    };
+    Ok(Verdict::on(s, PATH, on, note))
+}
+
+fn rotate_server_certificate(eff: &Effective) -> Result<Verdict, String> {
+    const GATE: &str = "RotateKubeletServerCertificate";
+    let path = format!("featureGates.{GATE}");
+    let bootstrap_note = match eff.lookup("serverTLSBootstrap").map(|s| &s.value) {
+        Ok(Value::Bool(true)) => {
+            "serverTLSBootstrap is true: the kubelet gets its serving certificate through a \
+             CSR and rotates it (the CSRs need an approver)."
+        }
+        Ok(Value::Bool(false)) => {
+            "The gate alone rotates nothing: serverTLSBootstrap is false, so the kubelet \
+             serves tlsCertFile or a self-signed certificate and never rotates it (see 4.2.9)."
+        }
+        _ => "serverTLSBootstrap could not be read; the gate rotates nothing without it.",
+    };
+    // An absent gate is its default; but a gate is also absent when the file that could
+    // have set it is unreadable or the --feature-gates value is unparseable, and then
+    // lookup's error stands.
+    let absent = !eff.settings.contains_key(&path)
+        && eff.config_error.is_none()
+        && !eff.unknown.contains_key(&path)
+        && !eff.unknown.contains_key("featureGates");
+    let s = match eff.lookup(&path) {
+        Ok(s) => s,
+        Err(_) if absent => {
+            return Ok(Verdict {
+                met: true,
+                actual: format!("{path}: unset (default true)"),
+                source: Some(Source::Default),
+                origin: Some(
+                    "feature gate default: Beta and on since Kubernetes 1.12, still Beta \
+                     (not locked) through 1.35"
+                        .to_string(),
+                ),
+                note: bootstrap_note.to_string(),
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    let on = as_bool(s, &path)?;
+    let note = if on {
+        bootstrap_note.to_string()
+    } else {
+        "The gate is off: serverTLSBootstrap cannot be used (the kubelet refuses to start \
+         with both), so the serving certificate is never rotated."
+            .to_string()
+    };
+    Ok(Verdict::on(s, &path, on, note))
+}
+
+fn tls_cipher_suites(eff: &Effective) -> Result<Verdict, String> {
+    const PATH: &str = "tlsCipherSuites";
+    const MIN: &str = "tlsMinVersion";
+    // Go ignores the configured suites for TLS 1.3, whose suites are all AEAD; with 1.3
+    // as the minimum the list cannot weaken anything.
+    if let Ok(min) = eff.lookup(MIN) {
+        if min.value == Value::String("VersionTLS13".to_string()) {
+            return Ok(Verdict::on(
+                min,
+                MIN,
+                true,
+                "TLS 1.3 only: Go's TLS 1.3 suites are all strong and not configurable, so \
+                 tlsCipherSuites does not matter.",
+            ));
+        }
+    }
+    let s = eff.lookup(PATH)?;
+    let suites = as_str_array(s, PATH)?;
+    if suites.is_empty() {
+        return Ok(Verdict::on(
+            s,
+            PATH,
+            false,
+            "Unset: the kubelet uses Go's default suites for TLS 1.2, which include some \
+             outside the CIS list (for example TLS_RSA_* without forward secrecy).",
+        ));
+    }
+    let weak: Vec<&str> = suites
+        .iter()
+        .copied()
+        .filter(|name| {
+            let canonical = CIPHER_ALIASES
+                .iter()
+                .find(|(alias, _)| alias == name)
+                .map_or(*name, |(_, canonical)| *canonical);
+            !CIS_STRONG_CIPHERS.contains(&canonical)
+        })
+        .collect();
+    let note = if weak.is_empty() {
+        String::new()
+    } else {
+        format!("Not on the CIS strong list: {}.", weak.join(", "))
+    };
+    Ok(Verdict::on(s, PATH, weak.is_empty(), note))
+}
+
+fn pod_pids_limit(eff: &Effective) -> Result<Verdict, String> {
+    const PATH: &str = "podPidsLimit";
+    let s = eff.lookup(PATH)?;
+    let limit = as_i64(s, PATH)?;
+    let note = if limit > 0 {
+        String::new()
+    } else {
+        format!(
+            "{limit} means no per-pod PID limit: one pod can exhaust the node's PIDs \
+             (a fork bomb). kube-bench passes any value that is present, -1 included."
+        )
+    };
+    Ok(Verdict::on(s, PATH, limit > 0, note))
+}
+
+fn seccomp_default(eff: &Effective) -> Result<Verdict, String> {
+    const PATH: &str = "seccompDefault";
+    let s = eff.lookup(PATH)?;
+    let on = as_bool(s, PATH)?;
+    let note = if on {
+        ""
+    } else {
+        "Containers that set no seccomp profile run Unconfined. Enabling RuntimeDefault can \
+         break workloads that need unusual syscalls; test them first."
+    };
+    Ok(Verdict::on(s, PATH, on, note))
+}
+
+// ---- helpers --------------------------------------------------------------------------
+
+/// A default that applies only because the kubelet runs without `--config`.
+fn is_legacy_default(s: &Setting) -> bool {
+    s.source == Source::Default && s.origin.contains("legacy")
+}
+
+fn as_bool(s: &Setting, path: &str) -> Result<bool, String> {
+    s.value
+        .as_bool()
+        .ok_or_else(|| format!("{path}: expected a boolean, found {}", s.value))
+}
+
+fn as_i64(s: &Setting, path: &str) -> Result<i64, String> {
+    s.value
+        .as_i64()
+        .ok_or_else(|| format!("{path}: expected an integer, found {}", s.value))
+}
+
+fn as_str<'a>(s: &'a Setting, path: &str) -> Result<&'a str, String> {
+    s.value
+        .as_str()
+        .ok_or_else(|| format!("{path}: expected a string, found {}", s.value))
+}
+
+fn as_str_array<'a>(s: &'a Setting, path: &str) -> Result<Vec<&'a str>, String> {
+    let err = || format!("{path}: expected a list of strings, found {}", s.value);
+    s.value
+        .as_array()
+        .ok_or_else(err)?
+        .iter()
+        .map(|v| v.as_str().ok_or_else(err))
+        .collect()
+}
+
+/// `path: value` as a person would write it in the config file.
+fn config_form(path: &str, value: &Value) -> String {
+    format!("{path}: {}", yaml_value(value))
+}
+
+fn yaml_value(value: &Value) -> String {
+    match value {
+        Value::String(s) if s.is_empty() => "\"\"".to_string(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(yaml_value).collect();
+            format!("[{}]", items.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A Go duration (`time.ParseDuration` syntax: "4h0m0s", "1.5h", "300ms", "0") in
+/// nanoseconds. Only its sign matters to the checks, so a float is precise enough.
+fn go_duration_nanos(text: &str) -> Result<f64, String> {
+    let bad = || format!("{text:?} is not a Go duration");
+    let (sign, mut rest) = match text.strip_prefix('-') {
+        Some(r) => (-1.0, r),
+        None => (1.0, text.strip_prefix('+').unwrap_or(text)),
+    };
+    if rest == "0" {
+        return Ok(0.0);
+    }
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let number: f64 = rest[..num_len].parse().map_err(|_| bad())?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(bad()),
+        };
+        total += number * scale;
+        rest = &rest[unit_len..];
+    }
+    Ok(sign * total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn origin(source: Source) -> String {
+        match source {
+            Source::Default => "kubelet v1beta1 default",
+            Source::ConfigFile => "/var/lib/kubelet/config.yaml",
+            Source::DropIn => "/etc/kubernetes/kubelet.conf.d/10-x.conf",
+            Source::Flag => "--some-flag",
+        }
+        .to_string()
+    }
+
+    fn put(eff: &mut Effective, path: &str, value: Value, source: Source) {
+        let origin = origin(source);
+        eff.settings.insert(
+            path.to_string(),
+            Setting {
+                value,
+                source,
+                origin,
+            },
+        );
+    }
+
+    /// A kubeadm-like node, hardened, that passes every check.
+    fn compliant() -> Effective {
+        let mut e = Effective::default();
+        let file = Source::ConfigFile;
+        put(
+            &mut e,
+            "authentication.anonymous.enabled",
+            json!(false),
+            file,
+        );
+        put(&mut e, "authentication.webhook.enabled", json!(true), file);
+        put(
+            &mut e,
+            "authentication.x509.clientCAFile",
+            json!("/etc/kubernetes/pki/ca.crt"),
+            file,
+        );
+        put(&mut e, "authorization.mode", json!("Webhook"), file);
+        put(&mut e, "readOnlyPort", json!(0), Source::Default);
+        put(
+            &mut e,
+            "streamingConnectionIdleTimeout",
+            json!("4h0m0s"),
+            Source::Default,
+        );
+        put(
+            &mut e,
+            "makeIPTablesUtilChains",
+            json!(true),
+            Source::Default,
+        );
+        put(&mut e, "eventRecordQPS", json!(50), Source::Default);
+        put(
+            &mut e,
+            "tlsCertFile",
+            json!("/var/lib/kubelet/pki/kubelet.crt"),
+            file,
+        );
+        put(
+            &mut e,
+            "tlsPrivateKeyFile",
+            json!("/var/lib/kubelet/pki/kubelet.key"),
+            file,
+        );
+        put(&mut e, "tlsCipherSuites", json!(CIS_STRONG_CIPHERS), file);
+        put(&mut e, "tlsMinVersion", json!(""), Source::Default);
+        put(&mut e, "rotateCertificates", json!(true), file);
+        put(&mut e, "serverTLSBootstrap", json!(false), Source::Default);
+        put(&mut e, "podPidsLimit", json!(4096), file);
+        put(&mut e, "seccompDefault", json!(true), file);
+        put(&mut e, "protectKernelDefaults", json!(true), file);
+        e
+    }
+
+    /// `compliant()` with one value changed, as if a config file set it.
+    fn with(path: &str, value: Value) -> Effective {
+        let mut e = compliant();
+        put(&mut e, path, value, Source::ConfigFile);
+        e
+    }
+
+    /// A node whose config file could not be read: everything not from a flag is unknown.
+    fn unreadable() -> Effective {
+        let mut e = compliant();
+        e.config_error = Some("/var/lib/kubelet/config.yaml: unknown apiVersion".to_string());
+        e
+    }
+
+    /// Every setting as bad as it can be, and --hostname-override given.
+    fn hostile() -> Effective {
+        let mut e = compliant();
+        let d = Source::Default;
+        put(&mut e, "authentication.anonymous.enabled", json!(true), d);
+        put(&mut e, "authentication.x509.clientCAFile", json!(""), d);
+        put(&mut e, "authorization.mode", json!("AlwaysAllow"), d);
+        put(&mut e, "readOnlyPort", json!(10255), d);
+        put(
+            &mut e,
+            "streamingConnectionIdleTimeout",
+            json!("0s"),
+            Source::Flag,
+        );
+        put(&mut e, "makeIPTablesUtilChains", json!(false), Source::Flag);
+        put(&mut e, "--hostname-override", json!("node-a"), Source::Flag);
+        put(&mut e, "eventRecordQPS", json!(0), Source::ConfigFile);
+        put(&mut e, "tlsCertFile", json!(""), d);
+        put(&mut e, "tlsPrivateKeyFile", json!(""), d);
+        put(&mut e, "rotateCertificates", json!(false), d);
+        put(
+            &mut e,
+            "featureGates.RotateKubeletServerCertificate",
+            json!(false),
+            Source::Flag,
+        );
+        put(&mut e, "tlsCipherSuites", json!([]), d);
+        put(&mut e, "podPidsLimit", json!(-1), d);
+        put(&mut e, "seccompDefault", json!(false), d);
+        e
+    }
+
+    fn result(eff: &Effective, id: &str) -> CheckResult {
+        let found = evaluate(eff).into_iter().find(|r| r.id == id);
+        found.unwrap_or_else(|| panic!("{id} is not in the catalogue"))
+    }
+
+    fn status(eff: &Effective, id: &str) -> Status {
+        result(eff, id).status
+    }
+
+    #[test]
+    fn catalogue_is_cis_4_2_in_order_with_unique_ids() {
+        assert_eq!(CATALOGUE.len(), 14);
+        for (i, c) in CATALOGUE.iter().enumerate() {
+            assert_eq!(c.cis, format!("4.2.{}", i + 1));
+            assert!(c.id.starts_with("kubelet-"), "{}", c.id);
+            assert!(!c.title.contains("(Automated)") && !c.title.contains("(Manual)"));
+            assert!(
+                !c.flag_fix.is_empty() && !c.config_fix.is_empty(),
+                "{}",
+                c.id
+            );
+            let dupes = CATALOGUE.iter().filter(|o| o.id == c.id).count();
+            assert_eq!(dupes, 1, "duplicate id {}", c.id);
+        }
+        let scored: Vec<&str> = CATALOGUE
+            .iter()
+            .filter(|c| c.scored)
+            .map(|c| c.cis)
+            .collect();
+        assert_eq!(scored, ["4.2.1", "4.2.2", "4.2.3", "4.2.6", "4.2.10"]);
+    }
+
+    #[test]
+    fn compliant_node_passes_every_check() {
+        for r in evaluate(&compliant()) {
+            assert_eq!(r.status, Status::Pass, "{} {}: {}", r.cis, r.id, r.note);
+        }
+    }
+
+    #[test]
+    fn hostile_node_fails_scored_and_warns_manual_checks() {
+        for r in evaluate(&hostile()) {
+            let want = if r.scored { Status::Fail } else { Status::Warn };
+            assert_eq!(r.status, want, "{} {}: {}", r.cis, r.id, r.note);
+            assert!(!r.note.is_empty(), "{} has no note", r.id);
+        }
+    }
+
+    #[test]
+    fn unreadable_config_is_error_except_for_flag_only_checks() {
+        for r in evaluate(&unreadable()) {
+            if r.id == "kubelet-hostname-override" {
+                assert_eq!(r.status, Status::Pass, "flag-only absence is certain");
+            } else {
+                assert_eq!(r.status, Status::Error, "{}", r.id);
+                assert!(r.note.contains("could not be read"), "{}: {}", r.id, r.note);
+                assert_eq!(r.actual, "unknown");
+                assert_eq!(r.source, None);
+            }
+        }
+    }
+
+    #[test]
+    fn flags_are_known_even_when_config_is_unreadable() {
+        let mut e = unreadable();
+        put(
+            &mut e,
+            "authentication.anonymous.enabled",
+            json!(false),
+            Source::Flag,
+        );
+        let r = result(&e, "kubelet-anonymous-auth");
+        assert_eq!(r.status, Status::Pass);
+        assert_eq!(r.source, Some(Source::Flag));
+        assert_eq!(r.origin.as_deref(), Some("--some-flag"));
+    }
+
+    #[test]
+    fn anonymous_auth() {
+        let id = "kubelet-anonymous-auth";
+        let r = result(&compliant(), id);
+        assert_eq!(r.status, Status::Pass);
+        assert_eq!(r.actual, "authentication.anonymous.enabled: false");
+        assert_eq!(r.source, Some(Source::ConfigFile));
+        assert_eq!(r.origin.as_deref(), Some("/var/lib/kubelet/config.yaml"));
+        assert_eq!(
+            status(&with("authentication.anonymous.enabled", json!(true)), id),
+            Status::Fail
+        );
+        assert_eq!(
+            status(&with("authentication.anonymous.enabled", json!("yes")), id),
+            Status::Error
+        );
+    }
+
+    #[test]
+    fn anonymous_auth_without_config_names_the_legacy_default() {
+        let mut e = compliant();
+        e.settings.insert(
+            "authentication.anonymous.enabled".to_string(),
+            Setting {
+                value: json!(true),
+                source: Source::Default,
+                origin: "kubelet legacy flag default (no --config)".to_string(),
+            },
+        );
+        put(
+            &mut e,
+            "authorization.mode",
+            json!("AlwaysAllow"),
+            Source::Default,
+        );
+        let r = result(&e, "kubelet-anonymous-auth");
+        assert_eq!(r.status, Status::Fail);
+        assert!(r
+            .note
+            .contains("no --config: the legacy flag default is anonymous-auth=true"));
+        assert!(r.note.contains("AlwaysAllow"), "{}", r.note);
+        assert_eq!(
+            r.origin.as_deref(),
+            Some("kubelet legacy flag default (no --config)")
+        );
+    }
+
+    #[test]
+    fn authorization_mode() {
+        let id = "kubelet-authorization-mode";
+        assert_eq!(status(&compliant(), id), Status::Pass);
+        let r = result(&with("authorization.mode", json!("AlwaysAllow")), id);
+        assert_eq!(r.status, Status::Fail);
+        assert_eq!(r.actual, "authorization.mode: AlwaysAllow");
+        assert_eq!(status(&unreadable(), id), Status::Error);
+    }
+
+    #[test]
+    fn client_ca_file() {
+        let id = "kubelet-client-ca-file";
+        assert_eq!(status(&compliant(), id), Status::Pass);
+        let r = result(&with("authentication.x509.clientCAFile", json!("")), id);
+        assert_eq!(r.status, Status::Fail);
+        assert_eq!(r.actual, "authentication.x509.clientCAFile: \"\"");
+        assert_eq!(status(&unreadable(), id), Status::Error);
+    }
+
+    #[test]
+    fn read_only_port_is_manual_and_warns() {
+        let id = "kubelet-read-only-port";
+        assert_eq!(status(&compliant(), id), Status::Pass);
+        let r = result(&with("readOnlyPort", json!(10255)), id);
+        assert_eq!(r.status, Status::Warn);
+        assert_eq!(r.actual, "readOnlyPort: 10255");
+        assert_eq!(status(&unreadable(), id), Status::Error);
+    }
+
+    #[test]
+    fn read_only_port_legacy_default_explains_the_literal_audit() {
+        let mut e = compliant();
+        e.settings.insert(
+            "readOnlyPort".to_string(),
+            Setting {
+                value: json!(10255),
+                source: Source::Default,
+                origin: "kubelet legacy flag default (no --config)".to_string(),
+            },
+        );
+        let r = result(&e, "kubelet-read-only-port");
+        assert_eq!(r.status, Status::Warn);
+        assert!(r.note.contains("no --config"), "{}", r.note);
+    }
+
+    #[test]
+    fn streaming_idle_timeout() {
+        let id = "kubelet-streaming-idle-timeout";
+        assert_eq!(status(&compliant(), id), Status::Pass);
+        assert_eq!(
+            status(&with("streamingConnectionIdleTimeout", json!("5m0s")), id),
+            Status::Pass
+        );
+        assert_eq!(
+            status(&with("streamingConnectionIdleTimeout", json!("0s")), id),
+            Status::Warn
+        );
+        assert_eq!(
+            status(&with("streamingConnectionIdleTimeout", json!("0")), id),
+            Status::Warn
+        );
+        assert_eq!(
+            status(&with("streamingConnectionIdleTimeout", json!("-1s")), id),
+            Status::Warn
+        );
+        assert_eq!(
+            status(
+                &with("streamingConnectionIdleTimeout", json!("4 hours")),
+                id
+            ),
+            Status::Error
+        );
+        assert_eq!(status(&unreadable(), id), Status::Error);
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration_nanos("4h0m0s"), Ok(4.0 * 3600e9));
+        assert_eq!(go_duration_nanos("1.5h"), Ok(1.5 * 3600e9));
+        assert_eq!(go_duration_nanos("300ms"), Ok(300e6));
+        assert_eq!(go_duration_nanos("2us"), Ok(2e3));
+        assert_eq!(go_duration_nanos("0"), Ok(0.0));
+        assert_eq!(go_duration_nanos("0h0m0s"), Ok(0.0));
+        assert_eq!(go_duration_nanos("-5m"), Ok(-300e9));
+        for bad in ["", "5", "h", "5x", "1..2s", "-", "4h 0m"] {
+            assert!(go_duration_nanos(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn iptables_util_chains() {
+        let id = "kubelet-iptables-util-chains";
+        assert_eq!(status(&compliant(), id), Status::Pass);
+        assert_eq!(
+            status(&with("makeIPTablesUtilChains", json!(false)), id),
+            Status::Fail
+        );
+        assert_eq!(status(&unreadable(), id), Status::Error);
+    }
+
+    #[test]
+    fn hostname_override() {
+        let id = "kubelet-hostname-override";
+        let r = result(&compliant(), id);
+        assert_eq!(r.status, Status::Pass);
+        assert_eq!(r.actual, "--hostname-override not given");
+        let mut e = compliant();
+        put(
+            &mut e,
+            "--hostname-override",
+            json!("ip-10-0-0-1"),
+            Source::Flag,
+        );
+        let r = result(&e, id);
+        assert_eq!(r.status, Status::Warn);
+        assert_eq!(r.actual, "--hostname-override=ip-10-0-0-1");
+        assert_eq!(r.source, Some(Source::Flag));
+    }
+
+    #[test]
+    fn event_qps() {
+        let id = "kubelet-event-qps";
+        assert_eq!(status(&compliant(), id), Status::Pass);
+        let r = result(&with("eventRecordQPS", json!(0)), id);
+        assert_eq!(r.status, Status::Warn);
+        assert!(r.note.contains("default of 5"), "{}", r.note);
+        let r = result(&with("eventRecordQPS", json!(-1)), id);
+        assert_eq!(r.status, Status::Error);
+        assert!(r.note.contains("rejects"), "{}", r.note);
+        assert_eq!(status(&unreadable(), id), Status::Error);
+    }
+
+    #[test]
+    fn tls_cert_file() {
+        let id = "kubelet-tls-cert-file";
+        let r = result(&compliant(), id);
+        assert_eq!(r.status, Status::Pass);
+        assert!(r
+            .actual
+            .contains("tlsPrivateKeyFile: /var/lib/kubelet/pki/kubelet.key"));
+
+        let mut none = compliant();
+        put(&mut none, "tlsCertFile", json!(""), Source::Default);
+        put(&mut none, "tlsPrivateKeyFile", json!(""), Source::Default);
+        let r = result(&none, id);
+        assert_eq!(r.status, Status::Warn);
+        assert!(r.note.contains("self-signed"), "{}", r.note);
+
+        put(
+            &mut none,
+            "serverTLSBootstrap",
+            json!(true),
+            Source::ConfigFile,
+        );
+        let r = result(&none, id);
+        assert_eq!(r.status, Status::Pass);
+        assert_eq!(r.actual, "serverTLSBootstrap: true");
+
+        let r = result(&with("tlsPrivateKeyFile", json!("")), id);
+        assert_eq!(r.status, Status::Warn);
+        assert!(r.note.contains("suspect"), "{}", r.note);
+        assert_eq!(status(&unreadable(), id), Status::Error);
+    }
+
+    #[test]
+    fn tls_cert_file_from_flags_survives_unreadable_config() {
+        let mut e = unreadable();
+        put(&mut e, "tlsCertFile", json!("/pki/k.crt"), Source::Flag);
+        put(
+            &mut e,
+            "tlsPrivateKeyFile",
+            json!("/pki/k.key"),
+            Source::Flag,
+        );
+        assert_eq!(status(&e, "kubelet-tls-cert-file"), Status::Pass);
+    }
+
+    #[test]
+    fn rotate_certificates_follows_the_effective_default() {
+        let id = "kubelet-rotate-certificates";
+        assert_eq!(status(&compliant(), id), Status::Pass);
+        let mut e = compliant();
+        put(&mut e, "rotateCertificates", json!(false), Source::Default);
+        let r = result(&e, id);
+        assert_eq!(r.status, Status::Fail);
+        assert!(r.note.contains("literal audit"), "{}", r.note);
+        assert_eq!(r.source, Some(Source::Default));
+        assert_eq!(
+            status(&with("rotateCertificates", json!(false)), id),
+            Status::Fail
+        );
+        assert_eq!(status(&unreadable(), id), Status::Error);
+    }
+
+    #[test]
+    fn rotate_server_certificate_gate() {
+        let id = "kubelet-rotate-server-certificate";
+        let gate = "featureGates.RotateKubeletServerCertificate";
+        // Absent: the gate's default, which is on.
+        let r = result(&compliant(), id);
+        assert_eq!(r.status, Status::Pass);
+        assert_eq!(r.source, Some(Source::Default));
+        assert!(r.note.contains("serverTLSBootstrap is false"), "{}", r.note);
+        assert_eq!(status(&with(gate, json!(true)), id), Status::Pass);
+        let r = result(&with(gate, json!(false)), id);
+        assert_eq!(r.status, Status::Warn);
+        assert_eq!(
+            r.actual,
+            "featureGates.RotateKubeletServerCertificate: false"
+        );
+        // Absent but the file that could set it is unreadable: unknown.
+        assert_eq!(status(&unreadable(), id), Status::Error);
+        // Set by a flag: known regardless.
+        let mut e = unreadable();
+        put(&mut e, gate, json!(true), Source::Flag);
+        assert_eq!(status(&e, id), Status::Pass);
+        // Absent because --feature-gates could not be parsed: unknown, not the default.
+        let mut e = compliant();
+        let reason = "--feature-gates=Rotate cannot be parsed: missing =";
+        e.unknown
+            .insert("featureGates".to_string(), reason.to_string());
+        let r = result(&e, id);
+        assert_eq!(r.status, Status::Error);
+        assert_eq!(r.note, reason);
+    }
+
+    #[test]
+    fn tls_cipher_suites() {
+        let id = "kubelet-tls-cipher-suites";
+        assert_eq!(status(&compliant(), id), Status::Pass);
+        let subset = json!(["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]);
+        assert_eq!(status(&with("tlsCipherSuites", subset), id), Status::Pass);
+        let alias = json!(["TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"]);
+        assert_eq!(status(&with("tlsCipherSuites", alias), id), Status::Pass);
+
+        let r = result(&with("tlsCipherSuites", json!([])), id);
+        assert_eq!(r.status, Status::Warn);
+        assert_eq!(r.actual, "tlsCipherSuites: []");
+        assert!(r.note.contains("Go's default"), "{}", r.note);
+
+        let mixed = json!([
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            "TLS_RSA_WITH_AES_128_GCM_SHA256"
+        ]);
+        let r = result(&with("tlsCipherSuites", mixed), id);
+        assert_eq!(r.status, Status::Warn);
+        assert!(
+            r.note.contains("TLS_RSA_WITH_AES_128_GCM_SHA256"),
+            "{}",
+            r.note
+        );
+        assert!(!r.note.contains("TLS_ECDHE_RSA_WITH_AES_128"), "{}", r.note);
+
+        let mut tls13 = with("tlsCipherSuites", json!([]));
+        put(
+            &mut tls13,
+            "tlsMinVersion",
+            json!("VersionTLS13"),
+            Source::Flag,
+        );
+        let r = result(&tls13, id);
+        assert_eq!(r.status, Status::Pass);
+        assert_eq!(r.actual, "tlsMinVersion: VersionTLS13");
+        assert_eq!(status(&unreadable(), id), Status::Error);
+    }
+
+    #[test]
+    fn pod_pids_limit() {
+        let id = "kubelet-pod-pids-limit";
+        assert_eq!(status(&compliant(), id), Status::Pass);
+        assert_eq!(status(&with("podPidsLimit", json!(-1)), id), Status::Warn);
+        assert_eq!(status(&with("podPidsLimit", json!(0)), id), Status::Warn);
+        assert_eq!(status(&unreadable(), id), Status::Error);
+    }
+
+    #[test]
+    fn seccomp_default() {
+        let id = "kubelet-seccomp-default";
+        assert_eq!(status(&compliant(), id), Status::Pass);
+        assert_eq!(
+            status(&with("seccompDefault", json!(false)), id),
+            Status::Warn
+        );
+        assert_eq!(status(&unreadable(), id), Status::Error);
+    }
+
+    #[test]
+    fn results_carry_the_catalogue_remediation() {
+        let results = evaluate(&hostile());
+        for (c, r) in CATALOGUE.iter().zip(&results) {
+            assert_eq!((r.id.as_str(), r.cis.as_str()), (c.id, c.cis));
+            assert_eq!(r.remediation.flag, c.flag_fix);
+            assert_eq!(r.remediation.config, c.config_fix);
+            assert_eq!(r.scored, c.scored);
+        }
+        let read_only = &results[3];
+        assert_eq!(read_only.remediation.flag, "--read-only-port=0");
+        assert_eq!(read_only.remediation.config, "readOnlyPort: 0");
+    }
+}

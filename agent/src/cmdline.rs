@@ -1,0 +1,573 @@
+//! The kubelet's command line, read with pflag's rules.
+//!
+//! Scanners that match flags by substring get these wrong: `--anonymous-auth false` does
+//! not set anything (a boolean never takes the next token, and the stray `false` would stop
+//! the kubelet), `--read-only-port=0x0` is 0, `--feature_gates` is `--feature-gates`, and the
+//! last `--authorization-mode` wins. This module only splits and types the arguments; the
+//! effective computation decides what they override.
+
+use nodeproof_proto::Warning;
+
+use crate::schema::{self, Flag, FlagKind};
+
+/// One flag as the kubelet parsed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedFlag {
+    pub flag: &'static Flag,
+    /// The raw value pflag hands to the flag's `Set` (`"true"` for a bare boolean).
+    pub value: String,
+    /// The flag as written, for provenance: `--read-only-port=0` or `--read-only-port 0`.
+    pub written: String,
+}
+
+/// A flag whose value the kubelet would refuse (`--read-only-port=abc`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadFlag {
+    pub flag: &'static Flag,
+    pub written: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommandLine {
+    /// Known flags with well-formed values, in command-line order.
+    pub flags: Vec<ParsedFlag>,
+    /// Known flags whose values do not parse.
+    pub bad: Vec<BadFlag>,
+    /// Everything a kubelet would refuse to start with (unknown flags, positional
+    /// arguments), plus deprecation notices.
+    pub warnings: Vec<Warning>,
+}
+
+impl CommandLine {
+    /// All values of one flag, in order.
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a ParsedFlag> + 'a {
+        self.flags.iter().filter(move |f| f.flag.name == name)
+    }
+
+    /// The last value of a scalar flag, which is the one that counts.
+    pub fn last(&self, name: &str) -> Option<&ParsedFlag> {
+        self.flags.iter().rev().find(|f| f.flag.name == name)
+    }
+
+    pub fn is_bad(&self, name: &str) -> Option<&BadFlag> {
+        self.bad.iter().rev().find(|b| b.flag.name == name)
+    }
+}
+
+const REFUSED: &str = "a kubelet refuses to start with this, so either this process is not \
+                       the kubelet nodeproof thinks it is, or its version knows flags that \
+                       nodeproof does not";
+
+/// Parses the kubelet's arguments (without argv[0]) the way pflag does with the kubelet's
+/// flag set and its `_`-to-`-` normalisation.
+pub fn parse_cmdline(args: &[String]) -> CommandLine {
+    let mut out = CommandLine::default();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if arg == "--" {
+            for rest in &args[i..] {
+                out.warnings.push(positional(rest));
+            }
+            break;
+        }
+        if !arg.starts_with('-') || arg == "-" {
+            out.warnings.push(positional(arg));
+            continue;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (long, None),
+            };
+            let normalized = name.replace('_', "-");
+            let Some(flag) = schema::lookup_flag(&normalized) else {
+                out.warnings.push(Warning {
+                    message: format!("unknown flag --{name}: {REFUSED}"),
+                    file: None,
+                    field: Some(format!("--{name}")),
+                });
+                continue;
+            };
+            take_value(&mut out, flag, arg, inline, args, &mut i);
+        } else {
+            // Shorthands: `-v=3`, `-v 3`, `-v3`, `-h`; several booleans may be combined.
+            for (pos, c) in arg[1..].char_indices() {
+                let Some(flag) = schema::lookup_shorthand(c) else {
+                    out.warnings.push(Warning {
+                        message: format!(
+                            "unknown shorthand flag '{c}' in {arg}: {REFUSED} (a long flag \
+                             needs two dashes)"
+                        ),
+                        file: None,
+                        field: Some(arg.clone()),
+                    });
+                    break;
+                };
+                let rest = &arg[1 + pos + c.len_utf8()..];
+                if let Some(v) = rest.strip_prefix('=') {
+                    take_value(&mut out, flag, arg, Some(v), args, &mut i);
+                    break;
+                }
+                if flag.kind == FlagKind::Bool {
+                    take_value(&mut out, flag, arg, None, args, &mut i);
+                    continue;
+                }
+                if !rest.is_empty() {
+                    take_value(&mut out, flag, arg, Some(rest), args, &mut i);
+                } else {
+                    take_value(&mut out, flag, arg, None, args, &mut i);
+                }
+                break;
+            }
+        }
+    }
+    out
+}
+
+fn positional(arg: &str) -> Warning {
+    let hint = if matches!(
+        arg.to_ascii_lowercase().as_str(),
+        "true" | "false" | "1" | "0" | "t" | "f"
+    ) {
+        " (a boolean flag never takes the next argument: write --flag=false)"
+    } else {
+        ""
+    };
+    Warning {
+        message: format!(
+            "stray argument {arg:?} on the kubelet's command line{hint}: a kubelet refuses \
+             to start with positional arguments, so nodeproof may be misreading this command \
+             line; the flag before it did not take it as a value"
+        ),
+        file: None,
+        field: None,
+    }
+}
+
+fn take_value(
+    out: &mut CommandLine,
+    flag: &'static Flag,
+    arg: &str,
+    inline: Option<&str>,
+    args: &[String],
+    i: &mut usize,
+) {
+    let (value, written) = match inline {
+        Some(v) => (v.to_string(), arg.to_string()),
+        None if flag.kind == FlagKind::Bool => ("true".to_string(), arg.to_string()),
+        None => match args.get(*i) {
+            Some(next) => {
+                *i += 1;
+                (next.clone(), format!("{arg} {next}"))
+            }
+            None => {
+                out.bad.push(BadFlag {
+                    flag,
+                    written: arg.to_string(),
+                    reason: "the flag needs an argument and none follows".to_string(),
+                });
+                out.warnings.push(Warning {
+                    message: format!("flag {arg} needs an argument: {REFUSED}"),
+                    file: None,
+                    field: Some(format!("--{}", flag.name)),
+                });
+                return;
+            }
+        },
+    };
+    if flag.deprecated.is_some() {
+        note_deprecated(out, flag);
+    }
+    match validate(flag.kind, &value) {
+        Ok(()) => out.flags.push(ParsedFlag {
+            flag,
+            value,
+            written,
+        }),
+        Err(reason) => {
+            out.warnings.push(Warning {
+                message: format!("invalid value in {written}: {reason}; {REFUSED}"),
+                file: None,
+                field: Some(format!("--{}", flag.name)),
+            });
+            out.bad.push(BadFlag {
+                flag,
+                written,
+                reason,
+            });
+        }
+    }
+}
+
+/// One warning per deprecation message, listing every flag it applies to: the kubelet
+/// marks every config-backed flag deprecated, and a line each would bury the rest.
+fn note_deprecated(out: &mut CommandLine, flag: &'static Flag) {
+    let Some(note) = flag.deprecated else { return };
+    let name = format!("--{}", flag.name);
+    let prefix = "deprecated flags (";
+    let suffix = format!("): {note}");
+    if let Some(w) = out
+        .warnings
+        .iter_mut()
+        .find(|w| w.message.starts_with(prefix) && w.message.ends_with(&suffix))
+    {
+        let listed = &w.message[prefix.len()..w.message.len() - suffix.len()];
+        if !listed.split(' ').any(|n| n == name) {
+            w.message = format!("{prefix}{listed} {name}{suffix}");
+        }
+        return;
+    }
+    out.warnings.push(Warning {
+        message: format!("{prefix}{name}{suffix}"),
+        file: None,
+        field: None,
+    });
+}
+
+fn validate(kind: FlagKind, value: &str) -> Result<(), String> {
+    match kind {
+        FlagKind::Bool => parse_go_bool(value).map(drop),
+        FlagKind::Int32 => parse_int_bits(value, 32).map(drop),
+        FlagKind::Int64 => parse_int_bits(value, 64).map(drop),
+        FlagKind::Float64 => value
+            .parse::<f64>()
+            .map(drop)
+            .map_err(|_| format!("{value:?} is not a number")),
+        FlagKind::Duration => parse_go_duration(value).map(drop),
+        FlagKind::BoolMap => parse_bool_map(value).map(drop),
+        FlagKind::String | FlagKind::StringList | FlagKind::StringMap | FlagKind::Other => Ok(()),
+        #[allow(unreachable_patterns)]
+        _ => Ok(()),
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+pub fn parse_go_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!("{s:?} is not a boolean (true or false)")),
+    }
+}
+
+/// Go's `strconv.ParseInt(s, 0, bits)`.
+pub fn parse_int_bits(s: &str, bits: u32) -> Result<i64, String> {
+    let v = crate::yaml::parse_go_int(s).ok_or_else(|| format!("{s:?} is not an integer"))?;
+    let (min, max) = if bits >= 64 {
+        (i64::MIN, i64::MAX)
+    } else {
+        (-(1i64 << (bits - 1)), (1i64 << (bits - 1)) - 1)
+    };
+    if v < min || v > max {
+        return Err(format!("{s} is out of range for a {bits}-bit integer"));
+    }
+    Ok(v)
+}
+
+/// `--feature-gates A=true,B=false` (k8s.io/component-base `MapStringBool.Set`): pairs
+/// separated by commas, spaces around them trimmed, values parsed with `ParseBool`.
+pub fn parse_bool_map(s: &str) -> Result<Vec<(String, bool)>, String> {
+    let mut out = Vec::new();
+    for pair in s.split(',') {
+        let pair = pair.trim();
+        if pair.is_empty() {
+            continue;
+        }
+        let Some((k, v)) = pair.split_once('=') else {
+            return Err(format!("malformed pair {pair:?}, expect KEY=true|false"));
+        };
+        let v = parse_go_bool(v.trim()).map_err(|e| format!("feature gate {}: {e}", k.trim()))?;
+        out.push((k.trim().to_string(), v));
+    }
+    Ok(out)
+}
+
+/// pflag's string slice: the value is one CSV record (quotes allowed, no trimming).
+pub fn parse_string_list(s: &str) -> Vec<String> {
+    if s.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' if quoted => quoted = false,
+            '"' if cur.is_empty() => quoted = true,
+            ',' if !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// Go's `time.ParseDuration`, in nanoseconds.
+pub fn parse_go_duration(s: &str) -> Result<i64, String> {
+    let err = || format!("{s:?} is not a duration (Go syntax, such as 4h0m0s, 30s or 500ms)");
+    let (neg, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(err());
+    }
+    let mut total: i128 = 0;
+    while !rest.is_empty() {
+        let int_end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let int_part = &rest[..int_end];
+        rest = &rest[int_end..];
+        let mut frac_part = "";
+        if let Some(r) = rest.strip_prefix('.') {
+            let frac_end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+            frac_part = &r[..frac_end];
+            rest = &r[frac_end..];
+        }
+        if int_part.is_empty() && frac_part.is_empty() {
+            return Err(err());
+        }
+        let unit_end = rest
+            .find(|c: char| c == '.' || c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit: i128 = match &rest[..unit_end] {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return Err(err()),
+        };
+        rest = &rest[unit_end..];
+        let whole: i128 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().map_err(|_| err())?
+        };
+        let mut value = whole.checked_mul(unit).ok_or_else(err)?;
+        if !frac_part.is_empty() {
+            let mut scale: i128 = 1;
+            let mut frac: i128 = 0;
+            for d in frac_part.bytes().take(18) {
+                frac = frac * 10 + i128::from(d - b'0');
+                scale *= 10;
+            }
+            value += frac * unit / scale;
+        }
+        total = total.checked_add(value).ok_or_else(err)?;
+        if total > i128::from(i64::MAX) + 1 {
+            return Err(err());
+        }
+    }
+    let total = if neg { -total } else { total };
+    i64::try_from(total).map_err(|_| err())
+}
+
+/// Go's `time.Duration.String()`: `4h0m0s`, `2m0s`, `1.5s`, `100ms`, `0s`.
+pub fn format_go_duration(nanos: i64) -> String {
+    if nanos == 0 {
+        return "0s".to_string();
+    }
+    let neg = nanos < 0;
+    let u = nanos.unsigned_abs();
+    let sign = if neg { "-" } else { "" };
+    if u < 1_000_000_000 {
+        let (unit, div) = if u < 1_000 {
+            ("ns", 1)
+        } else if u < 1_000_000 {
+            ("µs", 1_000)
+        } else {
+            ("ms", 1_000_000)
+        };
+        return format!("{sign}{}{unit}", fmt_frac(u, div));
+    }
+    let secs_total = u / 1_000_000_000;
+    let frac = u % 1_000_000_000;
+    let h = secs_total / 3600;
+    let m = (secs_total % 3600) / 60;
+    let s = secs_total % 60;
+    let secs = fmt_frac(s * 1_000_000_000 + frac, 1_000_000_000);
+    if h > 0 {
+        format!("{sign}{h}h{m}m{secs}s")
+    } else if m > 0 {
+        format!("{sign}{m}m{secs}s")
+    } else {
+        format!("{sign}{secs}s")
+    }
+}
+
+fn fmt_frac(v: u64, div: u64) -> String {
+    let whole = v / div;
+    let frac = v % div;
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let width = div.to_string().len() - 1;
+    let digits = format!("{frac:0width$}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> Vec<String> {
+        s.iter().map(|a| a.to_string()).collect()
+    }
+
+    /// The warnings other than the kubelet's own deprecation notices.
+    fn problems(c: &CommandLine) -> Vec<&Warning> {
+        c.warnings
+            .iter()
+            .filter(|w| !w.message.starts_with("deprecated flags ("))
+            .collect()
+    }
+
+    #[test]
+    fn equals_and_space_forms() {
+        let c = parse_cmdline(&args(&[
+            "--read-only-port=0",
+            "--authorization-mode",
+            "Webhook",
+        ]));
+        assert!(problems(&c).is_empty(), "{:?}", c.warnings);
+        assert_eq!(
+            c.last("read-only-port").map(|f| f.value.as_str()),
+            Some("0")
+        );
+        let mode = c.last("authorization-mode").expect("mode");
+        assert_eq!(mode.value, "Webhook");
+        assert_eq!(mode.written, "--authorization-mode Webhook");
+    }
+
+    #[test]
+    fn bare_boolean_never_takes_the_next_token() {
+        let c = parse_cmdline(&args(&["--anonymous-auth", "false", "--read-only-port=0"]));
+        assert_eq!(
+            c.last("anonymous-auth").map(|f| f.value.as_str()),
+            Some("true")
+        );
+        let p = problems(&c);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].message.contains("stray argument \"false\""));
+        assert!(p[0].message.contains("--flag=false"));
+        assert_eq!(
+            c.last("read-only-port").map(|f| f.value.as_str()),
+            Some("0")
+        );
+    }
+
+    #[test]
+    fn underscores_normalise_and_last_scalar_wins() {
+        let c = parse_cmdline(&args(&["--read_only_port=10255", "--read-only-port=0"]));
+        assert!(problems(&c).is_empty());
+        assert_eq!(c.values("read-only-port").count(), 2);
+        assert_eq!(
+            c.last("read-only-port").map(|f| f.value.as_str()),
+            Some("0")
+        );
+    }
+
+    #[test]
+    fn unknown_flags_and_single_dash_long_names_warn() {
+        let c = parse_cmdline(&args(&["--no-such-flag=1", "-config=/x"]));
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0]
+            .message
+            .contains("unknown flag --no-such-flag"));
+        assert!(c.warnings[1].message.contains("two dashes"));
+    }
+
+    #[test]
+    fn shorthand_verbosity() {
+        let c = parse_cmdline(&args(&["-v=2", "-v", "3", "-v4"]));
+        assert!(problems(&c).is_empty(), "{:?}", c.warnings);
+        let vs: Vec<_> = c.values("v").map(|f| f.value.clone()).collect();
+        assert_eq!(vs, ["2", "3", "4"]);
+    }
+
+    #[test]
+    fn invalid_values_are_bad_not_silently_used() {
+        let c = parse_cmdline(&args(&["--read-only-port=abc", "--anonymous-auth=nope"]));
+        assert_eq!(c.bad.len(), 2);
+        assert!(c.last("read-only-port").is_none());
+        assert!(c.is_bad("anonymous-auth").is_some());
+    }
+
+    #[test]
+    fn missing_argument_at_the_end() {
+        let c = parse_cmdline(&args(&["--config"]));
+        assert!(c.is_bad("config").is_some());
+        assert!(c.warnings[0].message.contains("needs an argument"));
+    }
+
+    #[test]
+    fn double_dash_ends_flags() {
+        let c = parse_cmdline(&args(&["--", "--read-only-port=0"]));
+        assert!(c.last("read-only-port").is_none());
+        assert_eq!(c.warnings.len(), 1);
+    }
+
+    #[test]
+    fn deprecations_are_one_warning_per_message() {
+        let c = parse_cmdline(&args(&[
+            "--read-only-port=0",
+            "--anonymous-auth=false",
+            "--read-only-port=0",
+        ]));
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        let m = &c.warnings[0].message;
+        assert!(m.contains("--read-only-port --anonymous-auth)"), "{m}");
+    }
+
+    #[test]
+    fn go_values() {
+        assert_eq!(parse_int_bits("0x10", 32), Ok(16));
+        assert_eq!(parse_int_bits("010", 32), Ok(8));
+        assert!(parse_int_bits("2147483648", 32).is_err());
+        assert_eq!(parse_go_bool("T"), Ok(true));
+        assert!(parse_go_bool("yes").is_err());
+        assert_eq!(
+            parse_bool_map(" A=true , B=false"),
+            Ok(vec![("A".into(), true), ("B".into(), false)])
+        );
+        assert!(parse_bool_map("A").is_err());
+        assert_eq!(parse_string_list("a,b"), ["a", "b"]);
+        assert_eq!(parse_string_list("\"a,b\",c"), ["a,b", "c"]);
+    }
+
+    #[test]
+    fn durations_round_trip_like_go() {
+        for (text, nanos, shown) in [
+            ("4h", 4 * 3_600_000_000_000i64, "4h0m0s"),
+            ("0", 0, "0s"),
+            ("0s", 0, "0s"),
+            ("5m", 300_000_000_000, "5m0s"),
+            ("1.5s", 1_500_000_000, "1.5s"),
+            ("100ms", 100_000_000, "100ms"),
+            ("1h30m", 5_400_000_000_000, "1h30m0s"),
+            ("-2s", -2_000_000_000, "-2s"),
+            ("2m0.25s", 120_250_000_000, "2m0.25s"),
+        ] {
+            assert_eq!(parse_go_duration(text), Ok(nanos), "{text}");
+            assert_eq!(format_go_duration(nanos), shown, "{text}");
+        }
+        for bad in ["", "4", "h", "4x", "1..2s", "-"] {
+            assert!(parse_go_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,832 @@
+//! The kubelet's effective settings: defaults, then the config file, then drop-ins, then
+//! flags, each value with its source and origin. This is where correctness lives.
+//!
+//! The order follows `NewKubeletCommand` in cmd/kubelet/app/server.go (1.30+):
+//! 1. flags are parsed onto the v1beta1 defaults plus the four legacy flag defaults;
+//! 2. `--config FILE` replaces that config with the file, defaulted with the v1beta1
+//!    defaults (zero values of non-pointer fields take the default);
+//! 3. `--config-dir DIR` merges every `*.conf` below DIR (lexical walk) as a JSON merge
+//!    patch onto the v1beta1 JSON of the config so far, decodes the result with Go's
+//!    case-insensitive `encoding/json` and defaults it again (see `apply_dropins`);
+//! 4. with either, every config-backed flag is parsed again on top, so flags win; feature
+//!    gates merge per key with the command line winning.
+
+use std::collections::BTreeMap;
+
+use nodeproof_proto::{Setting, Source, Warning};
+use serde_json::Value;
+
+use crate::cmdline::{format_go_duration, parse_bool_map, parse_go_bool, parse_go_duration};
+use crate::cmdline::{parse_int_bits, parse_string_list, CommandLine};
+use crate::config::{self, check_type_meta, decode_config_file, typed, warn, ConfigError};
+use crate::schema::{self, Field, FlagKind, Kind, KUBELET_CONFIGURATION};
+use crate::yaml::{self, Node};
+
+/// Settings keyed by v1beta1 JSON path (`readOnlyPort`, `authentication.anonymous.enabled`,
+/// `featureGates.RotateKubeletServerCertificate`); flag-only settings by their flag name
+/// (`--hostname-override`). Flag-only settings appear only when set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Effective {
+    pub settings: BTreeMap<String, Setting>,
+    /// Settings whose value cannot be known, with the reason (a flag value the kubelet
+    /// would refuse, say).
+    pub unknown: BTreeMap<String, String>,
+    pub warnings: Vec<Warning>,
+    /// Set when a config file or drop-in could not be decoded as the kubelet would decode it
+    /// (the kubelet would refuse to start with it, so the file changed after it started, or
+    /// we misread it). Values that do not come from a flag are then unknown.
+    pub config_error: Option<String>,
+}
+
+impl Effective {
+    /// The setting at `path`, or why it cannot be known. Checks call this, never
+    /// `settings` directly, so that an unreadable config file turns into `error` verdicts
+    /// instead of verdicts on defaults that may not apply.
+    pub fn lookup(&self, path: &str) -> Result<&Setting, String> {
+        let parent_unknown = path
+            .split_once('.')
+            .and_then(|(head, _)| self.unknown.get(head));
+        if let Some(reason) = self.unknown.get(path).or(parent_unknown) {
+            return Err(reason.clone());
+        }
+        match (self.settings.get(path), &self.config_error) {
+            (Some(s), _) if s.source == Source::Flag => Ok(s),
+            (_, Some(err)) => Err(format!(
+                "{path} is not set by a flag and the kubelet's config could not be read: {err}"
+            )),
+            (Some(s), None) => Ok(s),
+            (None, None) => Err(format!(
+                "{path} is not among the settings nodeproof computes"
+            )),
+        }
+    }
+
+    /// A flag-only setting (`--hostname-override`), which is either given or absent; absence
+    /// is certain even when the config file is unreadable, since files cannot set it.
+    pub fn flag(&self, name: &str) -> Option<&Setting> {
+        self.settings.get(name)
+    }
+}
+
+/// A file as the scanner read it: its path inside the kubelet's root, and its text or why
+/// it could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileInput {
+    pub path: String,
+    pub content: Result<String, String>,
+}
+
+/// The `--config-dir` directory: every regular file below it in the kubelet's walk order,
+/// or why it could not be listed. Files that are not `*.conf` are filtered here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DropInDir {
+    pub dir: String,
+    pub files: Result<Vec<FileInput>, String>,
+}
+
+/// A setting nodeproof computes, with its defaults.
+struct Tracked {
+    path: &'static str,
+    default: Def,
+    /// The value without `--config` when it differs (`applyLegacyDefaults`).
+    legacy: Option<Def>,
+    /// Relative values in the config file resolve against the file's directory.
+    is_path: bool,
+}
+
+#[derive(Clone, Copy)]
+enum Def {
+    Bool(bool),
+    Int(i64),
+    Str(&'static str),
+    EmptyList,
+}
+
+impl Def {
+    fn value(self) -> Value {
+        match self {
+            Def::Bool(b) => Value::Bool(b),
+            Def::Int(i) => Value::from(i),
+            Def::Str(s) => Value::String(s.to_string()),
+            Def::EmptyList => Value::Array(Vec::new()),
+        }
+    }
+}
+
+const fn t(path: &'static str, default: Def) -> Tracked {
+    Tracked {
+        path,
+        default,
+        legacy: None,
+        is_path: false,
+    }
+}
+
+/// Defaults from pkg/kubelet/apis/config/v1beta1/defaults.go (SetDefaults_KubeletConfiguration)
+/// and the legacy flag defaults from cmd/kubelet/app/options/options.go (applyLegacyDefaults).
+static TRACKED: &[Tracked] = &[
+    Tracked {
+        legacy: Some(Def::Bool(true)),
+        ..t("authentication.anonymous.enabled", Def::Bool(false))
+    },
+    Tracked {
+        legacy: Some(Def::Bool(false)),
+        ..t("authentication.webhook.enabled", Def::Bool(true))
+    },
+    t("authentication.webhook.cacheTTL", Def::Str("2m0s")),
+    Tracked {
+        is_path: true,
+        ..t("authentication.x509.clientCAFile", Def::Str(""))
+    },
+    Tracked {
+        legacy: Some(Def::Str("AlwaysAllow")),
+        ..t("authorization.mode", Def::Str("Webhook"))
+    },
+    t("authorization.webhook.cacheAuthorizedTTL", Def::Str("5m0s")),
+    t(
+        "authorization.webhook.cacheUnauthorizedTTL",
+        Def::Str("30s"),
+    ),
+    Tracked {
+        legacy: Some(Def::Int(10255)),
+        ..t("readOnlyPort", Def::Int(0))
+    },
+    t("port", Def::Int(10250)),
+    t("address", Def::Str("0.0.0.0")),
+    t("healthzPort", Def::Int(10248)),
+    t("healthzBindAddress", Def::Str("127.0.0.1")),
+    Tracked {
+        is_path: true,
+        ..t("tlsCertFile", Def::Str(""))
+    },
+    Tracked {
+        is_path: true,
+        ..t("tlsPrivateKeyFile", Def::Str(""))
+    },
+    t("tlsCipherSuites", Def::EmptyList),
+    t("tlsMinVersion", Def::Str("")),
+    t("rotateCertificates", Def::Bool(false)),
+    t("serverTLSBootstrap", Def::Bool(false)),
+    t("protectKernelDefaults", Def::Bool(false)),
+    t("makeIPTablesUtilChains", Def::Bool(true)),
+    t("eventRecordQPS", Def::Int(50)),
+    t("eventBurst", Def::Int(100)),
+    t("streamingConnectionIdleTimeout", Def::Str("4h0m0s")),
+    t("podPidsLimit", Def::Int(-1)),
+    t("seccompDefault", Def::Bool(false)),
+    t("enableDebuggingHandlers", Def::Bool(true)),
+    t("enableServer", Def::Bool(true)),
+    Tracked {
+        is_path: true,
+        ..t("staticPodPath", Def::Str(""))
+    },
+];
+
+/// The paths of every setting `compute` always reports.
+pub fn tracked_paths() -> impl Iterator<Item = &'static str> {
+    TRACKED.iter().map(|t| t.path)
+}
+
+const V1BETA1_DEFAULT: &str = "kubelet v1beta1 default";
+const LEGACY_DEFAULT: &str = "kubelet legacy flag default (no --config)";
+
+/// The `--config` file the kubelet loads, as given (empty means none).
+pub fn config_flag(cmd: &CommandLine) -> Option<String> {
+    cmd.last("config")
+        .map(|f| f.value.clone())
+        .filter(|v| !v.is_empty())
+}
+
+/// The `--config-dir` directory, as given (empty means none).
+pub fn config_dir_flag(cmd: &CommandLine) -> Option<String> {
+    cmd.last("config-dir")
+        .map(|f| f.value.clone())
+        .filter(|v| !v.is_empty())
+}
+
+/// Computes the effective settings from the parsed command line and the files it names.
+pub fn compute(
+    cmd: &CommandLine,
+    config_file: Option<&FileInput>,
+    dropins: Option<&DropInDir>,
+) -> Effective {
+    let mut eff = Effective {
+        warnings: cmd.warnings.clone(),
+        ..Effective::default()
+    };
+    let mut errors: Vec<String> = Vec::new();
+
+    // 1 and 2: the base config.
+    match config_file {
+        None => {
+            for tr in TRACKED {
+                let (value, origin) = match tr.legacy {
+                    Some(l) => (l.value(), LEGACY_DEFAULT),
+                    None => (tr.default.value(), V1BETA1_DEFAULT),
+                };
+                eff.settings
+                    .insert(tr.path.to_string(), setting(value, Source::Default, origin));
+            }
+        }
+        Some(file) => {
+            let decoded = match &file.content {
+                Ok(text) => decode_config_file(&file.path, text),
+                Err(reason) => Err(ConfigError::Unreadable {
+                    path: file.path.clone(),
+                    reason: reason.clone(),
+                }),
+            };
+            let values = match decoded {
+                Ok(fc) => {
+                    eff.warnings.extend(fc.warnings);
+                    fc.values
+                }
+                Err(e) => {
+                    errors.push(e.to_string());
+                    BTreeMap::new()
+                }
+            };
+            apply_file(&mut eff, &file.path, &values);
+        }
+    }
+
+    // 3: drop-ins.
+    if let Some(dir) = dropins {
+        if let Err(e) = apply_dropins(&mut eff, dir) {
+            errors.push(e);
+        }
+    }
+
+    // 4: flags.
+    apply_flags(&mut eff, cmd);
+
+    if !errors.is_empty() {
+        eff.config_error = Some(errors.join("; "));
+    }
+    eff
+}
+
+fn setting(value: Value, source: Source, origin: impl Into<String>) -> Setting {
+    Setting {
+        value,
+        source,
+        origin: origin.into(),
+    }
+}
+
+fn is_zero(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty() || s == "0s",
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Null => true,
+    }
+}
+
+fn apply_file(eff: &mut Effective, path: &str, values: &BTreeMap<String, Value>) {
+    let dir = parent_dir(path);
+    for tr in TRACKED {
+        let pointer = schema::lookup_field(tr.path).is_some_and(|f| f.pointer);
+        let s = match values.get(tr.path) {
+            None => setting(tr.default.value(), Source::Default, V1BETA1_DEFAULT),
+            // A zero value that defaulting changes counts as the default; one that equals
+            // the default (rotateCertificates: false) stays the file's, so the operator sees
+            // where to change it.
+            Some(v) if !pointer && is_zero(v) && *v != tr.default.value() => setting(
+                tr.default.value(),
+                Source::Default,
+                format!(
+                    "{V1BETA1_DEFAULT} ({path} sets {} to {v}, a zero value, which defaulting replaces)",
+                    tr.path
+                ),
+            ),
+            Some(v) => {
+                let v = match (tr.is_path, v) {
+                    (true, Value::String(p)) if !p.starts_with('/') => {
+                        Value::String(join_path(&dir, p))
+                    }
+                    _ => v.clone(),
+                };
+                setting(v, Source::ConfigFile, path)
+            }
+        };
+        eff.settings.insert(tr.path.to_string(), s);
+    }
+    for (k, v) in values {
+        if k.starts_with("featureGates.") {
+            eff.settings
+                .insert(k.clone(), setting(v.clone(), Source::ConfigFile, path));
+        }
+    }
+}
+
+fn parent_dir(path: &str) -> String {
+    match path.rfind('/') {
+        Some(0) => "/".to_string(),
+        Some(i) => path[..i].to_string(),
+        None => ".".to_string(),
+    }
+}
+
+/// Go's `filepath.Join` for an absolute directory and a relative path.
+fn join_path(dir: &str, rel: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in dir.split('/').chain(rel.split('/')) {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    if dir.starts_with('/') {
+        format!("/{}", parts.join("/"))
+    } else {
+        parts.join("/")
+    }
+}
+
+// ---- drop-ins ----------------------------------------------------------------------------
+//
+// cmd/kubelet/app/server.go `mergeKubeletConfigurations` (1.30+): the config so far is
+// converted to v1beta1 and marshalled to JSON (fields with `omitempty` and a zero value are
+// left out); each drop-in must be exactly kubelet.config.k8s.io/v1beta1 KubeletConfiguration
+// and is merge-patched on; the result is decoded with Go's `encoding/json` (keys matched
+// case-insensitively, in the bytewise order `json.Marshal` gives a map's keys, the last
+// one winning), then defaulted with the v1beta1 defaults again. (1.28-1.29 marshalled the
+// internal struct instead and did not default; nodeproof follows 1.30+.)
+
+/// Where a value in the merged JSON came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Origin {
+    Base,
+    DropIn(usize),
+}
+
+/// The merged JSON: objects keep keys sorted bytewise, as Go's `json.Marshal` of a map
+/// does, which decides which of two keys that match the same field case-insensitively is
+/// decoded last and wins.
+#[derive(Debug, Clone)]
+enum Merged {
+    Leaf(Node, Origin),
+    Obj(BTreeMap<String, Merged>),
+}
+
+fn value_to_node(v: &Value) -> Node {
+    match v {
+        Value::Null => Node::Null,
+        Value::Bool(b) => Node::Bool(*b),
+        Value::Number(n) => n
+            .as_i64()
+            .map(Node::Int)
+            .unwrap_or(Node::Float(n.as_f64().unwrap_or(0.0))),
+        Value::String(s) => Node::Str(s.clone()),
+        Value::Array(a) => Node::Seq(a.iter().map(value_to_node).collect()),
+        Value::Object(o) => Node::Map(
+            o.iter()
+                .map(|(k, v)| (k.clone(), value_to_node(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn insert_base(root: &mut BTreeMap<String, Merged>, json_path: &str, value: Node) {
+    let mut parts = json_path.split('.').peekable();
+    let mut cur = root;
+    while let Some(part) = parts.next() {
+        // Feature gate names may contain dots? They do not; but keep the gate whole anyway.
+        let key = if parts.peek().is_some() && part == "featureGates" {
+            let gate: Vec<&str> = parts.by_ref().collect();
+            let entry = cur
+                .entry(part.to_string())
+                .or_insert_with(|| Merged::Obj(BTreeMap::new()));
+            if let Merged::Obj(m) = entry {
+                m.insert(gate.join("."), Merged::Leaf(value, Origin::Base));
+            }
+            return;
+        } else {
+            part.to_string()
+        };
+        if parts.peek().is_none() {
+            cur.insert(key, Merged::Leaf(value, Origin::Base));
+            return;
+        }
+        let entry = cur
+            .entry(key)
+            .or_insert_with(|| Merged::Obj(BTreeMap::new()));
+        if !matches!(entry, Merged::Obj(_)) {
+            *entry = Merged::Obj(BTreeMap::new());
+        }
+        let Merged::Obj(next) = entry else { return };
+        cur = next;
+    }
+}
+
+/// RFC 7386 JSON merge patch, as evanphx/json-patch's `MergePatch` applies it.
+fn merge_patch(target: &mut Merged, patch: &Node, origin: Origin) {
+    match patch {
+        Node::Map(entries) => {
+            if !matches!(target, Merged::Obj(_)) {
+                *target = Merged::Obj(BTreeMap::new());
+            }
+            let Merged::Obj(map) = target else { return };
+            for (k, v) in entries {
+                if *v == Node::Null {
+                    map.remove(k);
+                    continue;
+                }
+                let slot = map
+                    .entry(k.clone())
+                    .or_insert_with(|| Merged::Obj(BTreeMap::new()));
+                if matches!(v, Node::Map(_)) {
+                    merge_patch(slot, v, origin);
+                } else {
+                    *slot = Merged::Leaf(v.clone(), origin);
+                }
+            }
+        }
+        other => *target = Merged::Leaf(other.clone(), origin),
+    }
+}
+
+/// Go's `encoding/json` field matching: the exact name first, else case-insensitive.
+fn match_field(fields: &'static [Field], key: &str) -> Option<&'static Field> {
+    fields
+        .iter()
+        .find(|f| f.name == key)
+        .or_else(|| fields.iter().find(|f| f.name.eq_ignore_ascii_case(key)))
+}
+
+/// Decodes the merged JSON into `out` (path -> value, origin), in Go's order: keys sorted
+/// bytewise, nested objects decoded into the same struct, later keys overwriting.
+fn decode_merged(
+    obj: &BTreeMap<String, Merged>,
+    fields: &'static [Field],
+    prefix: &str,
+    out: &mut BTreeMap<String, (Value, Origin)>,
+) -> Result<(), String> {
+    for (key, val) in obj {
+        let Some(field) = match_field(fields, key) else {
+            continue;
+        };
+        if prefix.is_empty() && (field.name == "apiVersion" || field.name == "kind") {
+            continue;
+        }
+        let path = config::join(prefix, field.name);
+        match (field.kind, val) {
+            (_, Merged::Leaf(Node::Null, _)) => {}
+            (Kind::Struct(sub), Merged::Obj(inner)) => decode_merged(inner, sub, &path, out)?,
+            (Kind::BoolMap, Merged::Obj(inner)) => {
+                for (gate, v) in inner {
+                    match v {
+                        Merged::Leaf(Node::Bool(b), origin) => {
+                            out.insert(format!("{path}.{gate}"), (Value::Bool(*b), *origin));
+                        }
+                        Merged::Leaf(Node::Null, _) => {}
+                        _ => return Err(format!("{path}.{gate} must be a boolean")),
+                    }
+                }
+            }
+            (Kind::Opaque | Kind::StringMap, _) => {}
+            (kind, Merged::Leaf(node, origin)) => {
+                let v = typed(kind, node, true)
+                    .map_err(|expected| format!("{path}: expected {expected}"))?;
+                if !v.is_null() {
+                    out.insert(path, (v, *origin));
+                }
+            }
+            (_, Merged::Obj(_)) => {
+                return Err(format!("{path}: an object where a value belongs"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks one drop-in the way the kubelet's strict unstructured decode and the final
+/// typed decode would, and reports fields it ignores or matches only case-insensitively.
+fn check_dropin(
+    path: &str,
+    entries: &[(String, Node)],
+    fields: &'static [Field],
+    prefix: &str,
+    warnings: &mut Vec<Warning>,
+) -> Result<(), ConfigError> {
+    for (i, (key, value)) in entries.iter().enumerate() {
+        let full = config::join(prefix, key);
+        if entries[i + 1..].iter().any(|(k, _)| k == key) {
+            return Err(ConfigError::DuplicateInDropIn {
+                path: path.to_string(),
+                field: full,
+            });
+        }
+        let Some(field) = match_field(fields, key) else {
+            warnings.push(warn(
+                path,
+                Some(&full),
+                format!("unknown field {full} in a drop-in: the kubelet ignores it"),
+            ));
+            continue;
+        };
+        let canonical = config::join(prefix, field.name);
+        if field.name != key {
+            warnings.push(warn(
+                path,
+                Some(&canonical),
+                format!(
+                    "drop-in key {full} is not spelled {canonical}; the kubelet decodes merged \
+                     drop-ins case-insensitively, so it sets {canonical} only when no key with \
+                     the proper spelling is in the merged config (that one sorts after it and \
+                     wins); write {} instead",
+                    field.name
+                ),
+            ));
+        }
+        match (field.kind, value) {
+            (_, Node::Null) => {}
+            (Kind::Struct(sub), Node::Map(inner)) => {
+                check_dropin(path, inner, sub, &canonical, warnings)?;
+            }
+            (Kind::BoolMap, Node::Map(inner)) => {
+                for (gate, v) in inner {
+                    if !matches!(v, Node::Bool(_) | Node::Null) {
+                        return Err(ConfigError::BadValue {
+                            path: path.to_string(),
+                            field: format!("{canonical}.{gate}"),
+                            message: format!("expected a boolean, found {}", v.kind_name()),
+                        });
+                    }
+                }
+            }
+            (kind, v) => {
+                typed(kind, v, true).map_err(|expected| ConfigError::BadValue {
+                    path: path.to_string(),
+                    field: canonical.clone(),
+                    message: format!("expected {expected}, found {}", v.kind_name()),
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load_dropin(file: &FileInput) -> Result<Node, ConfigError> {
+    let text = file
+        .content
+        .as_ref()
+        .map_err(|reason| ConfigError::Unreadable {
+            path: file.path.clone(),
+            reason: reason.clone(),
+        })?;
+    if text.is_empty() {
+        return Err(ConfigError::Empty {
+            path: file.path.clone(),
+        });
+    }
+    let parsed = yaml::parse(text).map_err(|source| ConfigError::Syntax {
+        path: file.path.clone(),
+        source,
+    })?;
+    match &parsed.node {
+        Node::Map(entries) => check_type_meta(&file.path, entries, true)?,
+        Node::Null => {
+            return Err(ConfigError::Empty {
+                path: file.path.clone(),
+            })
+        }
+        other => {
+            return Err(ConfigError::NotAnObject {
+                path: file.path.clone(),
+                found: other.kind_name(),
+            })
+        }
+    }
+    Ok(parsed.node)
+}
+
+fn apply_dropins(eff: &mut Effective, dir: &DropInDir) -> Result<(), String> {
+    let files = dir.files.as_ref().map_err(|reason| {
+        format!(
+            "--config-dir {}: {reason}; the kubelet refuses to start when it cannot walk its \
+             drop-in directory",
+            dir.dir
+        )
+    })?;
+    let confs: Vec<&FileInput> = files
+        .iter()
+        .filter(|f| {
+            f.path
+                .rsplit('/')
+                .next()
+                .is_some_and(|n| n.ends_with(".conf"))
+        })
+        .collect();
+    if confs.is_empty() {
+        return Ok(());
+    }
+    // The base, as the kubelet marshals its v1beta1 form: non-pointer zero values omitted.
+    let mut root = BTreeMap::new();
+    for (path, s) in &eff.settings {
+        let pointer = schema::lookup_field(path).is_some_and(|f| f.pointer);
+        let gate = path.starts_with("featureGates.");
+        if !gate && !pointer && is_zero(&s.value) {
+            continue;
+        }
+        insert_base(&mut root, path, value_to_node(&s.value));
+    }
+    let mut merged = Merged::Obj(root);
+    for (i, file) in confs.iter().enumerate() {
+        let node = load_dropin(file).map_err(|e| e.to_string())?;
+        if let Node::Map(entries) = &node {
+            check_dropin(
+                &file.path,
+                entries,
+                KUBELET_CONFIGURATION,
+                "",
+                &mut eff.warnings,
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        merge_patch(&mut merged, &node, Origin::DropIn(i));
+    }
+    let Merged::Obj(root) = &merged else {
+        return Err("merged drop-ins are not an object".to_string());
+    };
+    let mut decoded = BTreeMap::new();
+    decode_merged(root, KUBELET_CONFIGURATION, "", &mut decoded)?;
+
+    // Defaulting runs again on the merged result.
+    for tr in TRACKED {
+        let pointer = schema::lookup_field(tr.path).is_some_and(|f| f.pointer);
+        let default = tr.default.value();
+        let new = match decoded.get(tr.path) {
+            Some((_, Origin::Base)) => continue,
+            Some((v, Origin::DropIn(i))) if pointer || !is_zero(v) || *v == default => {
+                setting(v.clone(), Source::DropIn, confs[*i].path.clone())
+            }
+            Some((v, Origin::DropIn(i))) => setting(
+                default,
+                Source::Default,
+                format!(
+                    "{V1BETA1_DEFAULT} ({} sets {} to {v}, a zero value, which defaulting \
+                     replaces)",
+                    confs[*i].path, tr.path
+                ),
+            ),
+            None => {
+                if eff
+                    .settings
+                    .get(tr.path)
+                    .is_some_and(|s| s.value == default)
+                {
+                    continue;
+                }
+                setting(
+                    default,
+                    Source::Default,
+                    format!(
+                        "{V1BETA1_DEFAULT} (a drop-in in {} removed the value with null)",
+                        dir.dir
+                    ),
+                )
+            }
+        };
+        eff.settings.insert(tr.path.to_string(), new);
+    }
+    let gates: Vec<String> = eff
+        .settings
+        .keys()
+        .filter(|k| k.starts_with("featureGates."))
+        .cloned()
+        .collect();
+    for gate in gates {
+        if !decoded.contains_key(&gate) {
+            eff.settings.remove(&gate);
+        }
+    }
+    for (path, (value, origin)) in decoded {
+        if let (true, Origin::DropIn(i)) = (path.starts_with("featureGates."), origin) {
+            eff.settings
+                .insert(path, setting(value, Source::DropIn, confs[i].path.clone()));
+        }
+    }
+    Ok(())
+}
+
+// ---- flags ------------------------------------------------------------------------------
+
+fn flag_value(kind: FlagKind, raw: &str) -> Option<Value> {
+    Some(match kind {
+        FlagKind::Bool => Value::Bool(parse_go_bool(raw).ok()?),
+        FlagKind::Int32 => Value::from(parse_int_bits(raw, 32).ok()?),
+        FlagKind::Int64 => Value::from(parse_int_bits(raw, 64).ok()?),
+        FlagKind::Duration => Value::String(format_go_duration(parse_go_duration(raw).ok()?)),
+        _ => Value::String(raw.to_string()),
+    })
+}
+
+fn apply_flags(eff: &mut Effective, cmd: &CommandLine) {
+    // Config-backed flags of tracked settings.
+    for tr in TRACKED {
+        let flags: Vec<_> = cmd
+            .flags
+            .iter()
+            .filter(|f| f.flag.config == Some(tr.path))
+            .collect();
+        if let Some(bad) = cmd.bad.iter().find(|b| b.flag.config == Some(tr.path)) {
+            eff.unknown.insert(
+                tr.path.to_string(),
+                format!(
+                    "{} on the command line cannot be parsed ({}); a kubelet would refuse to \
+                     start with it, so nodeproof cannot tell what value this kubelet uses",
+                    bad.written, bad.reason
+                ),
+            );
+            continue;
+        }
+        let Some(last) = flags.last() else { continue };
+        if tr.path == "seccompDefault" {
+            continue; // handled below: the flag ORs with the file.
+        }
+        if last.flag.kind == FlagKind::StringList {
+            // pflag string slices: the first use replaces the config's list, later ones append.
+            let items: Vec<Value> = flags
+                .iter()
+                .flat_map(|f| parse_string_list(&f.value))
+                .map(Value::String)
+                .collect();
+            let origin = flags
+                .iter()
+                .map(|f| f.written.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            eff.settings.insert(
+                tr.path.to_string(),
+                setting(Value::Array(items), Source::Flag, origin),
+            );
+            continue;
+        }
+        if let Some(v) = flag_value(last.flag.kind, &last.value) {
+            eff.settings.insert(
+                tr.path.to_string(),
+                setting(v, Source::Flag, last.written.clone()),
+            );
+        }
+    }
+
+    // seccompDefault: `--seccomp-default` OR the file's seccompDefault.
+    if let Some(f) = cmd.last("seccomp-default") {
+        if parse_go_bool(&f.value) == Ok(true) {
+            eff.settings.insert(
+                "seccompDefault".to_string(),
+                setting(Value::Bool(true), Source::Flag, f.written.clone()),
+            );
+        } else {
+            let file_true = eff
+                .settings
+                .get("seccompDefault")
+                .is_some_and(|s| s.value == Value::Bool(true));
+            if !file_true {
+                eff.settings.insert(
+                    "seccompDefault".to_string(),
+                    setting(Value::Bool(false), Source::Flag, f.written.clone()),
+                );
+            }
+        }
+    }
+
+    // Feature gates: per key, the command line wins; within it, the last mention wins.
+    for f in cmd.values("feature-gates") {
+        if let Ok(pairs) = parse_bool_map(&f.value) {
+            for (gate, on) in pairs {
+                eff.settings.insert(
+                    format!("featureGates.{gate}"),
+                    setting(Value::Bool(on), Source::Flag, f.written.clone()),
+                );
+            }
+        }
+    }
+    if let Some(bad) = cmd.is_bad("feature-gates") {
+        eff.unknown.insert(
+            "featureGates".to_string(),
+            format!("{} cannot be parsed: {}", bad.written, bad.reason),
+        );
+    }
+
+    // Flag-only settings, when given.
+    for f in &cmd.flags {
+        if f.flag.config.is_none() && !matches!(f.flag.name, "config" | "config-dir" | "v") {
+            eff.settings.insert(
+                format!("--{}", f.flag.name),
+                setting(
+                    Value::String(f.value.clone()),
+                    Source::Flag,
+                    f.written.clone(),
+                ),
+            );
+        }
+    }
+}

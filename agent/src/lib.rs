@@ -1,0 +1,19 @@
+//! nodeproof-agent: finds the kubelet that is actually running, computes its effective
+//! settings exactly as the kubelet does (flags over drop-ins over the config file over
+//! defaults), checks them against the CIS Kubernetes Benchmark and builds a signed report.
+//!
+//! The core is pure: `cmdline`, `config`, `effective` and `checks` take values and return
+//! values. Only `process` (reading /proc and the kubelet's files) and the binary touch the
+//! system.
+#![forbid(unsafe_code)]
+
+pub mod checks;
+pub mod cmdline;
+pub mod config;
+pub mod effective;
+pub mod fakeproc;
+pub mod process;
+pub mod render;
+pub mod scan;
+pub mod schema;
+pub mod yaml;

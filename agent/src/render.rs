@@ -1,0 +1,342 @@
+//! The human-readable report, laid out the way kube-bench prints one, so that people who
+//! know kube-bench can read ours at a glance: one `[PASS]`/`[FAIL]`/`[WARN]`/`[ERROR]` line
+//! per check, then what to do about each one that did not pass, then a summary.
+//!
+//! Why it escapes data: paths, values and warnings come from files on the node, which an
+//! attacker may write. Every such string is reduced to printable ASCII before it reaches a
+//! terminal, so a config value cannot smuggle in escape sequences; the only escapes in the
+//! output are the colours we add, and only when asked to.
+
+use std::fmt::Write;
+
+use nodeproof_proto::{CheckResult, Report, Status};
+
+const RESET: &str = "\x1b[0m";
+
+/// The whole report as text; `color` adds ANSI colours to the status tags.
+pub fn text(report: &Report, color: bool) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_report(&mut out, report, color);
+    out
+}
+
+fn write_report(out: &mut String, report: &Report, color: bool) -> std::fmt::Result {
+    let k = &report.kubelet;
+    writeln!(
+        out,
+        "== nodeproof: kubelet CIS Kubernetes Benchmark v1.12, section 4.2 =="
+    )?;
+    writeln!(out, "node:        {}", opt(&report.node.hostname))?;
+    writeln!(
+        out,
+        "scanned:     {} by nodeproof-agent {}",
+        clean(&report.scan_time),
+        clean(&report.agent_version)
+    )?;
+    writeln!(out, "kubelet:     pid {} ({})", k.pid, opt(&k.exe))?;
+    writeln!(out, "config file: {}", opt(&k.config_file))?;
+    writeln!(out, "config dir:  {}", opt(&k.config_dir))?;
+    writeln!(out)?;
+
+    writeln!(out, "{} 4.2 Kubelet", paint("[INFO]", None, color))?;
+    for c in &report.checks {
+        writeln!(
+            out,
+            "{} {} {}",
+            tag(c.status, color),
+            clean(&c.cis),
+            heading(c)
+        )?;
+    }
+
+    writeln!(out)?;
+
+    let open: Vec<&CheckResult> = report
+        .checks
+        .iter()
+        .filter(|c| c.status != Status::Pass)
+        .collect();
+    if !open.is_empty() {
+        writeln!(out, "== Remediations ==")?;
+        for c in open {
+            writeln!(
+                out,
+                "{} {} {}",
+                tag(c.status, color),
+                clean(&c.cis),
+                heading(c)
+            )?;
+            field(out, "id", &c.id)?;
+            field(out, "expected", &c.expected)?;
+            field(out, "actual", &c.actual)?;
+            let source = match (c.source, &c.origin) {
+                (Some(s), Some(o)) => format!("{s} ({o})"),
+                (Some(s), None) => s.to_string(),
+                (None, Some(o)) => o.clone(),
+                (None, None) => "n/a".to_string(),
+            };
+            field(out, "source", &source)?;
+            if !c.note.is_empty() {
+                field(out, "note", &c.note)?;
+            }
+            field(out, "flag", &c.remediation.flag)?;
+            // The config form is YAML to merge, so its lines stay lines.
+            for (i, line) in c.remediation.config.lines().enumerate() {
+                field(out, if i == 0 { "config" } else { "" }, line)?;
+            }
+            writeln!(out)?;
+        }
+    }
+
+    if !report.warnings.is_empty() {
+        writeln!(out, "== Warnings ==")?;
+        for w in &report.warnings {
+            let mut line = format!("- {}", clean(&w.message));
+            if let Some(file) = &w.file {
+                line.push_str(&format!(" (file: {})", clean(file)));
+            }
+            if let Some(field) = &w.field {
+                line.push_str(&format!(" (field: {})", clean(field)));
+            }
+            writeln!(out, "{line}")?;
+        }
+        writeln!(out)?;
+    }
+
+    let s = &report.summary;
+    writeln!(
+        out,
+        "== Summary: {} pass, {} fail, {} warn, {} error ==",
+        s.pass, s.fail, s.warn, s.error
+    )
+}
+
+/// The check's title with kube-bench's "(Automated)"/"(Manual)" suffix.
+fn heading(c: &CheckResult) -> String {
+    let kind = if c.scored { "Automated" } else { "Manual" };
+    format!("{} ({kind})", clean(&c.title))
+}
+
+/// `    name:     value`, the value on one line; an empty name continues the field above.
+fn field(out: &mut String, name: &str, value: &str) -> std::fmt::Result {
+    let label = if name.is_empty() {
+        String::new()
+    } else {
+        format!("    {name}:")
+    };
+    writeln!(out, "{label:<14}{}", clean(value))
+}
+
+fn tag(status: Status, color: bool) -> String {
+    let (text, code) = match status {
+        Status::Pass => ("[PASS]", "\x1b[32m"),
+        Status::Fail => ("[FAIL]", "\x1b[31m"),
+        Status::Warn => ("[WARN]", "\x1b[33m"),
+        Status::Error => ("[ERROR]", "\x1b[35m"),
+    };
+    paint(text, Some(code), color)
+}
+
+/// kube-bench paints `[INFO]` blue.
+fn paint(text: &str, code: Option<&str>, color: bool) -> String {
+    if color {
+        format!("{}{text}{RESET}", code.unwrap_or("\x1b[34m"))
+    } else {
+        text.to_string()
+    }
+}
+
+fn opt(value: &Option<String>) -> String {
+    value.as_deref().map_or_else(|| "none".to_string(), clean)
+}
+
+/// Printable ASCII only: anything else (escape sequences, newlines, non-ASCII) is shown as
+/// `\u{..}`, so data from the node cannot rewrite the terminal or fake a line.
+fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == ' ' || c.is_ascii_graphic() {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nodeproof_proto::{
+        KubeletInfo, NodeFacts, Remediation, Source, Summary, Warning, REPORT_SCHEMA,
+    };
+
+    fn check(cis: &str, status: Status, scored: bool) -> CheckResult {
+        CheckResult {
+            id: format!("kubelet-test-{cis}"),
+            cis: cis.to_string(),
+            title: format!("Ensure test {cis}"),
+            scored,
+            status,
+            expected: "readOnlyPort: 0".to_string(),
+            actual: "readOnlyPort: 10255".to_string(),
+            source: Some(Source::Default),
+            origin: Some("legacy flag defaults".to_string()),
+            note: "no --config: the legacy flag default is read-only-port=10255.".to_string(),
+            remediation: Remediation {
+                flag: "--read-only-port=0".to_string(),
+                config: "authentication:\n  anonymous:\n    enabled: false".to_string(),
+            },
+        }
+    }
+
+    fn report(checks: Vec<CheckResult>) -> Report {
+        Report {
+            schema: REPORT_SCHEMA.to_string(),
+            scan_time: "2025-01-02T03:04:05Z".to_string(),
+            agent_version: "0.1.0".to_string(),
+            node: NodeFacts {
+                hostname: Some("worker-1".to_string()),
+                ..NodeFacts::default()
+            },
+            kubelet: KubeletInfo {
+                pid: 4242,
+                cmdline: vec!["/usr/bin/kubelet".to_string()],
+                config_file: Some("/var/lib/kubelet/config.yaml".to_string()),
+                config_dir: None,
+                exe: Some("/usr/bin/kubelet".to_string()),
+                exe_sha256: None,
+                exe_error: None,
+            },
+            settings: Default::default(),
+            summary: Summary::of(&checks),
+            checks,
+            warnings: vec![Warning {
+                message: "unknown field ReadOnlyPort ignored".to_string(),
+                file: Some("/var/lib/kubelet/config.yaml".to_string()),
+                field: Some("ReadOnlyPort".to_string()),
+            }],
+            files: vec![],
+        }
+    }
+
+    fn mixed() -> Report {
+        report(vec![
+            check("4.2.1", Status::Pass, true),
+            check("4.2.2", Status::Fail, true),
+            check("4.2.4", Status::Warn, false),
+            check("4.2.5", Status::Error, false),
+        ])
+    }
+
+    #[test]
+    fn plain_output_has_no_escapes_and_is_ascii() {
+        let out = text(&mixed(), false);
+        assert!(!out.contains('\x1b'), "{out}");
+        assert!(out.is_ascii());
+        assert!(
+            out.contains("[PASS] 4.2.1 Ensure test 4.2.1 (Automated)\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("[FAIL] 4.2.2 Ensure test 4.2.2 (Automated)\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("[WARN] 4.2.4 Ensure test 4.2.4 (Manual)\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("[ERROR] 4.2.5 Ensure test 4.2.5 (Manual)\n"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with("== Summary: 1 pass, 1 fail, 1 warn, 1 error ==\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn header_names_node_pid_and_config() {
+        let out = text(&mixed(), false);
+        assert!(out.contains("node:        worker-1\n"), "{out}");
+        assert!(
+            out.contains("kubelet:     pid 4242 (/usr/bin/kubelet)\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("config file: /var/lib/kubelet/config.yaml\n"),
+            "{out}"
+        );
+        assert!(out.contains("config dir:  none\n"), "{out}");
+    }
+
+    #[test]
+    fn colour_wraps_the_tags_only_when_asked() {
+        let out = text(&mixed(), true);
+        assert!(out.contains("\x1b[32m[PASS]\x1b[0m 4.2.1"), "{out}");
+        assert!(out.contains("\x1b[31m[FAIL]\x1b[0m 4.2.2"), "{out}");
+        assert!(out.contains("\x1b[33m[WARN]\x1b[0m 4.2.4"), "{out}");
+        assert!(out.contains("\x1b[35m[ERROR]\x1b[0m 4.2.5"), "{out}");
+    }
+
+    #[test]
+    fn failing_checks_show_both_remediation_forms_and_provenance() {
+        let out = text(&mixed(), false);
+        let (_, remediations) = out.split_once("== Remediations ==").unwrap_or_default();
+        assert!(remediations.contains("[FAIL] 4.2.2"), "{out}");
+        assert!(
+            remediations.contains("    flag:     --read-only-port=0\n"),
+            "{out}"
+        );
+        assert!(
+            remediations.contains(
+                "    config:   authentication:\n                anonymous:\n                  enabled: false\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            remediations.contains("    actual:   readOnlyPort: 10255\n"),
+            "{out}"
+        );
+        assert!(
+            remediations.contains("    source:   default (legacy flag defaults)\n"),
+            "{out}"
+        );
+        assert!(
+            !remediations.contains("[PASS]"),
+            "passing checks need no remediation: {out}"
+        );
+        assert!(out.contains("- unknown field ReadOnlyPort ignored (file: /var/lib/kubelet/config.yaml) (field: ReadOnlyPort)"));
+    }
+
+    #[test]
+    fn all_pass_has_no_remediation_section() {
+        let mut r = report(vec![check("4.2.1", Status::Pass, true)]);
+        r.warnings.clear();
+        let out = text(&r, false);
+        assert!(!out.contains("Remediations"), "{out}");
+        assert!(
+            out.ends_with("\n\n== Summary: 1 pass, 0 fail, 0 warn, 0 error ==\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn data_cannot_inject_terminal_escapes_or_lines() {
+        let mut c = check("4.2.2", Status::Fail, true);
+        c.actual = "readOnlyPort: \x1b[2J10255\n[PASS] 4.2.2 fake".to_string();
+        let mut r = report(vec![c]);
+        r.node.hostname = Some("n\u{e9}ode".to_string());
+        let out = text(&r, true);
+        assert!(!out.contains("\x1b[2J"), "{out}");
+        assert!(
+            out.contains("readOnlyPort: \\u{1b}[2J10255\\u{a}[PASS] 4.2.2 fake\n"),
+            "{out}"
+        );
+        assert!(out.contains("node:        n\\u{e9}ode\n"), "{out}");
+        let plain = text(&r, false);
+        assert!(plain.is_ascii() && !plain.contains('\x1b'));
+    }
+}

@@ -1,0 +1,202 @@
+//! One scan: find the kubelet, read what it reads, compute, check, and assemble the report.
+//!
+//! `scan` is the only function here that touches the system (through `process`); the
+//! rest (`assemble`, `statement`, `exit_code`) are pure so the report's shape is tested
+//! without a node.
+
+use std::path::PathBuf;
+
+use nodeproof_proto::{
+    CheckResult, FileDigest, KubeletInfo, NodeFacts, Report, Statement, Status, Subject, Summary,
+    Warning, REPORT_SCHEMA,
+};
+use sha2::{Digest, Sha256};
+
+use crate::checks;
+use crate::cmdline::parse_cmdline;
+use crate::effective::{self, compute, DropInDir, Effective, FileInput};
+use crate::process::{self, find_kubelet, FindError, KubeletProcess};
+
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// The /proc to read (the host's, mounted into a pod, or a fake one in tests).
+    pub proc_dir: PathBuf,
+    pub pid: Option<i32>,
+}
+
+/// Why a scan could not run at all (exit code 2). Anything less is in the report.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error(transparent)]
+    Find(#[from] FindError),
+}
+
+/// Everything read from the node, as read. Built by `collect`, consumed by `assemble`.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub pid: i32,
+    pub argv: Vec<String>,
+    pub config_file: Option<FileInput>,
+    pub dropins: Option<DropInDir>,
+    pub exe: Result<(String, String), String>,
+    pub node: NodeFacts,
+    /// Raw bytes' digests of every file read, in read order.
+    pub files: Vec<FileDigest>,
+    pub warnings: Vec<Warning>,
+}
+
+/// Reads the node: the kubelet process, its config file and drop-ins through its own root.
+pub fn collect(opts: &ScanOptions) -> Result<Snapshot, ScanError> {
+    let kp = find_kubelet(&opts.proc_dir, opts.pid)?;
+    let cmd = parse_cmdline(kp.argv.get(1..).unwrap_or_default());
+    let mut files = Vec::new();
+    let mut warnings = Vec::new();
+
+    let config_file = effective::config_flag(&cmd).map(|p| {
+        let path = kp.resolve(&p);
+        read_text(&kp, &path, &mut files)
+    });
+    let dropins = effective::config_dir_flag(&cmd).map(|d| {
+        let dir = kp.resolve(&d);
+        let listed = kp.walk_dir(&dir).map_err(|e| e.to_string());
+        DropInDir {
+            files: listed.map(|paths| {
+                paths
+                    .into_iter()
+                    .filter(|p| p.rsplit('/').next().is_some_and(|n| n.ends_with(".conf")))
+                    .map(|p| read_text(&kp, &p, &mut files))
+                    .collect()
+            }),
+            dir,
+        }
+    });
+    let exe = kp.exe_sha256().map_err(|e| e.to_string());
+    if let Err(e) = &exe {
+        warnings.push(Warning {
+            message: format!(
+                "could not hash the kubelet binary: {e}; the report's subjects then name only \
+                 the files read (run the agent as root with CAP_SYS_PTRACE to read \
+                 /proc/<pid>/exe)"
+            ),
+            file: None,
+            field: None,
+        });
+    }
+    Ok(Snapshot {
+        pid: kp.pid,
+        argv: kp.argv.clone(),
+        config_file,
+        dropins,
+        exe,
+        node: process::node_facts(&opts.proc_dir),
+        files,
+        warnings,
+    })
+}
+
+fn read_text(kp: &KubeletProcess, path: &str, files: &mut Vec<FileDigest>) -> FileInput {
+    let content = match kp.read_file(path) {
+        Ok(bytes) => {
+            files.push(FileDigest {
+                path: path.to_string(),
+                sha256: hex::encode(Sha256::digest(&bytes)),
+            });
+            String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    FileInput {
+        path: path.to_string(),
+        content,
+    }
+}
+
+/// Computes and checks a snapshot and assembles the report. Pure.
+pub fn assemble(snap: &Snapshot, scan_time: String) -> Report {
+    let cmd = parse_cmdline(snap.argv.get(1..).unwrap_or_default());
+    let eff = compute(&cmd, snap.config_file.as_ref(), snap.dropins.as_ref());
+    let checks = checks::evaluate(&eff);
+    report_from(snap, &eff, checks, scan_time)
+}
+
+fn report_from(
+    snap: &Snapshot,
+    eff: &Effective,
+    checks: Vec<CheckResult>,
+    scan_time: String,
+) -> Report {
+    let mut warnings = snap.warnings.clone();
+    warnings.extend(eff.warnings.iter().cloned());
+    if let Some(err) = &eff.config_error {
+        warnings.push(Warning {
+            message: format!(
+                "the kubelet's configuration could not be read as the kubelet reads it: {err}. \
+                 A running kubelet cannot have loaded it as it is now (was it changed after the \
+                 kubelet started?); checks on values not set by flags report error"
+            ),
+            file: None,
+            field: None,
+        });
+    }
+    let (exe, exe_sha256, exe_error) = match &snap.exe {
+        Ok((path, digest)) => (Some(path.clone()), Some(digest.clone()), None),
+        Err(e) => (None, None, Some(e.clone())),
+    };
+    Report {
+        schema: REPORT_SCHEMA.to_string(),
+        scan_time,
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        node: snap.node.clone(),
+        kubelet: KubeletInfo {
+            pid: snap.pid,
+            cmdline: snap.argv.clone(),
+            config_file: snap.config_file.as_ref().map(|f| f.path.clone()),
+            config_dir: snap.dropins.as_ref().map(|d| d.dir.clone()),
+            exe,
+            exe_sha256,
+            exe_error,
+        },
+        settings: eff.settings.clone(),
+        summary: Summary::of(&checks),
+        checks,
+        warnings,
+        files: snap.files.clone(),
+    }
+}
+
+/// The in-toto statement for a report. Subjects: the kubelet binary when it could be
+/// hashed, every file read, and always the command line itself (so the list is never empty
+/// and the argv the verdicts rest on is bound to the signature too).
+pub fn statement(report: &Report) -> Statement {
+    let mut subjects = Vec::new();
+    if let (Some(exe), Some(digest)) = (&report.kubelet.exe, &report.kubelet.exe_sha256) {
+        subjects.push(Subject::sha256(exe.clone(), digest.clone()));
+    }
+    for f in &report.files {
+        subjects.push(Subject::sha256(f.path.clone(), f.sha256.clone()));
+    }
+    subjects.push(Subject::sha256(
+        format!("kubelet-cmdline:{}", report.kubelet.pid),
+        hex::encode(Sha256::digest(report.kubelet.cmdline.join("\0").as_bytes())),
+    ));
+    Statement::new(subjects, report.clone())
+}
+
+/// 0: every scored check passes; 1: a scored check fails or could not be evaluated.
+/// (2, the scan could not run, is decided by the caller.)
+pub fn exit_code(report: &Report) -> u8 {
+    let bad = report
+        .checks
+        .iter()
+        .any(|c| c.scored && matches!(c.status, Status::Fail | Status::Error));
+    u8::from(bad)
+}
+
+/// The current time as RFC 3339 UTC, second precision.
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
+}

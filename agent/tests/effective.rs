@@ -1,0 +1,613 @@
+//! One test per rule of the kubelet's effective-configuration algorithm, on the pure API:
+//! a command line and file contents in, settings with provenance out.
+
+use nodeproof_agent::cmdline::parse_cmdline;
+use nodeproof_agent::effective::{compute, DropInDir, Effective, FileInput};
+use nodeproof_proto::Source;
+use serde_json::{json, Value};
+
+const HEAD: &str = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
+
+fn args(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_string).collect()
+}
+
+fn file(path: &str, text: &str) -> FileInput {
+    FileInput {
+        path: path.to_string(),
+        content: Ok(text.to_string()),
+    }
+}
+
+fn run(cmdline: &str, config: Option<FileInput>, dropins: Option<DropInDir>) -> Effective {
+    let cmd = parse_cmdline(&args(cmdline));
+    compute(&cmd, config.as_ref(), dropins.as_ref())
+}
+
+fn value(eff: &Effective, path: &str) -> Value {
+    eff.lookup(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .value
+        .clone()
+}
+
+fn source(eff: &Effective, path: &str) -> Source {
+    eff.lookup(path).expect(path).source
+}
+
+fn dropins(dir: &str, files: Vec<FileInput>) -> Option<DropInDir> {
+    Some(DropInDir {
+        dir: dir.to_string(),
+        files: Ok(files),
+    })
+}
+
+#[test]
+fn flags_only_node_gets_the_legacy_defaults() {
+    let eff = run("--kubeconfig=/etc/kubernetes/kubelet.conf", None, None);
+    assert_eq!(value(&eff, "authentication.anonymous.enabled"), json!(true));
+    assert_eq!(value(&eff, "authentication.webhook.enabled"), json!(false));
+    assert_eq!(value(&eff, "authorization.mode"), json!("AlwaysAllow"));
+    assert_eq!(value(&eff, "readOnlyPort"), json!(10255));
+    let s = eff.lookup("readOnlyPort").expect("port");
+    assert_eq!(s.source, Source::Default);
+    assert!(s.origin.contains("legacy"), "{}", s.origin);
+    // Everything else is the v1beta1 default.
+    assert_eq!(value(&eff, "port"), json!(10250));
+    assert_eq!(
+        value(&eff, "streamingConnectionIdleTimeout"),
+        json!("4h0m0s")
+    );
+    assert_eq!(value(&eff, "authentication.x509.clientCAFile"), json!(""));
+    assert_eq!(value(&eff, "tlsCipherSuites"), json!([]));
+    assert_eq!(value(&eff, "eventRecordQPS"), json!(50));
+    assert_eq!(value(&eff, "podPidsLimit"), json!(-1));
+}
+
+#[test]
+fn config_file_defaults_are_secure_and_absent_fields_are_defaults() {
+    let eff = run(
+        "--config=/var/lib/kubelet/config.yaml",
+        Some(file("/var/lib/kubelet/config.yaml", HEAD)),
+        None,
+    );
+    assert_eq!(
+        value(&eff, "authentication.anonymous.enabled"),
+        json!(false)
+    );
+    assert_eq!(value(&eff, "authentication.webhook.enabled"), json!(true));
+    assert_eq!(value(&eff, "authorization.mode"), json!("Webhook"));
+    assert_eq!(value(&eff, "readOnlyPort"), json!(0));
+    assert_eq!(source(&eff, "readOnlyPort"), Source::Default);
+    assert!(eff.config_error.is_none());
+}
+
+#[test]
+fn zero_values_of_non_pointer_fields_take_the_default() {
+    let eff = run(
+        "--config=/k.yaml",
+        Some(file(
+            "/k.yaml",
+            &format!("{HEAD}streamingConnectionIdleTimeout: 0s\nport: 0\nauthorization:\n  mode: \"\"\nauthentication:\n  webhook:\n    cacheTTL: 0s\n"),
+        )),
+        None,
+    );
+    assert_eq!(
+        value(&eff, "streamingConnectionIdleTimeout"),
+        json!("4h0m0s")
+    );
+    assert_eq!(
+        source(&eff, "streamingConnectionIdleTimeout"),
+        Source::Default
+    );
+    assert!(eff
+        .lookup("streamingConnectionIdleTimeout")
+        .expect("s")
+        .origin
+        .contains("zero value"));
+    assert_eq!(value(&eff, "port"), json!(10250));
+    assert_eq!(value(&eff, "authorization.mode"), json!("Webhook"));
+    assert_eq!(
+        value(&eff, "authentication.webhook.cacheTTL"),
+        json!("2m0s")
+    );
+}
+
+#[test]
+fn a_zero_value_equal_to_the_default_stays_the_files() {
+    let eff = run(
+        "--config=/k.yaml",
+        Some(file(
+            "/k.yaml",
+            &format!("{HEAD}rotateCertificates: false\nreadOnlyPort: 0\n"),
+        )),
+        None,
+    );
+    let s = eff.lookup("rotateCertificates").expect("r");
+    assert_eq!(
+        (s.source, s.origin.as_str()),
+        (Source::ConfigFile, "/k.yaml")
+    );
+    assert_eq!(source(&eff, "readOnlyPort"), Source::ConfigFile);
+}
+
+#[test]
+fn pointer_fields_keep_an_explicit_zero_or_false() {
+    let eff = run(
+        "--config=/k.yaml",
+        Some(file(
+            "/k.yaml",
+            &format!("{HEAD}eventRecordQPS: 0\nmakeIPTablesUtilChains: false\nauthentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: false\n"),
+        )),
+        None,
+    );
+    assert_eq!(value(&eff, "eventRecordQPS"), json!(0));
+    assert_eq!(source(&eff, "eventRecordQPS"), Source::ConfigFile);
+    assert_eq!(value(&eff, "makeIPTablesUtilChains"), json!(false));
+    assert_eq!(value(&eff, "authentication.webhook.enabled"), json!(false));
+    assert_eq!(
+        source(&eff, "authentication.webhook.enabled"),
+        Source::ConfigFile
+    );
+}
+
+#[test]
+fn flags_override_the_config_file() {
+    let eff = run(
+        "--config=/k.yaml --read-only-port=10255 --anonymous-auth=true",
+        Some(file("/k.yaml", &format!("{HEAD}readOnlyPort: 0\n"))),
+        None,
+    );
+    assert_eq!(value(&eff, "readOnlyPort"), json!(10255));
+    let s = eff.lookup("readOnlyPort").expect("port");
+    assert_eq!(s.source, Source::Flag);
+    assert_eq!(s.origin, "--read-only-port=10255");
+    assert_eq!(value(&eff, "authentication.anonymous.enabled"), json!(true));
+}
+
+#[test]
+fn the_config_file_origin_is_its_path() {
+    let eff = run(
+        "--config /etc/k.yaml",
+        Some(file("/etc/k.yaml", &format!("{HEAD}readOnlyPort: 10255\n"))),
+        None,
+    );
+    let s = eff.lookup("readOnlyPort").expect("port");
+    assert_eq!(
+        (s.source, s.origin.as_str()),
+        (Source::ConfigFile, "/etc/k.yaml")
+    );
+}
+
+#[test]
+fn relative_paths_in_the_file_resolve_against_its_directory() {
+    let eff = run(
+        "--config=/etc/kubernetes/kubelet/config.yaml",
+        Some(file(
+            "/etc/kubernetes/kubelet/config.yaml",
+            &format!("{HEAD}authentication:\n  x509:\n    clientCAFile: ../pki/ca.crt\ntlsCertFile: /abs/cert.pem\ntlsPrivateKeyFile: key.pem\n"),
+        )),
+        None,
+    );
+    assert_eq!(
+        value(&eff, "authentication.x509.clientCAFile"),
+        json!("/etc/kubernetes/pki/ca.crt")
+    );
+    assert_eq!(value(&eff, "tlsCertFile"), json!("/abs/cert.pem"));
+    assert_eq!(
+        value(&eff, "tlsPrivateKeyFile"),
+        json!("/etc/kubernetes/kubelet/key.pem")
+    );
+}
+
+#[test]
+fn json_config_files_decode_too() {
+    let eff = run(
+        "--config=/etc/kubernetes/kubelet/config.json",
+        Some(file(
+            "/etc/kubernetes/kubelet/config.json",
+            r#"{"kind":"KubeletConfiguration","apiVersion":"kubelet.config.k8s.io/v1beta1","readOnlyPort":0,"authentication":{"anonymous":{"enabled":false},"webhook":{"cacheTTL":"2m0s","enabled":true},"x509":{"clientCAFile":"/etc/kubernetes/pki/ca.crt"}},"authorization":{"mode":"Webhook"}}"#,
+        )),
+        None,
+    );
+    assert_eq!(
+        value(&eff, "authentication.x509.clientCAFile"),
+        json!("/etc/kubernetes/pki/ca.crt")
+    );
+    assert_eq!(source(&eff, "authorization.mode"), Source::ConfigFile);
+}
+
+#[test]
+fn miscased_field_in_the_config_file_is_ignored_and_warned() {
+    let eff = run(
+        "--config=/k.yaml",
+        Some(file("/k.yaml", &format!("{HEAD}ReadOnlyPort: 10255\n"))),
+        None,
+    );
+    assert_eq!(value(&eff, "readOnlyPort"), json!(0));
+    assert!(eff
+        .warnings
+        .iter()
+        .any(|w| w.field.as_deref() == Some("ReadOnlyPort") && w.message.contains("readOnlyPort")));
+}
+
+#[test]
+fn misplaced_authorization_mode_is_ignored_with_a_suggestion() {
+    // The seed document's own mistake: `authentication.mode` instead of authorization.mode.
+    let eff = run(
+        "--config=/k.yaml",
+        Some(file(
+            "/k.yaml",
+            &format!("{HEAD}authentication:\n  mode: AlwaysAllow\n"),
+        )),
+        None,
+    );
+    assert_eq!(value(&eff, "authorization.mode"), json!("Webhook"));
+    let w = eff
+        .warnings
+        .iter()
+        .find(|w| w.field.as_deref() == Some("authentication.mode"))
+        .expect("warning");
+    assert!(w.message.contains("authorization.mode"), "{}", w.message);
+}
+
+#[test]
+fn a_broken_config_file_makes_non_flag_values_unknown() {
+    let eff = run(
+        "--config=/k.yaml --anonymous-auth=false",
+        Some(file("/k.yaml", &format!("{HEAD}readOnlyPort: \"0\"\n"))),
+        None,
+    );
+    let err = eff.lookup("readOnlyPort").expect_err("unknown");
+    assert!(err.contains("readOnlyPort"), "{err}");
+    // A flag still decides its own setting.
+    assert_eq!(
+        value(&eff, "authentication.anonymous.enabled"),
+        json!(false)
+    );
+    assert!(eff
+        .config_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("/k.yaml"));
+}
+
+#[test]
+fn an_unreadable_config_file_makes_non_flag_values_unknown() {
+    let eff = run(
+        "--config=/missing.yaml",
+        Some(FileInput {
+            path: "/missing.yaml".into(),
+            content: Err("No such file or directory".into()),
+        }),
+        None,
+    );
+    assert!(eff.lookup("authorization.mode").is_err());
+}
+
+#[test]
+fn drop_ins_merge_in_lexical_order_and_override_the_file() {
+    let eff = run(
+        "--config=/etc/k.yaml --config-dir=/etc/k.d",
+        Some(file(
+            "/etc/k.yaml",
+            &format!("{HEAD}readOnlyPort: 0\neventRecordQPS: 5\n"),
+        )),
+        dropins(
+            "/etc/k.d",
+            vec![
+                file(
+                    "/etc/k.d/10-a.conf",
+                    &format!("{HEAD}readOnlyPort: 10255\nauthorization:\n  mode: AlwaysAllow\n"),
+                ),
+                file(
+                    "/etc/k.d/20-b.conf",
+                    &format!("{HEAD}authorization:\n  mode: Webhook\n"),
+                ),
+                file(
+                    "/etc/k.d/sub/00-c.conf",
+                    &format!("{HEAD}eventRecordQPS: 7\n"),
+                ),
+                file("/etc/k.d/README.md", "readOnlyPort: 1\n"),
+                file(
+                    "/etc/k.d/30-d.conf.bak",
+                    &format!("{HEAD}readOnlyPort: 1\n"),
+                ),
+            ],
+        ),
+    );
+    assert_eq!(value(&eff, "readOnlyPort"), json!(10255));
+    let s = eff.lookup("readOnlyPort").expect("port");
+    assert_eq!(
+        (s.source, s.origin.as_str()),
+        (Source::DropIn, "/etc/k.d/10-a.conf")
+    );
+    assert_eq!(value(&eff, "authorization.mode"), json!("Webhook"));
+    assert_eq!(
+        eff.lookup("authorization.mode").expect("m").origin,
+        "/etc/k.d/20-b.conf"
+    );
+    assert_eq!(value(&eff, "eventRecordQPS"), json!(7));
+    assert!(eff.config_error.is_none(), "{:?}", eff.config_error);
+}
+
+#[test]
+fn drop_ins_deep_merge_objects_and_replace_lists() {
+    let eff = run(
+        "--config=/k.yaml --config-dir=/d",
+        Some(file(
+            "/k.yaml",
+            &format!("{HEAD}tlsCipherSuites: [A, B]\nauthentication:\n  anonymous:\n    enabled: false\n  x509:\n    clientCAFile: /ca.crt\n"),
+        )),
+        dropins(
+            "/d",
+            vec![file("/d/a.conf", &format!("{HEAD}tlsCipherSuites: [C]\nauthentication:\n  anonymous:\n    enabled: true\n"))],
+        ),
+    );
+    assert_eq!(value(&eff, "tlsCipherSuites"), json!(["C"]));
+    assert_eq!(value(&eff, "authentication.anonymous.enabled"), json!(true));
+    assert_eq!(
+        value(&eff, "authentication.x509.clientCAFile"),
+        json!("/ca.crt")
+    );
+    assert_eq!(
+        source(&eff, "authentication.x509.clientCAFile"),
+        Source::ConfigFile
+    );
+}
+
+#[test]
+fn drop_in_zero_values_are_defaulted_after_the_merge() {
+    let eff = run(
+        "--config=/k.yaml --config-dir=/d",
+        Some(file("/k.yaml", HEAD)),
+        dropins(
+            "/d",
+            vec![file(
+                "/d/a.conf",
+                &format!("{HEAD}streamingConnectionIdleTimeout: 0s\n"),
+            )],
+        ),
+    );
+    // 1.30+ defaults the merged v1beta1 config again, so 0s becomes 4h.
+    assert_eq!(
+        value(&eff, "streamingConnectionIdleTimeout"),
+        json!("4h0m0s")
+    );
+    let s = eff.lookup("streamingConnectionIdleTimeout").expect("s");
+    assert_eq!(s.source, Source::Default);
+    assert!(s.origin.contains("/d/a.conf"), "{}", s.origin);
+}
+
+#[test]
+fn a_drop_in_null_resets_a_value_to_the_v1beta1_default() {
+    // Merge-patch null deletes the key; the decoded zero is then defaulted. On a node
+    // without --config that closes the legacy read-only port.
+    let eff = run(
+        "--config-dir=/d",
+        None,
+        dropins(
+            "/d",
+            vec![file(
+                "/d/a.conf",
+                &format!("{HEAD}readOnlyPort: null\nauthorization:\n  mode: null\n"),
+            )],
+        ),
+    );
+    assert_eq!(value(&eff, "readOnlyPort"), json!(0));
+    assert_eq!(value(&eff, "authorization.mode"), json!("Webhook"));
+    assert_eq!(source(&eff, "authorization.mode"), Source::Default);
+    // Untouched legacy values stay.
+    assert_eq!(value(&eff, "authentication.anonymous.enabled"), json!(true));
+}
+
+#[test]
+fn drop_ins_without_config_patch_the_legacy_defaults() {
+    // rke2 runs the kubelet with --config-dir and no --config.
+    let eff = run(
+        "--config-dir=/var/lib/rancher/rke2/agent/etc/kubelet.conf.d",
+        None,
+        dropins(
+            "/var/lib/rancher/rke2/agent/etc/kubelet.conf.d",
+            vec![file(
+                "/var/lib/rancher/rke2/agent/etc/kubelet.conf.d/00-rke2-defaults.conf",
+                &format!("{HEAD}authentication:\n  anonymous:\n    enabled: false\n"),
+            )],
+        ),
+    );
+    assert_eq!(
+        value(&eff, "authentication.anonymous.enabled"),
+        json!(false)
+    );
+    // Not patched: the legacy flag defaults remain.
+    assert_eq!(value(&eff, "authorization.mode"), json!("AlwaysAllow"));
+    assert_eq!(value(&eff, "readOnlyPort"), json!(10255));
+}
+
+#[test]
+fn drop_in_keys_match_case_insensitively() {
+    // The kubelet decodes merged drop-ins with Go's encoding/json into its internal struct,
+    // which matches keys case-insensitively: unlike in the config file, this applies.
+    let eff = run(
+        "--config=/k.yaml --config-dir=/d",
+        Some(file("/k.yaml", HEAD)),
+        dropins(
+            "/d",
+            vec![file("/d/a.conf", &format!("{HEAD}ReadOnlyPort: 10255\n"))],
+        ),
+    );
+    assert_eq!(value(&eff, "readOnlyPort"), json!(10255));
+    assert!(eff
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("case-insensitively")));
+}
+
+#[test]
+fn a_miscased_drop_in_key_loses_to_the_properly_spelled_base_key() {
+    // Merged JSON keys are sorted bytewise: "ReadOnlyPort" < "readOnlyPort", so the
+    // base's own key (present, as 10255 is not a zero value) is decoded last and wins:
+    // this drop-in does not close the port.
+    let eff = run(
+        "--config=/k.yaml --config-dir=/d",
+        Some(file("/k.yaml", &format!("{HEAD}readOnlyPort: 10255\n"))),
+        dropins(
+            "/d",
+            vec![file("/d/a.conf", &format!("{HEAD}ReadOnlyPort: 0\n"))],
+        ),
+    );
+    assert_eq!(value(&eff, "readOnlyPort"), json!(10255));
+    assert_eq!(source(&eff, "readOnlyPort"), Source::ConfigFile);
+}
+
+#[test]
+fn drop_in_problems_are_fatal_like_in_the_kubelet() {
+    for (name, text) in [
+        (
+            "no kind",
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nreadOnlyPort: 0\n".to_string(),
+        ),
+        (
+            "wrong version",
+            "apiVersion: kubelet.config.k8s.io/v1\nkind: KubeletConfiguration\n".to_string(),
+        ),
+        (
+            "duplicate",
+            format!("{HEAD}readOnlyPort: 0\nreadOnlyPort: 1\n"),
+        ),
+        ("type", format!("{HEAD}readOnlyPort: zero\n")),
+        ("empty", String::new()),
+    ] {
+        let eff = run(
+            "--config=/k.yaml --config-dir=/d",
+            Some(file("/k.yaml", HEAD)),
+            dropins("/d", vec![file("/d/a.conf", &text)]),
+        );
+        assert!(eff.config_error.is_some(), "{name}");
+        assert!(eff.lookup("readOnlyPort").is_err(), "{name}");
+    }
+    let eff = run(
+        "--config-dir=/missing",
+        None,
+        Some(DropInDir {
+            dir: "/missing".into(),
+            files: Err("No such file or directory".into()),
+        }),
+    );
+    assert!(eff
+        .config_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("/missing"));
+}
+
+#[test]
+fn flags_override_drop_ins() {
+    let eff = run(
+        "--config-dir=/d --read-only-port=0",
+        None,
+        dropins(
+            "/d",
+            vec![file("/d/a.conf", &format!("{HEAD}readOnlyPort: 10255\n"))],
+        ),
+    );
+    assert_eq!(value(&eff, "readOnlyPort"), json!(0));
+    assert_eq!(source(&eff, "readOnlyPort"), Source::Flag);
+}
+
+#[test]
+fn feature_gates_merge_per_key_with_the_command_line_winning() {
+    let eff = run(
+        "--config=/k.yaml --feature-gates=RotateKubeletServerCertificate=false,A=true --feature-gates B=false",
+        Some(file(
+            "/k.yaml",
+            &format!("{HEAD}featureGates:\n  RotateKubeletServerCertificate: true\n  C: true\n  A: false\n"),
+        )),
+        None,
+    );
+    assert_eq!(
+        value(&eff, "featureGates.RotateKubeletServerCertificate"),
+        json!(false)
+    );
+    assert_eq!(
+        source(&eff, "featureGates.RotateKubeletServerCertificate"),
+        Source::Flag
+    );
+    assert_eq!(value(&eff, "featureGates.A"), json!(true));
+    assert_eq!(value(&eff, "featureGates.B"), json!(false));
+    assert_eq!(value(&eff, "featureGates.C"), json!(true));
+    assert_eq!(source(&eff, "featureGates.C"), Source::ConfigFile);
+}
+
+#[test]
+fn list_flags_replace_the_file_and_append_across_uses() {
+    let eff = run(
+        "--config=/k.yaml --tls-cipher-suites=X,Y --tls-cipher-suites Z",
+        Some(file("/k.yaml", &format!("{HEAD}tlsCipherSuites: [A]\n"))),
+        None,
+    );
+    assert_eq!(value(&eff, "tlsCipherSuites"), json!(["X", "Y", "Z"]));
+}
+
+#[test]
+fn seccomp_default_is_the_flag_or_the_file() {
+    let with = |flag: &str, file_value: &str| {
+        let eff = run(
+            &format!("--config=/k.yaml {flag}"),
+            Some(file(
+                "/k.yaml",
+                &format!("{HEAD}seccompDefault: {file_value}\n"),
+            )),
+            None,
+        );
+        value(&eff, "seccompDefault")
+    };
+    assert_eq!(with("--seccomp-default", "false"), json!(true));
+    assert_eq!(with("--seccomp-default=false", "true"), json!(true));
+    assert_eq!(with("--seccomp-default=false", "false"), json!(false));
+    assert_eq!(with("", "true"), json!(true));
+}
+
+#[test]
+fn go_integer_prefixes_and_durations_on_the_command_line() {
+    let eff = run(
+        "--read-only-port=0x0 --event-qps=010 --streaming-connection-idle-timeout=30m",
+        None,
+        None,
+    );
+    assert_eq!(value(&eff, "readOnlyPort"), json!(0));
+    assert_eq!(value(&eff, "eventRecordQPS"), json!(8));
+    assert_eq!(
+        value(&eff, "streamingConnectionIdleTimeout"),
+        json!("30m0s")
+    );
+}
+
+#[test]
+fn an_unparsable_flag_value_makes_its_setting_unknown() {
+    let eff = run("--read-only-port=zero", None, None);
+    let err = eff.lookup("readOnlyPort").expect_err("unknown");
+    assert!(err.contains("--read-only-port=zero"), "{err}");
+}
+
+#[test]
+fn a_stray_boolean_is_a_warning_and_the_flag_is_true() {
+    let eff = run("--anonymous-auth false", None, None);
+    assert_eq!(value(&eff, "authentication.anonymous.enabled"), json!(true));
+    assert!(eff
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("stray argument")));
+}
+
+#[test]
+fn flag_only_settings_are_reported_when_given() {
+    let eff = run(
+        "--hostname-override=node-1 --config=/k.yaml",
+        Some(file("/k.yaml", HEAD)),
+        None,
+    );
+    let s = eff.flag("--hostname-override").expect("given");
+    assert_eq!(s.value, json!("node-1"));
+    assert!(eff.flag("--node-ip").is_none());
+}

@@ -1,0 +1,20 @@
+//! nodeproof-proto: the types the agent and the collector share, and the DSSE signing and
+//! verification they both rely on. Pure on purpose: no I/O, no clock, no network, so every
+//! byte that decides whether evidence is trusted can be tested on its own.
+#![forbid(unsafe_code)]
+
+pub mod dsse;
+pub mod keys;
+pub mod report;
+pub mod statement;
+
+pub use dsse::{
+    pae, sign, sign_statement, verify, verify_envelope, Envelope, SignError, Signature, Verified,
+    VerifyError, PAYLOAD_TYPE,
+};
+pub use keys::{
+    keyid, signing_key_from_pem, signing_key_to_pem, verifying_key_from_pem, verifying_key_to_pem,
+    KeyError,
+};
+pub use report::*;
+pub use statement::{Statement, Subject, PREDICATE_TYPE, STATEMENT_TYPE};

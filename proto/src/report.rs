@@ -1,0 +1,187 @@
+//! The report an agent produces: what it observed about one node's kubelet, the effective
+//! settings with their provenance, and one verdict per check. Shared by the agent (which
+//! builds it) and the collector (which stores and queries it), so field names are part of
+//! the wire format: change them only with a new `schema`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The value of `Report::schema`; bump when the shape changes incompatibly.
+pub const REPORT_SCHEMA: &str = "nodeproof.dev/report/v1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    /// RFC 3339, UTC, when the scan read the node.
+    pub scan_time: String,
+    pub agent_version: String,
+    pub node: NodeFacts,
+    pub kubelet: KubeletInfo,
+    /// Keyed by v1beta1 JSON path (`authentication.anonymous.enabled`, `readOnlyPort`,
+    /// `featureGates.RotateKubeletServerCertificate`) or, for flag-only settings, by the
+    /// flag name with its dashes (`--hostname-override`).
+    pub settings: BTreeMap<String, Setting>,
+    pub checks: Vec<CheckResult>,
+    pub summary: Summary,
+    pub warnings: Vec<Warning>,
+    /// Every file the scan read to reach its verdicts, with its digest.
+    pub files: Vec<FileDigest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NodeFacts {
+    pub hostname: Option<String>,
+    pub os: Option<String>,
+    pub kernel: Option<String>,
+    /// RFC 3339, UTC.
+    pub boot_time: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubeletInfo {
+    pub pid: i32,
+    pub cmdline: Vec<String>,
+    /// The `--config` path as the kubelet resolves it (absolute, inside its root).
+    pub config_file: Option<String>,
+    pub config_dir: Option<String>,
+    /// The executable, as `/proc/<pid>/exe` names it, and its digest when it could be read.
+    pub exe: Option<String>,
+    pub exe_sha256: Option<String>,
+    /// Why the executable could not be hashed, when it could not.
+    pub exe_error: Option<String>,
+}
+
+/// Where an effective value came from. Later sources override earlier ones in the order
+/// default < config-file < drop-in < flag, exactly as the kubelet applies them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    Default,
+    ConfigFile,
+    DropIn,
+    Flag,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Default => "default",
+            Source::ConfigFile => "config-file",
+            Source::DropIn => "drop-in",
+            Source::Flag => "flag",
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Setting {
+    /// As the kubelet's /configz would show it (durations as `"4h0m0s"`).
+    pub value: serde_json::Value,
+    pub source: Source,
+    /// The flag as written on the command line, or the path of the file that set it; for a
+    /// default, what made it the default (`kubelet v1beta1 defaults`, `legacy flag defaults`).
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    /// A manual CIS check whose heuristic is not met: a person has to look.
+    Warn,
+    /// The check could not be evaluated; `note` says why.
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::Warn => "warn",
+            Status::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Remediation {
+    /// The command-line form, e.g. `--read-only-port=0`.
+    pub flag: String,
+    /// The config-file form, e.g. `readOnlyPort: 0`.
+    pub config: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// Our stable id, e.g. `kubelet-read-only-port`.
+    pub id: String,
+    /// The CIS Kubernetes Benchmark number, e.g. `4.2.4`.
+    pub cis: String,
+    pub title: String,
+    /// CIS "Automated" checks are scored; "Manual" ones can only warn.
+    pub scored: bool,
+    pub status: Status,
+    pub expected: String,
+    pub actual: String,
+    /// The setting's source and origin, when the verdict rests on one setting.
+    pub source: Option<Source>,
+    pub origin: Option<String>,
+    pub note: String,
+    pub remediation: Remediation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Summary {
+    pub pass: u32,
+    pub fail: u32,
+    pub warn: u32,
+    pub error: u32,
+}
+
+impl Summary {
+    pub fn of(checks: &[CheckResult]) -> Summary {
+        let mut s = Summary::default();
+        for c in checks {
+            match c.status {
+                Status::Pass => s.pass += 1,
+                Status::Fail => s.fail += 1,
+                Status::Warn => s.warn += 1,
+                Status::Error => s.error += 1,
+            }
+        }
+        s
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    pub message: String,
+    /// The file the warning is about, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The v1beta1 field path or flag it concerns, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    /// The path as the kubelet sees it (inside its own root).
+    pub path: String,
+    pub sha256: String,
+}
