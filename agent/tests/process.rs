@@ -651,31 +651,19 @@ impl Drop for Reaped {
     }
 }
 
-/// Copies /bin/sh to `<dir>/kubelet` and runs it, so the kernel names it `kubelet`. It says
-/// `ready` once it runs (so there is no sleeping for it), then waits for its stdin to close.
+/// Runs /bin/sh through a symlink `<dir>/kubelet`, so the kernel names it `kubelet` (a
+/// symlink rather than a copy: no freshly written file, so no ETXTBSY when another test
+/// forks meanwhile). It says `ready` once it runs (so there is no sleeping for it), then
+/// waits for its stdin to close.
 fn spawn_shell_named_kubelet(dir: &Path) -> std::io::Result<Reaped> {
     let exe = dir.join("kubelet");
-    fs::copy("/bin/sh", &exe)?;
-    let spawn = || {
-        Command::new(&exe)
-            .args(["-c", "echo ready; read x; exit 0", "--anonymous-auth=false"])
-            .current_dir(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-    };
-    // Another test thread forking while the copy was open for writing makes exec fail with
-    // ETXTBSY until that child execs; retry briefly.
-    let mut attempt = 0;
-    let child = loop {
-        match spawn() {
-            Err(e) if e.raw_os_error() == Some(26) && attempt < 50 => {
-                attempt += 1;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            other => break other?,
-        }
-    };
+    std::os::unix::fs::symlink("/bin/sh", &exe)?;
+    let child = Command::new(&exe)
+        .args(["-c", "echo ready; read x; exit 0", "--anonymous-auth=false"])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
     let mut child = Reaped(child);
     let mut line = String::new();
     BufReader::new(child.0.stdout.as_mut().expect("stdout")).read_line(&mut line)?;
@@ -704,7 +692,8 @@ fn finds_a_real_process_named_kubelet_in_the_real_proc() -> TestResult {
     assert_eq!(k.cwd.as_deref(), Some(dir.to_str().unwrap()));
     assert_eq!(k.read_file("config.yaml")?, b"kind: KubeletConfiguration\n");
     let (exe_name, digest) = k.exe_sha256()?;
-    assert_eq!(exe_name, exe.display().to_string());
+    // /proc/<pid>/exe names the file executed, behind the symlink.
+    assert_eq!(exe_name, fs::canonicalize(&exe)?.display().to_string());
     assert_eq!(digest, hex::encode(Sha256::digest(fs::read(&exe)?)));
 
     // Without --pid it is found too, possibly among other kubelets on this machine.
