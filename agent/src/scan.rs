@@ -161,6 +161,7 @@ fn report_from(
         checks,
         warnings,
         files: snap.files.clone(),
+        link: None,
     }
 }
 

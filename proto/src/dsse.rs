@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::keys::keyid;
 use crate::statement::{
     is_sha256_hex, Statement, PREDICATE_TYPE, STATEMENT_TYPE, SUBJECT_DIGEST_ALGORITHM,
+    UNCHANGED_PREDICATE_TYPE,
 };
 
 /// The DSSE payload type of an in-toto statement.
@@ -251,7 +252,25 @@ pub fn verify(envelope_json: &[u8], key: &VerifyingKey) -> Result<Verified, Veri
 
 /// [`verify`] for an envelope that is already parsed.
 pub fn verify_envelope(envelope: &Envelope, key: &VerifyingKey) -> Result<Verified, VerifyError> {
-    if envelope.payload_type != PAYLOAD_TYPE {
+    let (payload, keyid) = verify_signed(envelope, key, PAYLOAD_TYPE)?;
+    // Authenticated from here on.
+    let statement = parse_statement(&payload)?;
+    Ok(Verified {
+        payload,
+        statement,
+        keyid,
+    })
+}
+
+/// Checks an envelope's signature by `key` over a payload of `payload_type`, and returns
+/// the payload's exact bytes and the key's id; nothing in the payload is parsed. For
+/// envelopes that carry something other than a statement (enrolment, key rotation).
+pub fn verify_signed(
+    envelope: &Envelope,
+    key: &VerifyingKey,
+    payload_type: &str,
+) -> Result<(Vec<u8>, String), VerifyError> {
+    if envelope.payload_type != payload_type {
         return Err(VerifyError::WrongPayloadType {
             found: envelope.payload_type.clone(),
         });
@@ -308,14 +327,19 @@ pub fn verify_envelope(envelope: &Envelope, key: &VerifyingKey) -> Result<Verifi
     .map_err(|_| VerifyError::BadSignature {
         keyid: want.clone(),
     })?;
+    Ok((payload, want))
+}
 
-    // Authenticated from here on.
-    let statement = parse_statement(&payload)?;
-    Ok(Verified {
-        payload,
-        statement,
-        keyid: want,
-    })
+/// Adds `key`'s signature to an envelope that others signed (DSSE allows several), e.g.
+/// the new key's co-signature on a key rotation.
+pub fn add_signature(envelope: &mut Envelope, key: &SigningKey) -> Result<(), VerifyError> {
+    let payload = decode_canonical("payload", &envelope.payload)?;
+    let sig = key.sign(&pae(&envelope.payload_type, &payload));
+    envelope.signatures.push(Signature {
+        keyid: keyid(&key.verifying_key()),
+        sig: STANDARD.encode(sig.to_bytes()),
+    });
+    Ok(())
 }
 
 /// The two fields that say what a payload is, read before the whole statement so that a
@@ -336,7 +360,8 @@ fn parse_statement(payload: &[u8]) -> Result<Statement, VerifyError> {
             found: header.type_,
         });
     }
-    if header.predicate_type != PREDICATE_TYPE {
+    if header.predicate_type != PREDICATE_TYPE && header.predicate_type != UNCHANGED_PREDICATE_TYPE
+    {
         return Err(VerifyError::WrongPredicateType {
             found: header.predicate_type,
         });

@@ -3,18 +3,22 @@
 //! byte that decides whether evidence is trusted can be tested on its own.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod dsse;
 pub mod keys;
 pub mod report;
 pub mod statement;
 
+pub use api::*;
 pub use dsse::{
-    pae, sign, sign_statement, verify, verify_envelope, Envelope, SignError, Signature, Verified,
-    VerifyError, PAYLOAD_TYPE,
+    add_signature, pae, sign, sign_statement, verify, verify_envelope, verify_signed, Envelope,
+    SignError, Signature, Verified, VerifyError, PAYLOAD_TYPE,
 };
 pub use keys::{
     keyid, signing_key_from_pem, signing_key_to_pem, verifying_key_from_pem, verifying_key_to_pem,
     KeyError,
 };
 pub use report::*;
-pub use statement::{Statement, Subject, PREDICATE_TYPE, STATEMENT_TYPE};
+pub use statement::{
+    Predicate, Statement, Subject, PREDICATE_TYPE, STATEMENT_TYPE, UNCHANGED_PREDICATE_TYPE,
+};

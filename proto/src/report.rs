@@ -27,6 +27,94 @@ pub struct Report {
     pub warnings: Vec<Warning>,
     /// Every file the scan read to reach its verdicts, with its digest.
     pub files: Vec<FileDigest>,
+    /// Set when the agent daemon sends the report to a collector (absent from
+    /// `scan --format dsse`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<Link>,
+}
+
+impl Report {
+    /// A digest of everything that decides the node's posture: the kubelet's command line,
+    /// files and binary, the effective settings, the verdicts and the warnings. Not the
+    /// scan time, the pid or node facts. Two scans with the same posture digest may be
+    /// sent as one full report and [`Unchanged`] notices.
+    pub fn posture_digest(&self) -> String {
+        #[derive(Serialize)]
+        struct Posture<'a> {
+            cmdline: &'a [String],
+            config_file: &'a Option<String>,
+            config_dir: &'a Option<String>,
+            exe_sha256: &'a Option<String>,
+            settings: &'a BTreeMap<String, Setting>,
+            checks: &'a [CheckResult],
+            warnings: &'a [Warning],
+            files: &'a [FileDigest],
+        }
+        let bytes = serde_json::to_vec(&Posture {
+            cmdline: &self.kubelet.cmdline,
+            config_file: &self.kubelet.config_file,
+            config_dir: &self.kubelet.config_dir,
+            exe_sha256: &self.kubelet.exe_sha256,
+            settings: &self.settings,
+            checks: &self.checks,
+            warnings: &self.warnings,
+            files: &self.files,
+        })
+        .unwrap_or_default();
+        sha256_hex(&bytes)
+    }
+
+    /// The CIS numbers of checks that did not pass (fail, warn or error), in catalogue
+    /// order, for fleet views.
+    pub fn not_passing(&self) -> Vec<String> {
+        self.checks
+            .iter()
+            .filter(|c| c.status != Status::Pass)
+            .map(|c| c.cis.clone())
+            .collect()
+    }
+}
+
+/// Lowercase hex SHA-256 of `bytes`; the digest of an envelope is this over its exact bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Where a signed statement stands in its node's chain of reports. The collector accepts a
+/// statement only if `sequence` follows the node's last accepted one and `previous` is that
+/// statement's envelope digest, so a dropped, replayed or forked report shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// The node's name as enrolled.
+    pub node: String,
+    /// 1 for the first statement a node sends, then one more each time.
+    pub sequence: u64,
+    /// [`sha256_hex`] of the previous statement's envelope bytes; `None` for sequence 1.
+    pub previous: Option<String>,
+    /// How often the agent scans, so the collector can tell a silent node (stale).
+    pub interval_secs: u64,
+}
+
+/// A signed notice that a scan found exactly the posture of an earlier full report. The
+/// daemon sends one instead of a full report when nothing changed, so storage does not
+/// grow with unchanged scans; the collector keeps the latest notice of each run, which
+/// attests the whole run (`first_unchanged` to `scan_time`, `count` scans).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unchanged {
+    pub link: Link,
+    pub scan_time: String,
+    pub agent_version: String,
+    /// The envelope digest of the full report whose posture this scan matched.
+    pub since: String,
+    pub since_sequence: u64,
+    /// The posture digest both share ([`Report::posture_digest`]).
+    pub posture: String,
+    /// Unchanged scans since that report, this one included.
+    pub count: u64,
+    /// When the first of those scans ran.
+    pub first_unchanged: String,
+    pub summary: Summary,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -102,7 +102,7 @@ fn valid_verifies() {
     assert_eq!(verified.keyid, keyid(&key()));
     assert_eq!(verified.statement.type_, STATEMENT_TYPE);
     assert_eq!(verified.statement.predicate_type, PREDICATE_TYPE);
-    assert_eq!(verified.statement.predicate, sample_report());
+    assert_eq!(verified.statement.report(), Some(&sample_report()));
     // The exact signed bytes come back, not a re-serialization.
     let envelope = fs::read(data_dir().join("valid/envelope.json")).unwrap();
     let envelope = Envelope::from_json_bytes(&envelope).unwrap();
@@ -394,4 +394,49 @@ fn securesystemslib_agrees() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// An `Unchanged` notice signs and verifies like a report, and keeps its type.
+#[test]
+fn unchanged_notices_round_trip() {
+    let report = sample_report();
+    let unchanged = nodeproof_proto::Unchanged {
+        link: nodeproof_proto::Link {
+            node: "node-1".into(),
+            sequence: 7,
+            previous: Some("ab".repeat(32)),
+            interval_secs: 300,
+        },
+        scan_time: "2024-05-01T12:05:00Z".into(),
+        agent_version: "0.1.0".into(),
+        since: "cd".repeat(32),
+        since_sequence: 6,
+        posture: report.posture_digest(),
+        count: 1,
+        first_unchanged: "2024-05-01T12:05:00Z".into(),
+        summary: report.summary,
+    };
+    let statement = nodeproof_proto::Statement::unchanged(
+        sample_statement().subject.clone(),
+        unchanged.clone(),
+    );
+    let key = fixture_key();
+    let envelope = nodeproof_proto::sign_statement(&statement, &key).expect("sign");
+    let verified = verify(&envelope.to_json_bytes(), &key.verifying_key()).expect("verify");
+    assert_eq!(verified.statement, statement);
+    assert_eq!(verified.statement.link(), Some(&unchanged.link));
+    assert!(verified.statement.report().is_none());
+    assert_eq!(verified.statement.scan_time(), "2024-05-01T12:05:00Z");
+}
+
+/// The posture digest ignores the scan time and pid but not a verdict.
+#[test]
+fn posture_digest_tracks_what_matters() {
+    let a = sample_report();
+    let mut b = a.clone();
+    b.scan_time = "2030-01-01T00:00:00Z".into();
+    b.kubelet.pid = 99;
+    assert_eq!(a.posture_digest(), b.posture_digest());
+    b.checks[0].status = nodeproof_proto::Status::Fail;
+    assert_ne!(a.posture_digest(), b.posture_digest());
 }

@@ -258,7 +258,8 @@ fn dsse_envelope_verifies_here_and_with_securesystemslib_and_not_after_tampering
         names.iter().any(|n| n.ends_with("usr/bin/kubelet")),
         "{names:?}"
     );
-    let port = &st.predicate.settings["readOnlyPort"];
+    let report = st.report().expect("a full report");
+    let port = &report.settings["readOnlyPort"];
     assert_eq!(
         (port.value.clone(), port.source),
         (Value::from(10255), Source::DropIn)

@@ -126,6 +126,7 @@ pub fn sample_report() -> Report {
             path: config.into(),
             sha256: sha256_hex(b"kubelet config"),
         }],
+        link: None,
     }
 }
 
