@@ -36,7 +36,7 @@ pub struct Statement {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Predicate {
     Report(Box<Report>),
-    Unchanged(Unchanged),
+    Unchanged(Box<Unchanged>),
 }
 
 /// The wire form: the predicate is parsed by its type only after the type is known.
@@ -76,9 +76,9 @@ impl<'de> Deserialize<'de> for Statement {
         use serde::de::Error;
         let wire: Wire<Box<RawValue>> = Wire::deserialize(d)?;
         let predicate = match wire.predicate_type.as_str() {
-            UNCHANGED_PREDICATE_TYPE => Predicate::Unchanged(
+            UNCHANGED_PREDICATE_TYPE => Predicate::Unchanged(Box::new(
                 serde_json::from_str(wire.predicate.get()).map_err(D::Error::custom)?,
-            ),
+            )),
             _ => Predicate::Report(Box::new(
                 serde_json::from_str(wire.predicate.get()).map_err(D::Error::custom)?,
             )),
@@ -117,7 +117,7 @@ impl Statement {
             type_: STATEMENT_TYPE.to_string(),
             subject: subjects,
             predicate_type: UNCHANGED_PREDICATE_TYPE.to_string(),
-            predicate: Predicate::Unchanged(unchanged),
+            predicate: Predicate::Unchanged(Box::new(unchanged)),
         }
     }
 
