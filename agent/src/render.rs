@@ -218,6 +218,7 @@ mod tests {
                 field: Some("ReadOnlyPort".to_string()),
             }],
             files: vec![],
+            link: None,
         }
     }
 
