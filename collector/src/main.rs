@@ -1,5 +1,4 @@
-//! nodeproof-collector: receives signed reports from enrolled nodes. The service itself
-//! arrives with issue 3; this binary only reserves the name and the CLI shape.
+//! nodeproof-collector: command-line wiring only.
 #![forbid(unsafe_code)]
 
 use clap::Parser;
@@ -10,6 +9,6 @@ struct Cli {}
 
 fn main() -> std::process::ExitCode {
     let _ = Cli::parse();
-    eprintln!("nodeproof-collector: the collector service is not built yet (see issue 3)");
+    eprintln!("nodeproof-collector: the collector service is being built (see docs/collector.md)");
     std::process::ExitCode::from(2)
 }

@@ -1,0 +1,230 @@
+//! Storage behind a trait, so the HTTP handlers and the CLI do not know which database
+//! holds the evidence. Backends: SQLite (`sqlite://path`, embedded, the default) and,
+//! later, PostgreSQL (`postgres://...`). Each runs its migrations when it opens.
+//!
+//! Times are Unix seconds (UTC) unless a field says RFC 3339. The trait is synchronous:
+//! callers on an async runtime run it on a blocking thread; the ingest path batches many
+//! accepted reports into one `commit`, so the cost of a durable commit is shared.
+
+pub mod conformance;
+pub mod sqlite;
+
+use nodeproof_proto::{Status, Summary};
+use serde::{Deserialize, Serialize};
+
+/// What went wrong in the store. Messages say what to do where they can.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no node named {0}")]
+    NoSuchNode(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Backend(String),
+    #[error("unsupported database URL {0:?}: use sqlite:///path/to/file.db (or sqlite://./relative.db)")]
+    BadUrl(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    Pending,
+    Approved,
+    Revoked,
+}
+
+impl NodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Pending => "pending",
+            NodeStatus::Approved => "approved",
+            NodeStatus::Revoked => "revoked",
+        }
+    }
+}
+
+/// A node and the latest state of its chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub name: String,
+    pub key_id: String,
+    /// SubjectPublicKeyInfo PEM.
+    pub public_key: String,
+    pub status: NodeStatus,
+    pub enrolled_at: i64,
+    /// 0 before the first accepted statement.
+    pub last_sequence: u64,
+    /// Envelope digest of the last accepted statement.
+    pub last_digest: Option<String>,
+    /// RFC 3339 scan time of the last accepted statement.
+    pub last_scan_time: Option<String>,
+    /// When the last statement was accepted.
+    pub last_seen: Option<i64>,
+    pub interval_secs: Option<u64>,
+    /// Envelope digest, sequence and posture digest of the last full report.
+    pub last_full_digest: Option<String>,
+    pub last_full_sequence: Option<u64>,
+    pub posture: Option<String>,
+    /// Verdict counts of the latest posture.
+    pub summary: Option<Summary>,
+    /// CIS numbers of scored checks that fail or error in the latest posture.
+    pub failing: Vec<String>,
+}
+
+/// One check's verdict in a full report, as stored in the latest-state table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckState {
+    pub id: String,
+    pub cis: String,
+    pub scored: bool,
+    pub status: Status,
+}
+
+/// An accepted statement, decided by `accept` and ready to commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub node: String,
+    pub key_id: String,
+    pub digest: String,
+    pub sequence: u64,
+    pub previous: Option<String>,
+    pub received_at: i64,
+    pub scan_time: String,
+    pub interval_secs: u64,
+    /// The exact envelope bytes: the evidence.
+    pub envelope: Vec<u8>,
+    pub kind: AcceptedKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcceptedKind {
+    /// A full report: appended to history; its checks replace the node's latest state
+    /// (and change events are recorded for drift).
+    Full {
+        posture: String,
+        summary: Summary,
+        checks: Vec<CheckState>,
+    },
+    /// An unchanged notice. When the node's previous accepted statement was an unchanged
+    /// notice of the same run (`since`), this one replaces it in place; otherwise it is a
+    /// new history row.
+    Unchanged {
+        since: String,
+        count: u64,
+        first_unchanged: String,
+    },
+}
+
+/// A chain break, recorded when a statement is refused for replay, fork or gap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainEvent {
+    pub node: String,
+    /// `replay`, `chain_fork` or `chain_gap`.
+    pub kind: String,
+    pub at: i64,
+    pub expected_sequence: u64,
+    pub got_sequence: u64,
+    pub digest: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub sequence: u64,
+    pub digest: String,
+    /// `full` or `unchanged`.
+    pub kind: String,
+    pub scan_time: String,
+    pub received_at: i64,
+    /// For unchanged notices: scans in the run so far, and the full report they match.
+    pub count: Option<u64>,
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftEvent {
+    pub node: String,
+    pub cis: String,
+    /// The previous status, `None` for the node's first report.
+    pub from: Option<Status>,
+    pub to: Status,
+    pub at: i64,
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NodeCounts {
+    pub total: u64,
+    pub approved: u64,
+    pub pending: u64,
+    pub revoked: u64,
+    /// Approved, reported at least once, not stale, no failing scored check.
+    pub compliant: u64,
+    /// Approved, not stale, at least one failing scored check.
+    pub failing: u64,
+    /// Approved and silent for more than 3 of its intervals (or never reported).
+    pub stale: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckCounts {
+    pub id: String,
+    pub cis: String,
+    pub pass: u64,
+    pub fail: u64,
+    pub warn: u64,
+    pub error: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetSummary {
+    pub nodes: NodeCounts,
+    /// Over approved nodes' latest state, in CIS order.
+    pub checks: Vec<CheckCounts>,
+}
+
+/// The storage every backend provides. Implementations must make `commit` atomic (all of
+/// the batch or none) and durable before it returns, since the collector acknowledges the
+/// reports after it.
+pub trait Store: Send + Sync {
+    // Bootstrap tokens (only hashes are stored).
+    fn create_token(&self, token_sha256: &str, expires_at: i64, uses: Option<u32>, now: i64)
+        -> StoreResult<()>;
+    /// Uses one use of a valid, unexpired token; false when it is unknown, expired or spent.
+    fn redeem_token(&self, token_sha256: &str, now: i64) -> StoreResult<bool>;
+
+    // Nodes.
+    /// Registers a node; with the same name and key again it returns the existing record
+    /// (approving it if `approved`); with the same name and another key it is a Conflict.
+    fn enroll(&self, name: &str, key_id: &str, public_key: &str, approved: bool, now: i64)
+        -> StoreResult<NodeRecord>;
+    fn node(&self, name: &str) -> StoreResult<Option<NodeRecord>>;
+    fn node_by_key(&self, key_id: &str) -> StoreResult<Option<NodeRecord>>;
+    fn set_status(&self, name: &str, status: NodeStatus, now: i64) -> StoreResult<()>;
+    /// Switches a node from `old_key_id` to a new key (Conflict if the current key is not
+    /// `old_key_id` or the new key belongs to another node).
+    fn rotate_key(&self, name: &str, old_key_id: &str, new_key_id: &str, new_public_key: &str, now: i64)
+        -> StoreResult<()>;
+    fn list_nodes(&self) -> StoreResult<Vec<NodeRecord>>;
+
+    // Ingest.
+    /// Commits accepted statements in order, atomically and durably, updating each node's
+    /// chain state, latest checks, per-check counters and drift events.
+    fn commit(&self, batch: &[Accepted]) -> StoreResult<()>;
+    /// Whether a statement with this envelope digest is stored (retries answer 200).
+    fn has_digest(&self, digest: &str) -> StoreResult<bool>;
+    fn record_chain_event(&self, event: &ChainEvent) -> StoreResult<()>;
+    fn chain_events(&self, node: &str) -> StoreResult<Vec<ChainEvent>>;
+
+    // Queries.
+    fn fleet_summary(&self, now: i64) -> StoreResult<FleetSummary>;
+    fn history(&self, node: &str, limit: u32) -> StoreResult<Vec<HistoryEntry>>;
+    fn envelope(&self, digest: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Approved nodes whose latest state has this check failing (or in error).
+    fn failing(&self, cis: &str) -> StoreResult<Vec<NodeRecord>>;
+    fn drift(&self, since: i64) -> StoreResult<Vec<DriftEvent>>;
+    /// Stored bytes, for the storage-growth measurement.
+    fn size_bytes(&self) -> StoreResult<u64>;
+}
