@@ -6,8 +6,8 @@
 //! 2. `--config FILE` replaces that config with the file, defaulted with the v1beta1
 //!    defaults (zero values of non-pointer fields take the default);
 //! 3. `--config-dir DIR` merges every `*.conf` below DIR (lexical walk) as a JSON merge
-//!    patch onto the v1beta1 JSON of the config so far, decodes the result with Go's
-//!    case-insensitive `encoding/json` and defaults it again (see `apply_dropins`);
+//!    patch onto the JSON of the config so far and decodes the result with Go's
+//!    case-insensitive `encoding/json`; how exactly changed in 1.32 (see [`MergeRules`]);
 //! 4. with either, every config-backed flag is parsed again on top, so flags win; feature
 //!    gates merge per key with the command line winning.
 
@@ -204,11 +204,28 @@ pub fn config_dir_flag(cmd: &CommandLine) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// Computes the effective settings from the parsed command line and the files it names.
+/// Computes the effective settings from the parsed command line and the files it names,
+/// for a kubelet of unknown version (see [`compute_for`]).
 pub fn compute(
     cmd: &CommandLine,
     config_file: Option<&FileInput>,
     dropins: Option<&DropInDir>,
+) -> Effective {
+    compute_for(cmd, config_file, dropins, None)
+}
+
+/// A kubelet's minor version (`31` for v1.31.4), when known; it decides how drop-ins merge.
+pub type KubeletMinor = u32;
+
+/// Computes the effective settings for a kubelet of minor version `minor`, when known.
+/// The version only matters with `--config-dir`: drop-ins merge differently before and
+/// after 1.32 ([`MergeRules`]). With no version, both are computed and any setting on which
+/// they disagree is unknown, with the reason.
+pub fn compute_for(
+    cmd: &CommandLine,
+    config_file: Option<&FileInput>,
+    dropins: Option<&DropInDir>,
+    minor: Option<KubeletMinor>,
 ) -> Effective {
     let mut eff = Effective {
         warnings: cmd.warnings.clone(),
@@ -252,8 +269,21 @@ pub fn compute(
 
     // 3: drop-ins.
     if let Some(dir) = dropins {
-        if let Err(e) = apply_dropins(&mut eff, dir) {
-            errors.push(e);
+        match minor.map(MergeRules::for_minor) {
+            Some(rules) => {
+                if let Err(e) = apply_dropins(&mut eff, dir, rules) {
+                    errors.push(e);
+                }
+            }
+            None => {
+                let mut internal = eff.clone();
+                let r_internal = apply_dropins(&mut internal, dir, MergeRules::Internal);
+                let r_versioned = apply_dropins(&mut eff, dir, MergeRules::Versioned);
+                match (r_internal, r_versioned) {
+                    (Ok(()), Ok(())) => disagreements(&mut eff, &internal),
+                    (_, Err(e)) | (Err(e), Ok(())) => errors.push(e),
+                }
+            }
         }
     }
 
@@ -351,13 +381,64 @@ fn join_path(dir: &str, rel: &str) -> String {
 
 // ---- drop-ins ----------------------------------------------------------------------------
 //
-// cmd/kubelet/app/server.go `mergeKubeletConfigurations` (1.30+): the config so far is
-// converted to v1beta1 and marshalled to JSON (fields with `omitempty` and a zero value are
-// left out); each drop-in must be exactly kubelet.config.k8s.io/v1beta1 KubeletConfiguration
-// and is merge-patched on; the result is decoded with Go's `encoding/json` (keys matched
-// case-insensitively, in the bytewise order `json.Marshal` gives a map's keys, the last
-// one winning), then defaulted with the v1beta1 defaults again. (1.28-1.29 marshalled the
-// internal struct instead and did not default; nodeproof follows 1.30+.)
+// cmd/kubelet/app/server.go `mergeKubeletConfigurations`: the config so far is marshalled
+// to JSON, each drop-in is merge-patched on, and the result is decoded with Go's
+// `encoding/json` (keys matched case-insensitively, in the bytewise order `json.Marshal`
+// gives a map's keys, the last one winning). What is marshalled and whether the result is
+// defaulted again depends on the version: see `MergeRules`.
+
+/// How the kubelet merges drop-ins, which changed in 1.32 (kubernetes/kubernetes#127421,
+/// "Merge kubelet configuration files using versioned serialized data").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeRules {
+    /// 1.28 to 1.31: the internal struct is marshalled with Go's field names
+    /// (`ReadOnlyPort`, every field present), drop-ins are patched on, and the result is
+    /// decoded into the same struct without defaulting: a drop-in's `0s` stays zero, and
+    /// a `null` leaves the value as it was.
+    Internal,
+    /// 1.32 and later: the v1beta1 form (zero `omitempty` fields left out), drop-ins must
+    /// be exactly kubelet.config.k8s.io/v1beta1, and the merged result is decoded into a
+    /// fresh v1beta1 struct and defaulted: a drop-in's `0s` becomes the default, and a
+    /// `null` resets the field to its default.
+    Versioned,
+}
+
+impl MergeRules {
+    pub fn for_minor(minor: KubeletMinor) -> MergeRules {
+        if minor >= 32 {
+            MergeRules::Versioned
+        } else {
+            MergeRules::Internal
+        }
+    }
+}
+
+/// Marks unknown every setting on which the two merge rules disagree, since the kubelet's
+/// version, which decides, is not known.
+fn disagreements(versioned: &mut Effective, internal: &Effective) {
+    let paths: std::collections::BTreeSet<&String> = versioned
+        .settings
+        .keys()
+        .chain(internal.settings.keys())
+        .collect();
+    for path in paths {
+        let a = versioned.settings.get(path).map(|s| &s.value);
+        let b = internal.settings.get(path).map(|s| &s.value);
+        if a != b {
+            let show = |v: Option<&Value>| v.map_or("unset".to_string(), Value::to_string);
+            versioned.unknown.insert(
+                path.clone(),
+                format!(
+                    "the drop-ins make {path} {} on kubelet 1.32 and later but {} on 1.30 and \
+                     1.31 (the merge changed in 1.32), and nodeproof could not read the \
+                     kubelet's version from its binary; pass --kubelet-version to decide",
+                    show(a),
+                    show(b)
+                ),
+            );
+        }
+    }
+}
 
 /// Where a value in the merged JSON came from.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -373,6 +454,33 @@ enum Origin {
 enum Merged {
     Leaf(Node, Origin),
     Obj(BTreeMap<String, Merged>),
+}
+
+/// The internal struct's Go field name for a v1beta1 JSON name (1.30-1.31 merge base).
+fn go_name(json: &str) -> String {
+    const SPECIAL: &[(&str, &str)] = &[
+        ("x509", "X509"),
+        ("clientCAFile", "ClientCAFile"),
+        ("cacheTTL", "CacheTTL"),
+        ("cacheAuthorizedTTL", "CacheAuthorizedTTL"),
+        ("cacheUnauthorizedTTL", "CacheUnauthorizedTTL"),
+        ("tlsCertFile", "TLSCertFile"),
+        ("tlsPrivateKeyFile", "TLSPrivateKeyFile"),
+        ("tlsCipherSuites", "TLSCipherSuites"),
+        ("tlsMinVersion", "TLSMinVersion"),
+        ("serverTLSBootstrap", "ServerTLSBootstrap"),
+        ("makeIPTablesUtilChains", "MakeIPTablesUtilChains"),
+        ("eventRecordQPS", "EventRecordQPS"),
+        ("podPidsLimit", "PodPidsLimit"),
+    ];
+    if let Some((_, g)) = SPECIAL.iter().find(|(j, _)| *j == json) {
+        return g.to_string();
+    }
+    let mut c = json.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
 }
 
 fn value_to_node(v: &Value) -> Node {
@@ -393,7 +501,16 @@ fn value_to_node(v: &Value) -> Node {
     }
 }
 
-fn insert_base(root: &mut BTreeMap<String, Merged>, json_path: &str, value: Node) {
+fn insert_base(
+    root: &mut BTreeMap<String, Merged>,
+    json_path: &str,
+    value: Node,
+    rules: MergeRules,
+) {
+    let name = |part: &str| match rules {
+        MergeRules::Internal => go_name(part),
+        MergeRules::Versioned => part.to_string(),
+    };
     let mut parts = json_path.split('.').peekable();
     let mut cur = root;
     while let Some(part) = parts.next() {
@@ -401,14 +518,14 @@ fn insert_base(root: &mut BTreeMap<String, Merged>, json_path: &str, value: Node
         let key = if parts.peek().is_some() && part == "featureGates" {
             let gate: Vec<&str> = parts.by_ref().collect();
             let entry = cur
-                .entry(part.to_string())
+                .entry(name(part))
                 .or_insert_with(|| Merged::Obj(BTreeMap::new()));
             if let Merged::Obj(m) = entry {
                 m.insert(gate.join("."), Merged::Leaf(value, Origin::Base));
             }
             return;
         } else {
-            part.to_string()
+            name(part)
         };
         if parts.peek().is_none() {
             cur.insert(key, Merged::Leaf(value, Origin::Base));
@@ -452,11 +569,15 @@ fn merge_patch(target: &mut Merged, patch: &Node, origin: Origin) {
     }
 }
 
-/// Go's `encoding/json` field matching: the exact name first, else case-insensitive.
-fn match_field(fields: &'static [Field], key: &str) -> Option<&'static Field> {
+/// Go's `encoding/json` field matching: the exact name first (the Go field name for the
+/// internal struct, the JSON name for v1beta1), else case-insensitive.
+fn match_field(fields: &'static [Field], key: &str, rules: MergeRules) -> Option<&'static Field> {
     fields
         .iter()
-        .find(|f| f.name == key)
+        .find(|f| match rules {
+            MergeRules::Internal => go_name(f.name) == key,
+            MergeRules::Versioned => f.name == key,
+        })
         .or_else(|| fields.iter().find(|f| f.name.eq_ignore_ascii_case(key)))
 }
 
@@ -466,10 +587,11 @@ fn decode_merged(
     obj: &BTreeMap<String, Merged>,
     fields: &'static [Field],
     prefix: &str,
+    rules: MergeRules,
     out: &mut BTreeMap<String, (Value, Origin)>,
 ) -> Result<(), String> {
     for (key, val) in obj {
-        let Some(field) = match_field(fields, key) else {
+        let Some(field) = match_field(fields, key, rules) else {
             continue;
         };
         if prefix.is_empty() && (field.name == "apiVersion" || field.name == "kind") {
@@ -478,7 +600,9 @@ fn decode_merged(
         let path = config::join(prefix, field.name);
         match (field.kind, val) {
             (_, Merged::Leaf(Node::Null, _)) => {}
-            (Kind::Struct(sub), Merged::Obj(inner)) => decode_merged(inner, sub, &path, out)?,
+            (Kind::Struct(sub), Merged::Obj(inner)) => {
+                decode_merged(inner, sub, &path, rules, out)?;
+            }
             (Kind::BoolMap, Merged::Obj(inner)) => {
                 for (gate, v) in inner {
                     match v {
@@ -523,7 +647,7 @@ fn check_dropin(
                 field: full,
             });
         }
-        let Some(field) = match_field(fields, key) else {
+        let Some(field) = match_field(fields, key, MergeRules::Versioned) else {
             warnings.push(warn(
                 path,
                 Some(&full),
@@ -607,7 +731,7 @@ fn load_dropin(file: &FileInput) -> Result<Node, ConfigError> {
     Ok(parsed.node)
 }
 
-fn apply_dropins(eff: &mut Effective, dir: &DropInDir) -> Result<(), String> {
+fn apply_dropins(eff: &mut Effective, dir: &DropInDir, rules: MergeRules) -> Result<(), String> {
     let files = dir.files.as_ref().map_err(|reason| {
         format!(
             "--config-dir {}: {reason}; the kubelet refuses to start when it cannot walk its \
@@ -627,17 +751,18 @@ fn apply_dropins(eff: &mut Effective, dir: &DropInDir) -> Result<(), String> {
     if confs.is_empty() {
         return Ok(());
     }
-    // The base, as the kubelet marshals its v1beta1 form: non-pointer zero values omitted.
+    // The base, as the kubelet marshals it.
     let mut root = BTreeMap::new();
     for (path, s) in &eff.settings {
         let pointer = schema::lookup_field(path).is_some_and(|f| f.pointer);
         let gate = path.starts_with("featureGates.");
-        if !gate && !pointer && is_zero(&s.value) {
-            continue;
+        if rules == MergeRules::Versioned && !gate && !pointer && is_zero(&s.value) {
+            continue; // omitempty
         }
-        insert_base(&mut root, path, value_to_node(&s.value));
+        insert_base(&mut root, path, value_to_node(&s.value), rules);
     }
     let mut merged = Merged::Obj(root);
+    let mut warnings = Vec::new();
     for (i, file) in confs.iter().enumerate() {
         let node = load_dropin(file).map_err(|e| e.to_string())?;
         if let Node::Map(entries) = &node {
@@ -646,37 +771,46 @@ fn apply_dropins(eff: &mut Effective, dir: &DropInDir) -> Result<(), String> {
                 entries,
                 KUBELET_CONFIGURATION,
                 "",
-                &mut eff.warnings,
+                &mut warnings,
             )
             .map_err(|e| e.to_string())?;
         }
         merge_patch(&mut merged, &node, Origin::DropIn(i));
     }
+    eff.warnings.extend(warnings);
     let Merged::Obj(root) = &merged else {
         return Err("merged drop-ins are not an object".to_string());
     };
     let mut decoded = BTreeMap::new();
-    decode_merged(root, KUBELET_CONFIGURATION, "", &mut decoded)?;
+    decode_merged(root, KUBELET_CONFIGURATION, "", rules, &mut decoded)?;
 
-    // Defaulting runs again on the merged result.
     for tr in TRACKED {
         let pointer = schema::lookup_field(tr.path).is_some_and(|f| f.pointer);
         let default = tr.default.value();
-        let new = match decoded.get(tr.path) {
-            Some((_, Origin::Base)) => continue,
-            Some((v, Origin::DropIn(i))) if pointer || !is_zero(v) || *v == default => {
+        let new = match (decoded.get(tr.path), rules) {
+            (Some((_, Origin::Base)), _) => continue,
+            (Some((v, Origin::DropIn(i))), MergeRules::Internal) => {
                 setting(v.clone(), Source::DropIn, confs[*i].path.clone())
             }
-            Some((v, Origin::DropIn(i))) => setting(
+            // 1.32+: defaulting runs again on the merged result.
+            (Some((v, Origin::DropIn(i))), MergeRules::Versioned)
+                if pointer || !is_zero(v) || *v == default =>
+            {
+                setting(v.clone(), Source::DropIn, confs[*i].path.clone())
+            }
+            (Some((v, Origin::DropIn(i))), MergeRules::Versioned) => setting(
                 default,
                 Source::Default,
                 format!(
                     "{V1BETA1_DEFAULT} ({} sets {} to {v}, a zero value, which defaulting \
-                     replaces)",
+                     replaces on kubelet 1.32 and later)",
                     confs[*i].path, tr.path
                 ),
             ),
-            None => {
+            // Deleted by a null: 1.30-1.31 decode into the struct as it was, so nothing
+            // changes; 1.32+ decode into a fresh struct and default it.
+            (None, MergeRules::Internal) => continue,
+            (None, MergeRules::Versioned) => {
                 if eff
                     .settings
                     .get(tr.path)
@@ -696,15 +830,17 @@ fn apply_dropins(eff: &mut Effective, dir: &DropInDir) -> Result<(), String> {
         };
         eff.settings.insert(tr.path.to_string(), new);
     }
-    let gates: Vec<String> = eff
-        .settings
-        .keys()
-        .filter(|k| k.starts_with("featureGates."))
-        .cloned()
-        .collect();
-    for gate in gates {
-        if !decoded.contains_key(&gate) {
-            eff.settings.remove(&gate);
+    if rules == MergeRules::Versioned {
+        let gates: Vec<String> = eff
+            .settings
+            .keys()
+            .filter(|k| k.starts_with("featureGates."))
+            .cloned()
+            .collect();
+        for gate in gates {
+            if !decoded.contains_key(&gate) {
+                eff.settings.remove(&gate);
+            }
         }
     }
     for (path, (value, origin)) in decoded {

@@ -303,12 +303,14 @@ impl KubeletProcess {
     }
 
     /// The kubelet's executable as `/proc/<pid>/exe` names it (expressed inside the
-    /// kubelet's root, like `cwd`), and its SHA-256 in hex.
+    /// kubelet's root, like `cwd`), its SHA-256, and the version its build stamped into it
+    /// (Go records the build's `-ldflags`, and Kubernetes builds set
+    /// `-X 'k8s.io/component-base/version.gitVersion=v1.31.4'`), read in the same pass.
     ///
     /// The bytes are read by opening `/proc/<pid>/exe` itself, which is the binary that is
     /// running even when the file on disk was replaced or deleted since (its name then ends
-    /// in ` (deleted)`). The file is hashed as a stream, never held whole.
-    pub fn exe_sha256(&self) -> Result<(String, String), ReadError> {
+    /// in ` (deleted)`). The file is streamed, never held whole.
+    pub fn exe_info(&self) -> Result<ExeInfo, ReadError> {
         let link = self.pid_dir().join("exe");
         let err = |name: &str, host: &Path, cause| ReadError {
             pid: self.pid,
@@ -332,15 +334,23 @@ impl KubeletProcess {
         }
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 64 * 1024];
+        let mut version = VersionScanner::default();
         loop {
             match file.read(&mut buf) {
                 Ok(0) => break,
-                Ok(n) => hasher.update(&buf[..n]),
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    version.feed(&buf[..n]);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(err(&name, &link, ReadCause::Io(e))),
             }
         }
-        Ok((name, hex::encode(hasher.finalize())))
+        Ok(ExeInfo {
+            path: name,
+            sha256: hex::encode(hasher.finalize()),
+            version: version.found,
+        })
     }
 
     fn resolve_relative(&self, path: &str) -> String {
@@ -1099,5 +1109,106 @@ mod tests {
         );
         assert_eq!(boot_time("btime x\n"), None);
         assert_eq!(boot_time("btime 99999999999999999\n"), None);
+    }
+}
+
+/// The kubelet's executable as `/proc/<pid>/exe` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExeInfo {
+    /// Its path inside the kubelet's root.
+    pub path: String,
+    pub sha256: String,
+    /// The Kubernetes version stamped in at build time (`v1.31.4`), when found.
+    pub version: Option<String>,
+}
+
+/// Finds `version.gitVersion=v<version>` in a byte stream fed in chunks.
+#[derive(Debug, Default)]
+struct VersionScanner {
+    tail: Vec<u8>,
+    found: Option<String>,
+}
+
+impl VersionScanner {
+    const MARKER: &'static [u8] = b"version.gitVersion=";
+    const MAX_VERSION: usize = 64;
+
+    fn feed(&mut self, chunk: &[u8]) {
+        if self.found.is_some() {
+            return;
+        }
+        let keep = Self::MARKER.len() + Self::MAX_VERSION;
+        let mut window = std::mem::take(&mut self.tail);
+        window.extend_from_slice(chunk);
+        let mut from = 0;
+        while let Some(at) = memchr::memmem::find(&window[from..], Self::MARKER) {
+            let start = from + at + Self::MARKER.len();
+            let value: Vec<u8> = window[start..]
+                .iter()
+                .take(Self::MAX_VERSION)
+                .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+'))
+                .copied()
+                .collect();
+            let complete = start + value.len() < window.len();
+            if complete {
+                if let Ok(v) = String::from_utf8(value) {
+                    if v.starts_with('v') && v[1..].split('.').count() >= 2 {
+                        self.found = Some(v);
+                        return;
+                    }
+                }
+            } else {
+                // The value runs past this chunk: look again with the next one.
+                self.tail = window[from + at..].to_vec();
+                return;
+            }
+            from = start;
+        }
+        let cut = window.len().saturating_sub(keep);
+        self.tail = window[cut..].to_vec();
+    }
+}
+
+/// The minor version of a Kubernetes version string: 31 for `v1.31.4`.
+pub fn kubelet_minor(version: &str) -> Option<u32> {
+    let mut parts = version.trim_start_matches('v').split('.');
+    let major = parts.next()?;
+    let minor = parts.next()?;
+    if major != "1" {
+        return None;
+    }
+    minor
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_version_across_chunk_boundaries() {
+        let blob = b"junk build\t-ldflags=\"-X 'k8s.io/component-base/version.gitVersion=v1.31.4' -X x\" more";
+        for split in 0..blob.len() {
+            let mut s = VersionScanner::default();
+            s.feed(&blob[..split]);
+            s.feed(&blob[split..]);
+            assert_eq!(s.found.as_deref(), Some("v1.31.4"), "split at {split}");
+        }
+        let mut s = VersionScanner::default();
+        s.feed(b"no version here version.gitVersion= nothing");
+        assert_eq!(s.found, None);
+    }
+
+    #[test]
+    fn minor_versions() {
+        assert_eq!(kubelet_minor("v1.31.4"), Some(31));
+        assert_eq!(kubelet_minor("v1.32.0-rc.1"), Some(32));
+        assert_eq!(kubelet_minor("v1.30.2+k3s1"), Some(30));
+        assert_eq!(kubelet_minor("v2.0.0"), None);
+        assert_eq!(kubelet_minor("garbage"), None);
     }
 }

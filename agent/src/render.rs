@@ -208,6 +208,7 @@ mod tests {
                 exe: Some("/usr/bin/kubelet".to_string()),
                 exe_sha256: None,
                 exe_error: None,
+                version: None,
             },
             settings: Default::default(),
             summary: Summary::of(&checks),

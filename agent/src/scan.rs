@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 
 use crate::checks;
 use crate::cmdline::parse_cmdline;
-use crate::effective::{self, compute, DropInDir, Effective, FileInput};
-use crate::process::{self, find_kubelet, FindError, KubeletProcess};
+use crate::effective::{self, compute_for, DropInDir, Effective, FileInput};
+use crate::process::{self, find_kubelet, kubelet_minor, ExeInfo, FindError, KubeletProcess};
 
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
@@ -38,7 +38,10 @@ pub struct Snapshot {
     pub argv: Vec<String>,
     pub config_file: Option<FileInput>,
     pub dropins: Option<DropInDir>,
-    pub exe: Result<(String, String), String>,
+    pub exe: Result<ExeInfo, String>,
+    /// The kubelet's version: read from its binary, or set by the caller
+    /// (`--kubelet-version`) before `assemble`.
+    pub kubelet_version: Option<String>,
     pub node: NodeFacts,
     /// Raw bytes' digests of every file read, in read order.
     pub files: Vec<FileDigest>,
@@ -70,7 +73,7 @@ pub fn collect(opts: &ScanOptions) -> Result<Snapshot, ScanError> {
             dir,
         }
     });
-    let exe = kp.exe_sha256().map_err(|e| e.to_string());
+    let exe = kp.exe_info().map_err(|e| e.to_string());
     if let Err(e) = &exe {
         warnings.push(Warning {
             message: format!(
@@ -87,6 +90,7 @@ pub fn collect(opts: &ScanOptions) -> Result<Snapshot, ScanError> {
         argv: kp.argv.clone(),
         config_file,
         dropins,
+        kubelet_version: exe.as_ref().ok().and_then(|e| e.version.clone()),
         exe,
         node: process::node_facts(&opts.proc_dir),
         files,
@@ -114,7 +118,13 @@ fn read_text(kp: &KubeletProcess, path: &str, files: &mut Vec<FileDigest>) -> Fi
 /// Computes and checks a snapshot and assembles the report. Pure.
 pub fn assemble(snap: &Snapshot, scan_time: String) -> Report {
     let cmd = parse_cmdline(snap.argv.get(1..).unwrap_or_default());
-    let eff = compute(&cmd, snap.config_file.as_ref(), snap.dropins.as_ref());
+    let minor = snap.kubelet_version.as_deref().and_then(kubelet_minor);
+    let eff = compute_for(
+        &cmd,
+        snap.config_file.as_ref(),
+        snap.dropins.as_ref(),
+        minor,
+    );
     let checks = checks::evaluate(&eff);
     report_from(snap, &eff, checks, scan_time)
 }
@@ -139,7 +149,7 @@ fn report_from(
         });
     }
     let (exe, exe_sha256, exe_error) = match &snap.exe {
-        Ok((path, digest)) => (Some(path.clone()), Some(digest.clone()), None),
+        Ok(info) => (Some(info.path.clone()), Some(info.sha256.clone()), None),
         Err(e) => (None, None, Some(e.clone())),
     };
     Report {
@@ -155,6 +165,7 @@ fn report_from(
             exe,
             exe_sha256,
             exe_error,
+            version: snap.kubelet_version.clone(),
         },
         settings: eff.settings.clone(),
         summary: Summary::of(&checks),

@@ -2,7 +2,7 @@
 //! a command line and file contents in, settings with provenance out.
 
 use nodeproof_agent::cmdline::parse_cmdline;
-use nodeproof_agent::effective::{compute, DropInDir, Effective, FileInput};
+use nodeproof_agent::effective::{compute, compute_for, DropInDir, Effective, FileInput};
 use nodeproof_proto::Source;
 use serde_json::{json, Value};
 
@@ -22,6 +22,17 @@ fn file(path: &str, text: &str) -> FileInput {
 fn run(cmdline: &str, config: Option<FileInput>, dropins: Option<DropInDir>) -> Effective {
     let cmd = parse_cmdline(&args(cmdline));
     compute(&cmd, config.as_ref(), dropins.as_ref())
+}
+
+/// For a kubelet of a known minor version (drop-ins merge differently before 1.32).
+fn run_v(
+    minor: u32,
+    cmdline: &str,
+    config: Option<FileInput>,
+    dropins: Option<DropInDir>,
+) -> Effective {
+    let cmd = parse_cmdline(&args(cmdline));
+    compute_for(&cmd, config.as_ref(), dropins.as_ref(), Some(minor))
 }
 
 fn value(eff: &Effective, path: &str) -> Value {
@@ -357,19 +368,22 @@ fn drop_ins_deep_merge_objects_and_replace_lists() {
 }
 
 #[test]
-fn drop_in_zero_values_are_defaulted_after_the_merge() {
-    let eff = run(
-        "--config=/k.yaml --config-dir=/d",
-        Some(file("/k.yaml", HEAD)),
-        dropins(
-            "/d",
-            vec![file(
-                "/d/a.conf",
-                &format!("{HEAD}streamingConnectionIdleTimeout: 0s\n"),
-            )],
-        ),
-    );
-    // 1.30+ defaults the merged v1beta1 config again, so 0s becomes 4h.
+fn drop_in_zero_values_are_defaulted_from_1_32_but_kept_before() {
+    let zero = || {
+        (
+            Some(file("/k.yaml", HEAD)),
+            dropins(
+                "/d",
+                vec![file(
+                    "/d/a.conf",
+                    &format!("{HEAD}streamingConnectionIdleTimeout: 0s\n"),
+                )],
+            ),
+        )
+    };
+    // 1.32+ (kubernetes#127421) defaults the merged v1beta1 config again: 0s becomes 4h.
+    let (c, d) = zero();
+    let eff = run_v(32, "--config=/k.yaml --config-dir=/d", c, d);
     assert_eq!(
         value(&eff, "streamingConnectionIdleTimeout"),
         json!("4h0m0s")
@@ -377,28 +391,49 @@ fn drop_in_zero_values_are_defaulted_after_the_merge() {
     let s = eff.lookup("streamingConnectionIdleTimeout").expect("s");
     assert_eq!(s.source, Source::Default);
     assert!(s.origin.contains("/d/a.conf"), "{}", s.origin);
+    // 1.30-1.31 decode into the internal struct without defaulting: no idle timeout.
+    let (c, d) = zero();
+    let eff = run_v(31, "--config=/k.yaml --config-dir=/d", c, d);
+    assert_eq!(value(&eff, "streamingConnectionIdleTimeout"), json!("0s"));
+    assert_eq!(
+        source(&eff, "streamingConnectionIdleTimeout"),
+        Source::DropIn
+    );
+    // Unknown version: the value is unknown, and says why.
+    let (c, d) = zero();
+    let eff = run("--config=/k.yaml --config-dir=/d", c, d);
+    let err = eff
+        .lookup("streamingConnectionIdleTimeout")
+        .expect_err("ambiguous");
+    assert!(
+        err.contains("1.32") && err.contains("--kubelet-version"),
+        "{err}"
+    );
+    // Settings the drop-in does not touch are unaffected.
+    assert_eq!(value(&eff, "readOnlyPort"), json!(0));
 }
 
 #[test]
-fn a_drop_in_null_resets_a_value_to_the_v1beta1_default() {
-    // Merge-patch null deletes the key; the decoded zero is then defaulted. On a node
-    // without --config that closes the legacy read-only port.
-    let eff = run(
-        "--config-dir=/d",
-        None,
+fn a_drop_in_null_resets_a_value_to_the_default_from_1_32_and_does_nothing_before() {
+    // Merge-patch null deletes the key. 1.32+ decode a fresh struct and default it, which
+    // closes the legacy read-only port; 1.30-1.31 decode into the struct as it was.
+    let nulls = || {
         dropins(
             "/d",
             vec![file(
                 "/d/a.conf",
                 &format!("{HEAD}readOnlyPort: null\nauthorization:\n  mode: null\n"),
             )],
-        ),
-    );
+        )
+    };
+    let eff = run_v(33, "--config-dir=/d", None, nulls());
     assert_eq!(value(&eff, "readOnlyPort"), json!(0));
     assert_eq!(value(&eff, "authorization.mode"), json!("Webhook"));
     assert_eq!(source(&eff, "authorization.mode"), Source::Default);
-    // Untouched legacy values stay.
     assert_eq!(value(&eff, "authentication.anonymous.enabled"), json!(true));
+    let eff = run_v(30, "--config-dir=/d", None, nulls());
+    assert_eq!(value(&eff, "readOnlyPort"), json!(10255));
+    assert_eq!(value(&eff, "authorization.mode"), json!("AlwaysAllow"));
 }
 
 #[test]
@@ -426,38 +461,51 @@ fn drop_ins_without_config_patch_the_legacy_defaults() {
 
 #[test]
 fn drop_in_keys_match_case_insensitively() {
-    // The kubelet decodes merged drop-ins with Go's encoding/json into its internal struct,
-    // which matches keys case-insensitively: unlike in the config file, this applies.
-    let eff = run(
-        "--config=/k.yaml --config-dir=/d",
-        Some(file("/k.yaml", HEAD)),
-        dropins(
-            "/d",
-            vec![file("/d/a.conf", &format!("{HEAD}ReadOnlyPort: 10255\n"))],
-        ),
-    );
-    assert_eq!(value(&eff, "readOnlyPort"), json!(10255));
-    assert!(eff
-        .warnings
-        .iter()
-        .any(|w| w.message.contains("case-insensitively")));
+    // The kubelet decodes merged drop-ins with Go's encoding/json, which matches keys
+    // case-insensitively: unlike in the config file, this applies (on every version, since
+    // the base's readOnlyPort is 0: left out by omitempty on 1.32+, and "ReadOnlyPort"
+    // is replaced exactly on 1.30-1.31).
+    for minor in [31, 32] {
+        let eff = run_v(
+            minor,
+            "--config=/k.yaml --config-dir=/d",
+            Some(file("/k.yaml", HEAD)),
+            dropins(
+                "/d",
+                vec![file("/d/a.conf", &format!("{HEAD}ReadOnlyPort: 10255\n"))],
+            ),
+        );
+        assert_eq!(value(&eff, "readOnlyPort"), json!(10255), "1.{minor}");
+        assert!(eff
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("case-insensitively")));
+    }
 }
 
 #[test]
-fn a_miscased_drop_in_key_loses_to_the_properly_spelled_base_key() {
-    // Merged JSON keys are sorted bytewise: "ReadOnlyPort" < "readOnlyPort", so the
-    // base's own key (present, as 10255 is not a zero value) is decoded last and wins:
-    // this drop-in does not close the port.
-    let eff = run(
-        "--config=/k.yaml --config-dir=/d",
-        Some(file("/k.yaml", &format!("{HEAD}readOnlyPort: 10255\n"))),
-        dropins(
-            "/d",
-            vec![file("/d/a.conf", &format!("{HEAD}ReadOnlyPort: 0\n"))],
-        ),
-    );
+fn a_miscased_drop_in_key_loses_to_the_properly_spelled_base_key_from_1_32() {
+    // 1.32+: merged keys are sorted bytewise, "ReadOnlyPort" < "readOnlyPort", and the
+    // base's own readOnlyPort (10255, not a zero value, so present) is decoded last and
+    // wins: this drop-in does not close the port. 1.30-1.31: the base key is the Go name
+    // "ReadOnlyPort" itself, which the drop-in replaces: the port closes.
+    let run_it = |minor| {
+        run_v(
+            minor,
+            "--config=/k.yaml --config-dir=/d",
+            Some(file("/k.yaml", &format!("{HEAD}readOnlyPort: 10255\n"))),
+            dropins(
+                "/d",
+                vec![file("/d/a.conf", &format!("{HEAD}ReadOnlyPort: 0\n"))],
+            ),
+        )
+    };
+    let eff = run_it(32);
     assert_eq!(value(&eff, "readOnlyPort"), json!(10255));
     assert_eq!(source(&eff, "readOnlyPort"), Source::ConfigFile);
+    let eff = run_it(31);
+    assert_eq!(value(&eff, "readOnlyPort"), json!(0));
+    assert_eq!(source(&eff, "readOnlyPort"), Source::DropIn);
 }
 
 #[test]

@@ -570,7 +570,8 @@ fn exe_is_named_inside_the_root_and_hashed() {
         .unwrap()
         .exe(&rootfs.join("usr/bin/kubelet"))
         .unwrap();
-    let (name, digest) = node.find().exe_sha256().unwrap();
+    let exe = node.find().exe_info().unwrap();
+    let (name, digest) = (exe.path, exe.sha256);
     assert_eq!(name, "/usr/bin/kubelet");
     assert_eq!(digest, hex::encode(Sha256::digest(&binary)));
 }
@@ -579,7 +580,7 @@ fn exe_is_named_inside_the_root_and_hashed() {
 fn missing_exe_is_a_read_error() {
     let node = Node::new();
     node.kubelet(10, &["kubelet"]);
-    let err = node.find().exe_sha256().unwrap_err();
+    let err = node.find().exe_info().unwrap_err();
     assert!(err.to_string().contains("exe"), "{err}");
 }
 
@@ -691,7 +692,8 @@ fn finds_a_real_process_named_kubelet_in_the_real_proc() -> TestResult {
     assert_eq!(k.argv, argv);
     assert_eq!(k.cwd.as_deref(), Some(dir.to_str().unwrap()));
     assert_eq!(k.read_file("config.yaml")?, b"kind: KubeletConfiguration\n");
-    let (exe_name, digest) = k.exe_sha256()?;
+    let info = k.exe_info()?;
+    let (exe_name, digest) = (info.path, info.sha256);
     // /proc/<pid>/exe names the file executed, behind the symlink.
     assert_eq!(exe_name, fs::canonicalize(&exe)?.display().to_string());
     assert_eq!(digest, hex::encode(Sha256::digest(fs::read(&exe)?)));

@@ -138,6 +138,10 @@ pub struct KubeletInfo {
     pub exe_sha256: Option<String>,
     /// Why the executable could not be hashed, when it could not.
     pub exe_error: Option<String>,
+    /// The kubelet's version (`v1.31.4`), read from its binary's build stamp or given with
+    /// `--kubelet-version`; it decides how drop-ins merge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// Where an effective value came from. Later sources override earlier ones in the order

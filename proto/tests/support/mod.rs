@@ -96,6 +96,7 @@ pub fn sample_report() -> Report {
             exe: Some("/usr/bin/kubelet".into()),
             exe_sha256: Some(sha256_hex(b"kubelet binary")),
             exe_error: None,
+            version: None,
         },
         settings: BTreeMap::from([
             (
