@@ -456,30 +456,44 @@ enum Merged {
     Obj(BTreeMap<String, Merged>),
 }
 
+/// JSON names whose internal Go field name is not the JSON name capitalised.
+const GO_NAMES: &[(&str, &str)] = &[
+    ("x509", "X509"),
+    ("clientCAFile", "ClientCAFile"),
+    ("cacheTTL", "CacheTTL"),
+    ("cacheAuthorizedTTL", "CacheAuthorizedTTL"),
+    ("cacheUnauthorizedTTL", "CacheUnauthorizedTTL"),
+    ("tlsCertFile", "TLSCertFile"),
+    ("tlsPrivateKeyFile", "TLSPrivateKeyFile"),
+    ("tlsCipherSuites", "TLSCipherSuites"),
+    ("tlsMinVersion", "TLSMinVersion"),
+    ("serverTLSBootstrap", "ServerTLSBootstrap"),
+    ("makeIPTablesUtilChains", "MakeIPTablesUtilChains"),
+    ("eventRecordQPS", "EventRecordQPS"),
+    ("podPidsLimit", "PodPidsLimit"),
+];
+
 /// The internal struct's Go field name for a v1beta1 JSON name (1.30-1.31 merge base).
 fn go_name(json: &str) -> String {
-    const SPECIAL: &[(&str, &str)] = &[
-        ("x509", "X509"),
-        ("clientCAFile", "ClientCAFile"),
-        ("cacheTTL", "CacheTTL"),
-        ("cacheAuthorizedTTL", "CacheAuthorizedTTL"),
-        ("cacheUnauthorizedTTL", "CacheUnauthorizedTTL"),
-        ("tlsCertFile", "TLSCertFile"),
-        ("tlsPrivateKeyFile", "TLSPrivateKeyFile"),
-        ("tlsCipherSuites", "TLSCipherSuites"),
-        ("tlsMinVersion", "TLSMinVersion"),
-        ("serverTLSBootstrap", "ServerTLSBootstrap"),
-        ("makeIPTablesUtilChains", "MakeIPTablesUtilChains"),
-        ("eventRecordQPS", "EventRecordQPS"),
-        ("podPidsLimit", "PodPidsLimit"),
-    ];
-    if let Some((_, g)) = SPECIAL.iter().find(|(j, _)| *j == json) {
+    if let Some((_, g)) = GO_NAMES.iter().find(|(j, _)| *j == json) {
         return g.to_string();
     }
     let mut c = json.chars();
     match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect(),
         None => String::new(),
+    }
+}
+
+/// `go_name(json) == key`, without allocating (it runs for every key and field).
+fn is_go_name(json: &str, key: &str) -> bool {
+    if let Some((_, g)) = GO_NAMES.iter().find(|(j, _)| *j == json) {
+        return *g == key;
+    }
+    let (mut a, mut b) = (json.chars(), key.chars());
+    match (a.next(), b.next()) {
+        (Some(x), Some(y)) => x.to_uppercase().eq(std::iter::once(y)) && a.eq(b),
+        _ => json.is_empty() && key.is_empty(),
     }
 }
 
@@ -575,7 +589,7 @@ fn match_field(fields: &'static [Field], key: &str, rules: MergeRules) -> Option
     fields
         .iter()
         .find(|f| match rules {
-            MergeRules::Internal => go_name(f.name) == key,
+            MergeRules::Internal => is_go_name(f.name, key),
             MergeRules::Versioned => f.name == key,
         })
         .or_else(|| fields.iter().find(|f| f.name.eq_ignore_ascii_case(key)))
