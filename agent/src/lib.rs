@@ -10,6 +10,7 @@
 pub mod checks;
 pub mod cmdline;
 pub mod config;
+pub mod daemon;
 pub mod effective;
 pub mod fakeproc;
 pub mod process;

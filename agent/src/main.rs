@@ -7,9 +7,16 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use ed25519_dalek::SigningKey;
+use nodeproof_agent::daemon::enroll::{enroll_envelope, rotate_envelope};
+use nodeproof_agent::daemon::{
+    self, parse_duration, ClientError, Collector, Config, Timeouts, TlsOptions,
+};
+use nodeproof_agent::process;
 use nodeproof_agent::render;
 use nodeproof_agent::scan::{self, ScanOptions};
 use nodeproof_proto::{
@@ -40,6 +47,185 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Enrol this node's key with a collector (POST /v1/enroll, signed by the key).
+    ///
+    /// Prints the node, keyid and status. Exit codes: 0 approved; 3 pending (enrolled, but
+    /// waiting for `nodeproof-collector nodes approve NAME`: no or a spent token); 2 error
+    /// (the collector's message says why).
+    Enroll(EnrollArgs),
+    /// Replace this node's key at the collector (POST /v1/rotate, signed by the current key
+    /// and co-signed by the new one). Then restart `run` with --key NEW.
+    ///
+    /// Exit codes: 0 rotated; 2 error.
+    RotateKey(RotateArgs),
+    /// Run as a daemon: scan every --interval, sign, spool, and deliver to the collector
+    /// in order. Logs go to stderr, one line per event.
+    ///
+    /// Exit codes: 0 stopped by SIGTERM/SIGINT, or with --once everything was delivered;
+    /// 1 with --once, something is left undelivered (still spooled, set aside in
+    /// rejected/, or dropped); 2 it could not start, or with --once the scan could not run.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CollectorArgs {
+    /// The collector's URL, e.g. https://collector.example:8443.
+    #[arg(long, value_name = "URL", env = "NODEPROOF_COLLECTOR")]
+    collector: String,
+    /// PEM bundle of CA certificates to trust (a collector with a private CA), in addition
+    /// to the built-in web PKI roots.
+    #[arg(long, value_name = "FILE", env = "NODEPROOF_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Trust only --ca-file, not the built-in roots.
+    #[arg(long, requires = "ca_file")]
+    ca_only: bool,
+    /// Client certificate (PEM) for mutual TLS; needs --client-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "NODEPROOF_CLIENT_CERT",
+        requires = "client_key"
+    )]
+    client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "NODEPROOF_CLIENT_KEY",
+        requires = "client_cert"
+    )]
+    client_key: Option<PathBuf>,
+    /// How long one request to the collector may take.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+impl CollectorArgs {
+    fn tls(&self) -> TlsOptions {
+        TlsOptions {
+            ca_file: self.ca_file.clone(),
+            ca_only: self.ca_only,
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+        }
+    }
+
+    fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            request: self.timeout,
+            ..Timeouts::default()
+        }
+    }
+
+    fn client(&self) -> Result<Collector> {
+        Ok(Collector::new(
+            &self.collector,
+            &self.tls(),
+            self.timeouts(),
+        )?)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct NodeArgs {
+    /// The node's name at the collector [default: the hostname, from
+    /// PROC/sys/kernel/hostname].
+    #[arg(long, value_name = "NAME", env = "NODEPROOF_NODE_NAME")]
+    node_name: Option<String>,
+    /// The /proc to read (the host's, or the host's mounted into a pod).
+    #[arg(
+        long = "proc",
+        value_name = "DIR",
+        default_value = "/proc",
+        env = "NODEPROOF_PROC"
+    )]
+    proc_dir: PathBuf,
+}
+
+impl NodeArgs {
+    fn node_name(&self) -> Result<String> {
+        if let Some(name) = &self.node_name {
+            return Ok(name.clone());
+        }
+        process::node_facts(&self.proc_dir)
+            .hostname
+            .with_context(|| {
+                format!(
+                    "could not read the hostname from {}: pass --node-name NAME",
+                    self.proc_dir.join("sys/kernel/hostname").display()
+                )
+            })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct EnrollArgs {
+    #[command(flatten)]
+    collector: CollectorArgs,
+    /// Bootstrap token from `nodeproof-collector token create`; without one the node is
+    /// left pending until an operator approves it.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "NODEPROOF_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// Read the token from FILE instead (keeps it out of the process list).
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// The node's ed25519 private key (from `keygen`).
+    #[arg(long, value_name = "FILE", env = "NODEPROOF_KEY")]
+    key: PathBuf,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct RotateArgs {
+    #[command(flatten)]
+    collector: CollectorArgs,
+    /// The key the collector knows now.
+    #[arg(long, value_name = "FILE", env = "NODEPROOF_KEY")]
+    key: PathBuf,
+    /// The key to replace it with (from `keygen --out OTHER_DIR`).
+    #[arg(long, value_name = "FILE")]
+    new_key: PathBuf,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    collector: CollectorArgs,
+    /// The node's ed25519 private key, as enrolled.
+    #[arg(long, value_name = "FILE", env = "NODEPROOF_KEY")]
+    key: PathBuf,
+    #[command(flatten)]
+    node: NodeArgs,
+    /// The kubelet's pid, when several run or to pick one explicitly.
+    #[arg(long)]
+    pid: Option<i32>,
+    /// How often to scan (30s, 5m, 1h; plain numbers are seconds).
+    #[arg(long, value_name = "DURATION", default_value = "5m", env = "NODEPROOF_INTERVAL", value_parser = parse_duration)]
+    interval: Duration,
+    /// Where undelivered statements wait (created, mode 0700).
+    #[arg(long, value_name = "DIR", default_value = daemon::DEFAULT_SPOOL_DIR, env = "NODEPROOF_SPOOL")]
+    spool: PathBuf,
+    /// At most this many undelivered statements are kept; when full, the oldest are dropped.
+    #[arg(long, value_name = "N", default_value_t = daemon::DEFAULT_SPOOL_MAX)]
+    spool_max: usize,
+    /// One cycle: deliver the spool, scan, deliver; then exit (0 all delivered, 1 something
+    /// left undelivered, 2 the scan could not run).
+    #[arg(long)]
+    once: bool,
+    /// The first retry after a failed delivery waits up to this long, doubling each time.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    retry_base: Duration,
+    /// Retries wait at most this long.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    retry_cap: Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,7 +279,163 @@ fn run(cli: Cli) -> Result<u8> {
             keygen(&out)?;
             Ok(0)
         }
+        Command::Enroll(args) => enroll_cmd(args),
+        Command::RotateKey(args) => rotate_cmd(args),
+        Command::Run(args) => run_cmd(args),
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")
+}
+
+/// What to do next after the collector refused an enrolment or a rotation.
+fn api_hint(code: &str) -> &'static str {
+    match code {
+        "name_taken" => {
+            "the name is enrolled with another key: rotate that node's key with \
+             `nodeproof-agent rotate-key`, or choose another --node-name"
+        }
+        "key_taken" | "key_conflict" => {
+            "this key belongs to another node: create a key for this one with \
+             `nodeproof-agent keygen --out DIR`"
+        }
+        "clock_skew" => "this machine's clock is too far from the collector's: fix NTP",
+        "unknown_key" => {
+            "the collector does not know the current key: check --key (enrol first with \
+             `nodeproof-agent enroll`)"
+        }
+        "node_revoked" => "the node was revoked on the collector; an operator must re-admit it",
+        _ => "",
+    }
+}
+
+fn collector_error(err: ClientError) -> anyhow::Error {
+    if let ClientError::Api { api, .. } = &err {
+        let hint = api_hint(&api.error);
+        if !hint.is_empty() {
+            return anyhow::anyhow!("{err}; {hint}");
+        }
+    }
+    anyhow::Error::new(err)
+}
+
+fn enroll_cmd(args: EnrollArgs) -> Result<u8> {
+    let key = load_key(&args.key)?;
+    let node = args.node.node_name()?;
+    let token = match (&args.token, &args.token_file) {
+        (Some(t), _) => Some(t.trim().to_string()),
+        (None, Some(path)) => Some(
+            fs::read_to_string(path)
+                .with_context(|| format!("could not read the token file {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    let envelope = enroll_envelope(&node, &key, token, scan::now_rfc3339())?;
+    let client = args.collector.client()?;
+    let answer = runtime()?
+        .block_on(client.enroll(&envelope))
+        .map_err(collector_error)?;
+    println!("node: {}", answer.node);
+    println!("keyid: {}", answer.key_id);
+    println!("status: {}", answer.status);
+    if answer.key_id != keyid(&key.verifying_key()) {
+        eprintln!(
+            "warning: the collector names key {}, but {} is key {}",
+            answer.key_id,
+            args.key.display(),
+            keyid(&key.verifying_key())
+        );
+    }
+    match answer.status.as_str() {
+        "approved" => Ok(0),
+        "pending" => {
+            eprintln!(
+                "the node is enrolled but pending: an operator approves it with \
+                 `nodeproof-collector nodes approve {}` (or enrol again with a valid --token)",
+                answer.node
+            );
+            Ok(3)
+        }
+        other => bail!("the collector answered an unknown enrolment status \"{other}\""),
+    }
+}
+
+fn rotate_cmd(args: RotateArgs) -> Result<u8> {
+    let old = load_key(&args.key)?;
+    let new = load_key(&args.new_key)?;
+    let node = args.node.node_name()?;
+    let envelope = rotate_envelope(&node, &old, &new, scan::now_rfc3339())?;
+    let client = args.collector.client()?;
+    let answer = runtime()?
+        .block_on(client.rotate(&envelope))
+        .map_err(collector_error)?;
+    println!("node: {node}");
+    println!("old keyid: {}", keyid(&old.verifying_key()));
+    println!("keyid: {}", keyid(&new.verifying_key()));
+    println!("status: rotated");
+    if !answer.is_null() {
+        eprintln!("collector: {answer}");
+    }
+    eprintln!(
+        "restart `nodeproof-agent run` with --key {}: reports signed by the old key are refused \
+         from now on; the daemon re-signs what it still has spooled with the new key when it \
+         starts",
+        args.new_key.display()
+    );
+    Ok(0)
+}
+
+fn run_cmd(args: RunArgs) -> Result<u8> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let key = load_key(&args.key)?;
+    let node = args.node.node_name()?;
+    let mut config = Config::new(args.collector.collector.clone(), key, node);
+    config.tls = args.collector.tls();
+    config.timeouts = args.collector.timeouts();
+    config.interval = args.interval;
+    config.spool_dir = args.spool;
+    config.spool_max = args.spool_max;
+    config.once = args.once;
+    config.scan = ScanOptions {
+        proc_dir: args.node.proc_dir,
+        pid: args.pid,
+    };
+    config.retry_base = args.retry_base;
+    config.retry_cap = args.retry_cap;
+
+    let rt = runtime()?;
+    let outcome = rt.block_on(async {
+        // Register the handlers before anything else, so an early SIGTERM is not fatal.
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term =
+            signal(SignalKind::terminate()).context("could not install the SIGTERM handler")?;
+        let mut int =
+            signal(SignalKind::interrupt()).context("could not install the SIGINT handler")?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            }
+        };
+        daemon::run(config, shutdown)
+            .await
+            .map_err(anyhow::Error::new)
+    })?;
+    Ok(outcome.exit_code())
 }
 
 fn scan_cmd(args: ScanArgs) -> Result<u8> {

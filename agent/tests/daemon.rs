@@ -1,0 +1,1064 @@
+//! The daemon's spool and loop on real files: statements written, read back, chained,
+//! dropped, set aside, re-chained and recovered after a restart or a crash, in temporary
+//! directories. No collector here: the HTTP side is tested end to end against the real
+//! one. `run` is driven only where no collector is needed (nothing listening, no kubelet).
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use nodeproof_agent::daemon::chain::{ChainPoint, Kind};
+use nodeproof_agent::daemon::spool::{Rejection, Spool, SpoolError, REJECTED_DIR, STATE_FILE};
+use nodeproof_agent::daemon::{self, Config, Stopped};
+use nodeproof_agent::fakeproc::FakeProc;
+use nodeproof_agent::scan::{self, ScanOptions};
+use nodeproof_proto::{sha256_hex, signing_key_to_pem, verify, Predicate, Report, Statement};
+use tempfile::TempDir;
+
+const NODE: &str = "node-1";
+
+fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+/// A fake node whose kubelet has one of two postures (0: read-only port closed, 1: open).
+fn fake_node(dir: &Path, posture: usize) -> PathBuf {
+    let flag = ["--read-only-port=0", "--read-only-port=10255"][posture % 2];
+    let fake = FakeProc::new(&dir.join("proc")).expect("fake proc");
+    fake.node(NODE, "6.1.0", 1_700_000_000).expect("node facts");
+    fake.process(4242, "kubelet", &["/usr/bin/kubelet", flag])
+        .and_then(|p| p.root(&dir.join("host")))
+        .expect("kubelet");
+    fake.path().to_path_buf()
+}
+
+/// A report of posture 0 or 1, scanned at minute `minute`.
+fn report(minute: u32, posture: usize) -> Report {
+    static REPORTS: OnceLock<Vec<Report>> = OnceLock::new();
+    let reports = REPORTS.get_or_init(|| {
+        (0..2)
+            .map(|p| {
+                let tmp = TempDir::new().unwrap();
+                let proc_dir = fake_node(tmp.path(), p);
+                let snap = scan::collect(&ScanOptions {
+                    proc_dir,
+                    pid: None,
+                })
+                .expect("scan of the fake node");
+                scan::assemble(&snap, String::new())
+            })
+            .collect()
+    });
+    let mut r = reports[posture].clone();
+    r.scan_time = format!("2026-01-01T{:02}:{:02}:00Z", minute / 60, minute % 60);
+    r
+}
+
+fn open(dir: &Path, max: usize) -> Spool {
+    Spool::open(dir, NODE, key(1), max).expect("open the spool")
+}
+
+fn slot_path(spool: &Spool, slot: u64) -> PathBuf {
+    spool.dir().join(format!("{slot:020}.json"))
+}
+
+/// Reads every spooled statement back as it is on disk, verifies it with `signer` and
+/// checks that together they form one chain after the spool's base. True of a spool where
+/// nothing left undelivered since the statements were written (or re-keyed).
+fn check_chain(spool: &Spool, signer: &SigningKey) -> Vec<Statement> {
+    let mut previous = spool.base().digest.clone();
+    let mut sequence = spool.base().sequence;
+    let mut last_full: Option<(String, u64)> = None;
+    let mut out = Vec::new();
+    for entry in spool.pending() {
+        let bytes = fs::read(slot_path(spool, entry.slot)).expect("spooled file");
+        assert_eq!(sha256_hex(&bytes), entry.digest, "slot {}", entry.slot);
+        let v = verify(&bytes, &signer.verifying_key()).expect("spooled statement verifies");
+        let link = v.statement.link().expect("link").clone();
+        sequence += 1;
+        assert_eq!(link.sequence, sequence, "sequence of slot {}", entry.slot);
+        assert_eq!(entry.sequence, sequence);
+        assert_eq!(link.previous, previous, "previous of slot {}", entry.slot);
+        assert_eq!(link.node, NODE);
+        match &v.statement.predicate {
+            Predicate::Report(_) => last_full = Some((entry.digest.clone(), sequence)),
+            Predicate::Unchanged(u) => {
+                if let Some((d, s)) = &last_full {
+                    assert_eq!(
+                        (&u.since, u.since_sequence),
+                        (d, *s),
+                        "since of slot {}",
+                        entry.slot
+                    );
+                }
+            }
+        }
+        previous = Some(entry.digest.clone());
+        out.push(v.statement);
+    }
+    out
+}
+
+/// Takes every statement off the spool as the daemon does (`head`, send, `ack_head`),
+/// checking what would be sent: signed by `signer`, following the collector's last
+/// statement (the base), a notice resting on the last full report acknowledged.
+fn deliver_all(spool: &mut Spool, signer: &SigningKey) -> Vec<Statement> {
+    let mut out = Vec::new();
+    while let Some((entry, bytes)) = spool.head().unwrap() {
+        assert_eq!(sha256_hex(&bytes), entry.digest);
+        assert_eq!(
+            fs::read(slot_path(spool, entry.slot)).unwrap(),
+            bytes,
+            "sent as spooled"
+        );
+        let v = verify(&bytes, &signer.verifying_key()).expect("sent statement verifies");
+        let link = v.statement.link().expect("link").clone();
+        let base = spool.base().clone();
+        assert_eq!(
+            link.sequence,
+            base.sequence + 1,
+            "sequence of slot {}",
+            entry.slot
+        );
+        assert_eq!(entry.sequence, link.sequence);
+        assert_eq!(
+            link.previous, base.digest,
+            "previous of slot {}",
+            entry.slot
+        );
+        assert_eq!(link.node, NODE);
+        if let (Predicate::Unchanged(u), Some(acked)) = (&v.statement.predicate, spool.acked_full())
+        {
+            assert_eq!(
+                (&u.since, u.since_sequence, &u.posture),
+                (&acked.digest, acked.sequence, &acked.posture),
+                "since of slot {}",
+                entry.slot
+            );
+        }
+        spool.ack_head().unwrap();
+        assert!(!slot_path(spool, entry.slot).exists());
+        out.push(v.statement);
+    }
+    out
+}
+
+fn kind_of(s: &Statement) -> &'static str {
+    match s.predicate {
+        Predicate::Report(_) => "report",
+        Predicate::Unchanged(_) => "unchanged",
+    }
+}
+
+fn count_of(s: &Statement) -> u64 {
+    match &s.predicate {
+        Predicate::Report(_) => 0,
+        Predicate::Unchanged(u) => u.count,
+    }
+}
+
+fn kinds(spool: &Spool) -> Vec<&'static str> {
+    spool.pending().iter().map(|e| e.kind.name()).collect()
+}
+
+fn counts(spool: &Spool) -> Vec<u64> {
+    spool
+        .pending()
+        .iter()
+        .map(|e| match &e.kind {
+            Kind::Unchanged { count, .. } => *count,
+            Kind::Full { .. } => 0,
+        })
+        .collect()
+}
+
+fn rejection(code: &str) -> Rejection {
+    Rejection {
+        at: "2026-01-01T00:00:00Z".into(),
+        status: Some(422),
+        error: code.into(),
+        message: "refused for the test".into(),
+        sequence: None,
+        digest: None,
+    }
+}
+
+fn rejected_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = match fs::read_dir(dir.join(REJECTED_DIR)) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+}
+
+fn stray_temp_files(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
+}
+
+#[test]
+fn statements_are_written_in_order_and_read_back() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    let mut spool = open(&dir, 100);
+    for (minute, posture) in [(0, 0), (5, 0), (10, 1)] {
+        spool.append(report(minute, posture), 300).unwrap();
+    }
+    assert_eq!(kinds(&spool), ["report", "unchanged", "report"]);
+    let statements = check_chain(&spool, &key(1));
+    assert_eq!(spool.base(), &ChainPoint::GENESIS);
+    assert_eq!(statements[0].link().unwrap().previous, None);
+    assert_eq!(statements[2].link().unwrap().interval_secs, 300);
+    // Name order is chain order; the spool directory is private.
+    let slots: Vec<u64> = spool.pending().iter().map(|e| e.slot).collect();
+    assert!(slots.windows(2).all(|w| w[0] < w[1]));
+    assert!(stray_temp_files(&dir).is_empty());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join(STATE_FILE)).unwrap()).unwrap();
+    assert_eq!(state["node"], NODE);
+    assert_eq!(state["last_full"]["sequence"], 3);
+    // The bytes read for sending are the bytes whose digest chains.
+    let (head, bytes) = spool.head().unwrap().unwrap();
+    assert_eq!(sha256_hex(&bytes), head.digest);
+    let sent = deliver_all(&mut spool, &key(1));
+    assert_eq!(
+        sent.iter().map(kind_of).collect::<Vec<_>>(),
+        ["report", "unchanged", "report"]
+    );
+    assert_eq!(sent[0].scan_time(), "2026-01-01T00:00:00Z");
+    assert_eq!(spool.base().sequence, 3);
+}
+
+#[test]
+fn unchanged_scans_count_up_and_a_change_ends_the_run() {
+    let tmp = TempDir::new().unwrap();
+    let mut spool = open(&tmp.path().join("spool"), 100);
+    for minute in 0..4 {
+        spool.append(report(minute * 5, 0), 300).unwrap();
+    }
+    spool.append(report(20, 1), 300).unwrap();
+    spool.append(report(25, 1), 300).unwrap();
+    assert_eq!(
+        kinds(&spool),
+        [
+            "report",
+            "unchanged",
+            "unchanged",
+            "unchanged",
+            "report",
+            "unchanged"
+        ]
+    );
+    assert_eq!(counts(&spool), [0, 1, 2, 3, 0, 1]);
+    let statements = check_chain(&spool, &key(1));
+    let Predicate::Unchanged(u) = &statements[3].predicate else {
+        panic!("a notice")
+    };
+    assert_eq!(u.first_unchanged, "2026-01-01T00:05:00Z");
+    assert_eq!(u.scan_time, "2026-01-01T00:15:00Z");
+    assert_eq!(u.posture, report(0, 0).posture_digest());
+    assert_eq!(u.summary, report(0, 0).summary);
+    assert_eq!(
+        spool.run().map(|r| r.count),
+        Some(1),
+        "the run after the change starts again"
+    );
+}
+
+#[test]
+fn an_acknowledged_statement_becomes_the_base_and_leaves_the_spool() {
+    let tmp = TempDir::new().unwrap();
+    let mut spool = open(&tmp.path().join("spool"), 100);
+    spool.append(report(0, 0), 300).unwrap();
+    spool.append(report(5, 1), 300).unwrap();
+    let first = spool.pending()[0].clone();
+    spool.ack_head().unwrap();
+    assert!(!slot_path(&spool, first.slot).exists());
+    assert_eq!(
+        spool.base(),
+        &ChainPoint {
+            sequence: 1,
+            digest: Some(first.digest.clone())
+        }
+    );
+    spool.append(report(10, 1), 300).unwrap();
+    check_chain(&spool, &key(1));
+    assert_eq!(spool.pending()[1].sequence, 3);
+}
+
+#[test]
+fn a_restart_continues_the_chain_and_the_run() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    let (full_digest, second_digest) = {
+        let mut spool = open(&dir, 100);
+        spool.append(report(0, 0), 300).unwrap();
+        spool.append(report(5, 0), 300).unwrap();
+        let d = (
+            spool.pending()[0].digest.clone(),
+            spool.pending()[1].digest.clone(),
+        );
+        spool.ack_head().unwrap();
+        d
+    };
+    let mut spool = open(&dir, 100);
+    assert_eq!(spool.pending().len(), 1);
+    assert_eq!(spool.pending()[0].digest, second_digest, "bytes untouched");
+    spool.append(report(10, 0), 300).unwrap();
+    check_chain(&spool, &key(1));
+    assert_eq!(counts(&spool), [1, 2]);
+    assert_eq!(spool.last_full().unwrap().digest, full_digest);
+    // Everything delivered, then a restart: the next unchanged scan still points at the
+    // delivered report.
+    spool.ack_head().unwrap();
+    spool.ack_head().unwrap();
+    drop(spool);
+    let mut spool = open(&dir, 100);
+    assert!(spool.is_empty());
+    let appended = spool.append(report(15, 0), 300).unwrap();
+    assert_eq!(appended.entry.sequence, 4);
+    match &appended.entry.kind {
+        Kind::Unchanged {
+            since,
+            since_sequence,
+            count,
+            first_unchanged,
+            ..
+        } => {
+            assert_eq!((since, *since_sequence, *count), (&full_digest, 1, 3));
+            assert_eq!(first_unchanged, "2026-01-01T00:05:00Z");
+        }
+        other => panic!("expected a notice, got {other:?}"),
+    }
+    check_chain(&spool, &key(1));
+}
+
+#[test]
+fn a_full_spool_drops_the_oldest_and_rechains() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    let mut spool = open(&dir, 3);
+    let mut dropped = 0;
+    for i in 0..5 {
+        // Alternate postures: every statement is a full report.
+        dropped += spool
+            .append(report(i * 5, (i % 2) as usize), 300)
+            .unwrap()
+            .dropped;
+    }
+    assert_eq!(dropped, 2);
+    assert_eq!(spool.pending().len(), 3);
+    assert_eq!(spool.dropped_total(), 2);
+    let seqs: Vec<u64> = spool.pending().iter().map(|e| e.sequence).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    let note = spool
+        .last_drop()
+        .cloned()
+        .expect("the drop is noted in the state");
+    let files = fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().len() == 25)
+        .count();
+    assert_eq!(files, 3, "only three statement files are left");
+    let state: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join(STATE_FILE)).unwrap()).unwrap();
+    assert_eq!(state["dropped_total"], 2);
+    // The three newest scans survive, sent as 1..3 after the (genesis) base.
+    let statements = deliver_all(&mut spool, &key(1));
+    let times: Vec<&str> = statements.iter().map(|s| s.scan_time()).collect();
+    assert_eq!(
+        times,
+        [
+            "2026-01-01T00:10:00Z",
+            "2026-01-01T00:15:00Z",
+            "2026-01-01T00:20:00Z"
+        ]
+    );
+    assert_eq!(note.count, 1);
+    assert_eq!(note.first_scan, "2026-01-01T00:05:00Z");
+}
+
+#[test]
+fn a_full_spool_keeps_the_report_that_notices_rest_on() {
+    let tmp = TempDir::new().unwrap();
+    let mut spool = open(&tmp.path().join("spool"), 3);
+    for i in 0..6 {
+        spool.append(report(i * 5, 0), 300).unwrap();
+    }
+    // The full report stays; the oldest notices go; the latest notice still counts every
+    // unchanged scan since the report.
+    assert_eq!(kinds(&spool), ["report", "unchanged", "unchanged"]);
+    assert_eq!(counts(&spool), [0, 4, 5]);
+    assert_eq!(spool.dropped_total(), 3);
+    let statements = deliver_all(&mut spool, &key(1));
+    assert_eq!(statements[0].scan_time(), "2026-01-01T00:00:00Z");
+    assert_eq!(
+        statements.iter().map(count_of).collect::<Vec<_>>(),
+        [0, 4, 5]
+    );
+    let Predicate::Unchanged(u) = &statements[2].predicate else {
+        panic!()
+    };
+    assert_eq!(u.first_unchanged, "2026-01-01T00:05:00Z");
+}
+
+#[test]
+fn a_spool_of_one_sends_a_full_report_when_its_base_must_go() {
+    let tmp = TempDir::new().unwrap();
+    let mut spool = open(&tmp.path().join("spool"), 1);
+    spool.append(report(0, 0), 300).unwrap();
+    let appended = spool.append(report(5, 0), 300).unwrap();
+    assert_eq!(appended.dropped, 1);
+    assert_eq!(kinds(&spool), ["report"]);
+    let sent = deliver_all(&mut spool, &key(1));
+    assert_eq!(sent[0].scan_time(), "2026-01-01T00:05:00Z");
+}
+
+#[test]
+fn a_refused_statement_is_set_aside_with_its_reason_and_the_rest_rechained() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    let mut spool = open(&dir, 100);
+    for (i, p) in [0, 1, 0].iter().enumerate() {
+        spool.append(report(i as u32 * 5, *p), 300).unwrap();
+    }
+    let head = spool.pending()[0].clone();
+    let head_bytes = fs::read(slot_path(&spool, head.slot)).unwrap();
+    assert_eq!(spool.reject_head(&rejection("clock_skew")).unwrap(), 1);
+    let names = rejected_files(&dir);
+    let file = format!("{:020}.json", head.slot);
+    let reason = format!("{:020}.reason.json", head.slot);
+    assert_eq!(names, [file.clone(), reason.clone()]);
+    assert_eq!(
+        fs::read(dir.join(REJECTED_DIR).join(&file)).unwrap(),
+        head_bytes,
+        "set aside byte for byte"
+    );
+    let why: Rejection =
+        serde_json::from_slice(&fs::read(dir.join(REJECTED_DIR).join(&reason)).unwrap()).unwrap();
+    assert_eq!(why.error, "clock_skew");
+    assert_eq!(why.status, Some(422));
+    assert_eq!(why.sequence, Some(1));
+    assert_eq!(why.digest.as_deref(), Some(head.digest.as_str()));
+    assert_eq!(spool.rejected_total(), 1);
+    // The two that were behind it now start the chain.
+    assert_eq!(spool.pending().len(), 2);
+    let sent = deliver_all(&mut spool, &key(1));
+    assert_eq!(sent[0].scan_time(), "2026-01-01T00:05:00Z");
+}
+
+#[test]
+fn a_refused_report_takes_the_notices_resting_on_it() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    let mut spool = open(&dir, 100);
+    for (i, p) in [0, 0, 0, 1].iter().enumerate() {
+        spool.append(report(i as u32 * 5, *p), 300).unwrap();
+    }
+    assert_eq!(spool.reject_head(&rejection("bad_statement")).unwrap(), 3);
+    assert_eq!(kinds(&spool), ["report"]);
+    assert_eq!(rejected_files(&dir).len(), 6);
+    let why: Rejection = serde_json::from_slice(
+        &fs::read(
+            dir.join(REJECTED_DIR)
+                .join(format!("{:020}.reason.json", 2)),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(why.error, "base_rejected");
+    assert!(why.message.contains("bad_statement"), "{}", why.message);
+    assert_eq!(spool.last_full().unwrap().sequence, 1);
+    deliver_all(&mut spool, &key(1));
+}
+
+#[test]
+fn after_the_last_report_is_refused_the_next_scan_is_sent_in_full() {
+    let tmp = TempDir::new().unwrap();
+    let mut spool = open(&tmp.path().join("spool"), 100);
+    spool.append(report(0, 0), 300).unwrap();
+    spool.reject_head(&rejection("too_old")).unwrap();
+    assert!(spool.last_full().is_none());
+    let appended = spool.append(report(5, 0), 300).unwrap();
+    assert!(appended.entry.kind.is_full());
+    assert_eq!(appended.entry.sequence, 1);
+}
+
+#[test]
+fn an_unknown_base_sets_aside_its_run_and_the_next_scan_is_full() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    let mut spool = open(&dir, 100);
+    for i in 0..3 {
+        spool.append(report(i * 5, 0), 300).unwrap();
+    }
+    spool.ack_head().unwrap(); // the full report was delivered
+    assert_eq!(
+        spool.reject_head_run(&rejection("unknown_base")).unwrap(),
+        2
+    );
+    assert!(spool.is_empty());
+    assert!(spool.last_full().is_none());
+    let appended = spool.append(report(15, 0), 300).unwrap();
+    assert!(appended.entry.kind.is_full());
+    assert_eq!(appended.entry.sequence, 2);
+    deliver_all(&mut spool, &key(1));
+}
+
+#[test]
+fn a_chain_error_rechains_after_the_collectors_last() {
+    let tmp = TempDir::new().unwrap();
+    let mut spool = open(&tmp.path().join("spool"), 100);
+    for i in 0..3 {
+        spool.append(report(i * 5, 0), 300).unwrap();
+    }
+    let theirs = ChainPoint {
+        sequence: 41,
+        digest: Some("c".repeat(64)),
+    };
+    assert_eq!(spool.rebase(theirs.clone()).unwrap(), 0);
+    assert_eq!(spool.base(), &theirs);
+    assert_eq!(spool.last_full().unwrap().sequence, 42);
+    // The next statement continues from there.
+    let appended = spool.append(report(15, 0), 300).unwrap();
+    assert_eq!(appended.entry.sequence, 45);
+    // Each goes out re-linked; the notices rest on their re-signed report.
+    let statements = deliver_all(&mut spool, &key(1));
+    assert_eq!(statements[0].link().unwrap().sequence, 42);
+    assert_eq!(
+        statements[0].link().unwrap().previous.as_deref(),
+        Some("c".repeat(64).as_str())
+    );
+    assert_eq!(
+        statements.iter().map(count_of).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    assert_eq!(spool.base().sequence, 45);
+}
+
+#[test]
+fn a_chain_error_naming_one_of_ours_counts_it_delivered() {
+    let tmp = TempDir::new().unwrap();
+    let mut spool = open(&tmp.path().join("spool"), 100);
+    for i in 0..3 {
+        spool.append(report(i * 5, (i % 2) as usize), 300).unwrap();
+    }
+    let second = spool.pending()[1].clone();
+    let third = spool.pending()[2].clone();
+    let found = spool
+        .rebase(ChainPoint {
+            sequence: second.sequence,
+            digest: Some(second.digest.clone()),
+        })
+        .unwrap();
+    assert_eq!(found, 2);
+    assert_eq!(spool.pending().len(), 1);
+    let (head, _) = spool.head().unwrap().unwrap();
+    assert_eq!(head.digest, third.digest, "untouched: it already fits");
+    deliver_all(&mut spool, &key(1));
+}
+
+#[test]
+fn notices_behind_a_report_found_delivered_rest_on_it() {
+    let tmp = TempDir::new().unwrap();
+    let mut spool = open(&tmp.path().join("spool"), 100);
+    for i in 0..3 {
+        spool.append(report(i * 5, 0), 300).unwrap();
+    }
+    let full = spool.pending()[0].clone();
+    // The collector stored the report but its answer was lost; a chain error names it.
+    let found = spool
+        .rebase(ChainPoint {
+            sequence: 1,
+            digest: Some(full.digest.clone()),
+        })
+        .unwrap();
+    assert_eq!(found, 1);
+    assert_eq!(
+        spool.acked_full().map(|f| (f.digest.as_str(), f.sequence)),
+        Some((full.digest.as_str(), 1))
+    );
+    let sent = deliver_all(&mut spool, &key(1));
+    assert_eq!(sent.iter().map(count_of).collect::<Vec<_>>(), [1, 2]);
+}
+
+#[test]
+fn a_chain_error_naming_a_former_digest_is_recognised() {
+    let tmp = TempDir::new().unwrap();
+    let mut spool = open(&tmp.path().join("spool"), 100);
+    for i in 0..2 {
+        spool
+            .append(report(i * 5, 1 - (i % 2) as usize), 300)
+            .unwrap();
+    }
+    let old_head = spool.pending()[0].digest.clone();
+    // Re-chained elsewhere: the head is re-signed on its way out, its digest changes ...
+    spool
+        .rebase(ChainPoint {
+            sequence: 10,
+            digest: Some("a".repeat(64)),
+        })
+        .unwrap();
+    let (head, _) = spool.head().unwrap().unwrap();
+    assert_ne!(head.digest, old_head);
+    assert_eq!(head.sequence, 11);
+    // ... then the collector turns out to have had the original head after all.
+    let found = spool
+        .rebase(ChainPoint {
+            sequence: 1,
+            digest: Some(old_head),
+        })
+        .unwrap();
+    assert_eq!(found, 1);
+    assert_eq!(spool.pending().len(), 1);
+    deliver_all(&mut spool, &key(1));
+}
+
+#[test]
+fn a_damaged_statement_is_set_aside_on_open_and_the_chain_repaired() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    let slot = {
+        let mut spool = open(&dir, 100);
+        for i in 0..3 {
+            spool.append(report(i * 5, (i % 2) as usize), 300).unwrap();
+        }
+        spool.pending()[1].slot
+    };
+    // Flip a byte inside the payload: the signature no longer verifies.
+    let path = dir.join(format!("{slot:020}.json"));
+    let mut bytes = fs::read(&path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    fs::write(&path, &bytes).unwrap();
+    let mut spool = open(&dir, 100);
+    assert_eq!(spool.pending().len(), 2);
+    let sent = deliver_all(&mut spool, &key(1));
+    assert_eq!(sent[1].scan_time(), "2026-01-01T00:10:00Z");
+    let why: Rejection = serde_json::from_slice(
+        &fs::read(
+            dir.join(REJECTED_DIR)
+                .join(format!("{slot:020}.reason.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(why.error, "damaged");
+}
+
+#[test]
+fn a_statement_changed_after_open_is_caught_before_sending() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    let mut spool = open(&dir, 100);
+    spool.append(report(0, 0), 300).unwrap();
+    spool.append(report(5, 1), 300).unwrap();
+    let head = spool.pending()[0].clone();
+    fs::write(slot_path(&spool, head.slot), b"{}").unwrap();
+    let (next, _) = spool.head().unwrap().expect("the next one");
+    assert_eq!(next.sequence, 1, "the second statement moved up");
+    assert_eq!(spool.pending().len(), 1);
+    deliver_all(&mut spool, &key(1));
+}
+
+#[test]
+fn a_crash_after_the_ack_before_the_delete_is_repaired() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    {
+        let mut spool = open(&dir, 100);
+        spool.append(report(0, 0), 300).unwrap();
+        spool.append(report(5, 1), 300).unwrap();
+        let head = spool.pending()[0].clone();
+        let bytes = fs::read(slot_path(&spool, head.slot)).unwrap();
+        spool.ack_head().unwrap();
+        // The state says delivered, but the file is still there.
+        fs::write(slot_path(&spool, head.slot), bytes).unwrap();
+    }
+    let spool = open(&dir, 100);
+    assert_eq!(spool.pending().len(), 1);
+    assert_eq!(spool.pending()[0].sequence, 2);
+    check_chain(&spool, &key(1));
+}
+
+#[test]
+fn a_statement_gone_from_the_spool_is_linked_over() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    {
+        let mut spool = open(&dir, 100);
+        for (i, p) in [0, 1, 1, 1].iter().enumerate() {
+            spool.append(report(i as u32 * 5, *p), 300).unwrap();
+        }
+        // The head's file disappears while the daemon is down.
+        let head = spool.pending()[0].slot;
+        fs::remove_file(slot_path(&spool, head)).unwrap();
+    }
+    let mut spool = open(&dir, 100);
+    assert_eq!(kinds(&spool), ["report", "unchanged", "unchanged"]);
+    assert_eq!(spool.pending()[0].sequence, 1);
+    let sent = deliver_all(&mut spool, &key(1));
+    assert_eq!(sent[0].scan_time(), "2026-01-01T00:05:00Z");
+}
+
+#[test]
+fn a_write_interrupted_before_its_rename_is_cleaned_up() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    {
+        let mut spool = open(&dir, 100);
+        spool.append(report(0, 0), 300).unwrap();
+    }
+    fs::write(dir.join(".00000000000000000002.json.tmp"), b"half a statem").unwrap();
+    fs::write(dir.join(".state.json.tmp"), b"{").unwrap();
+    let spool = open(&dir, 100);
+    assert!(stray_temp_files(&dir).is_empty());
+    assert_eq!(spool.pending().len(), 1);
+}
+
+#[test]
+fn a_lost_or_damaged_state_is_rebuilt_from_the_statements() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    {
+        let mut spool = open(&dir, 100);
+        for i in 0..3 {
+            spool.append(report(i * 5, 0), 300).unwrap();
+        }
+        spool.ack_head().unwrap();
+    }
+    fs::write(dir.join(STATE_FILE), b"{ not json").unwrap();
+    let mut spool = open(&dir, 100);
+    assert!(dir.join("state.json.damaged").exists());
+    // The first spooled statement says where the chain stood.
+    assert_eq!(spool.base().sequence, 1);
+    assert_eq!(spool.pending().len(), 2);
+    check_chain(&spool, &key(1));
+    let appended = spool.append(report(15, 0), 300).unwrap();
+    assert_eq!(appended.entry.sequence, 4);
+    assert_eq!(
+        counts(&spool),
+        [1, 2, 3],
+        "the run goes on from the notices"
+    );
+    deliver_all(&mut spool, &key(1));
+}
+
+#[test]
+fn statements_of_a_previous_key_are_re_signed_with_the_new_one() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    {
+        let mut spool = Spool::open(&dir, NODE, key(1), 100).unwrap();
+        spool.append(report(0, 0), 300).unwrap();
+        spool.append(report(5, 0), 300).unwrap();
+    }
+    let spool = Spool::open(&dir, NODE, key(2), 100).unwrap();
+    assert_eq!(spool.pending().len(), 2);
+    check_chain(&spool, &key(2));
+    let bytes = fs::read(slot_path(&spool, spool.pending()[0].slot)).unwrap();
+    assert!(verify(&bytes, &key(1).verifying_key()).is_err());
+    drop(spool);
+    // Rotating again works the same way: key 2 is the recorded previous key.
+    let spool = Spool::open(&dir, NODE, key(3), 100).unwrap();
+    assert_eq!(spool.pending().len(), 2);
+    check_chain(&spool, &key(3));
+    drop(spool);
+    // A key that cannot check them cannot launder them: with no record of the key that
+    // signed them, they are set aside, not re-signed.
+    let state_path = dir.join(STATE_FILE);
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&fs::read(&state_path).unwrap()).unwrap();
+    state["public_key"] = serde_json::Value::String(String::new());
+    state["key_id"] = serde_json::Value::String("someone-else".into());
+    fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+    let spool = Spool::open(&dir, NODE, key(4), 100).unwrap();
+    assert!(spool.is_empty());
+    assert_eq!(rejected_files(&dir).len(), 4);
+}
+
+#[test]
+fn a_second_daemon_on_the_same_spool_is_refused() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    let first = open(&dir, 100);
+    let err = Spool::open(&dir, NODE, key(1), 100).unwrap_err();
+    assert!(matches!(err, SpoolError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("--spool"), "{err}");
+    drop(first);
+    open(&dir, 100);
+}
+
+#[test]
+fn a_stale_lock_is_taken_over() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    fs::create_dir_all(&dir).unwrap();
+    // A pid that cannot be running (pid_max is at most 2^22).
+    fs::write(dir.join("lock"), "99999999 12345").unwrap();
+    open(&dir, 100);
+}
+
+#[test]
+fn a_spool_of_another_node_is_refused() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    drop(open(&dir, 100));
+    let err = Spool::open(&dir, "node-2", key(1), 100).unwrap_err();
+    assert!(matches!(err, SpoolError::OtherNode { .. }));
+    assert!(err.to_string().contains("--node-name node-1"), "{err}");
+}
+
+#[test]
+fn a_smaller_spool_max_takes_effect_on_open() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    {
+        let mut spool = open(&dir, 100);
+        for i in 0..5 {
+            spool.append(report(i * 5, (i % 2) as usize), 300).unwrap();
+        }
+    }
+    let mut spool = open(&dir, 2);
+    assert_eq!(spool.pending().len(), 2);
+    assert_eq!(spool.dropped_total(), 3);
+    let sent = deliver_all(&mut spool, &key(1));
+    assert_eq!(sent[0].scan_time(), "2026-01-01T00:15:00Z");
+    assert!(matches!(
+        Spool::open(&dir, NODE, key(1), 0),
+        Err(SpoolError::ZeroMax)
+    ));
+}
+
+#[test]
+fn rejected_is_bounded_too() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    let mut spool = open(&dir, 2);
+    for i in 0..4 {
+        spool.append(report(i * 5, (i % 2) as usize), 300).unwrap();
+        spool.reject_head(&rejection("clock_skew")).unwrap();
+    }
+    // Two statements and their reasons, the newest.
+    assert_eq!(
+        rejected_files(&dir),
+        [
+            "00000000000000000003.json",
+            "00000000000000000003.reason.json",
+            "00000000000000000004.json",
+            "00000000000000000004.reason.json"
+        ]
+    );
+}
+
+/// A URL where nothing listens: a port that was just free.
+fn dead_url() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("http://127.0.0.1:{port}")
+}
+
+fn config(tmp: &Path, proc_dir: PathBuf) -> Config {
+    let mut c = Config::new(dead_url(), key(1), NODE);
+    c.spool_dir = tmp.join("spool");
+    c.scan = ScanOptions {
+        proc_dir,
+        pid: None,
+    };
+    c.retry_base = Duration::from_millis(5);
+    c.retry_cap = Duration::from_millis(20);
+    c.once_attempts = 2;
+    c.interval = Duration::from_secs(60);
+    c
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn once_with_no_collector_spools_the_scan_and_reports_it_undelivered() {
+    let tmp = TempDir::new().unwrap();
+    let proc_dir = fake_node(tmp.path(), 0);
+    let c = config(tmp.path(), proc_dir);
+    let mut c1 = c.clone();
+    c1.once = true;
+    let outcome = block_on(daemon::run(c1.clone(), std::future::pending())).unwrap();
+    assert_eq!(outcome.stopped, Stopped::Once);
+    assert_eq!((outcome.full_reports, outcome.pending), (1, 1));
+    assert_eq!(outcome.exit_code(), 1);
+    // The next run finds the first statement spooled and chains the new scan after it.
+    let outcome = block_on(daemon::run(c1, std::future::pending())).unwrap();
+    assert_eq!((outcome.unchanged, outcome.pending), (1, 2));
+    let spool = Spool::open(&c.spool_dir, NODE, key(1), 100).unwrap();
+    assert_eq!(kinds(&spool), ["report", "unchanged"]);
+    check_chain(&spool, &key(1));
+}
+
+#[test]
+fn once_without_a_kubelet_sends_nothing_and_says_so() {
+    let tmp = TempDir::new().unwrap();
+    let fake = FakeProc::new(&tmp.path().join("proc")).unwrap();
+    fake.node(NODE, "6.1.0", 1_700_000_000).unwrap();
+    let mut c = config(tmp.path(), fake.path().to_path_buf());
+    c.once = true;
+    let outcome = block_on(daemon::run(c.clone(), std::future::pending())).unwrap();
+    assert_eq!(outcome.scans_failed, 1);
+    assert!(outcome.last_scan_error.is_some());
+    assert_eq!(outcome.pending, 0);
+    assert_eq!(outcome.exit_code(), 2);
+    let spool = Spool::open(&c.spool_dir, NODE, key(1), 100).unwrap();
+    assert!(spool.is_empty());
+}
+
+#[test]
+fn the_daemon_stops_cleanly_on_shutdown() {
+    let tmp = TempDir::new().unwrap();
+    let proc_dir = fake_node(tmp.path(), 0);
+    let c = config(tmp.path(), proc_dir);
+    let outcome = block_on(async {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(daemon::run(c.clone(), async move {
+            let _ = rx.await;
+        }));
+        // Let it scan, spool and fail to deliver a few times, then stop it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tx.send(()).unwrap();
+        run.await.unwrap()
+    })
+    .unwrap();
+    assert_eq!(outcome.stopped, Stopped::Shutdown);
+    assert_eq!(outcome.cycles, 1);
+    assert_eq!(outcome.pending, 1);
+    assert_eq!(outcome.exit_code(), 0);
+    // The lock is released and the spool consistent.
+    let spool = Spool::open(&c.spool_dir, NODE, key(1), 100).unwrap();
+    check_chain(&spool, &key(1));
+}
+
+#[test]
+fn bad_settings_are_refused_before_anything_runs() {
+    let tmp = TempDir::new().unwrap();
+    let proc_dir = fake_node(tmp.path(), 0);
+    let mut c = config(tmp.path(), proc_dir);
+    c.node = "two words".into();
+    let err = block_on(daemon::run(c.clone(), std::future::pending())).unwrap_err();
+    assert!(err.to_string().contains("--node-name"), "{err}");
+    c.node = NODE.into();
+    c.collector = "collector.example".into();
+    let err = block_on(daemon::run(c.clone(), std::future::pending())).unwrap_err();
+    assert!(err.to_string().contains("https://"), "{err}");
+    c.collector = dead_url();
+    c.interval = Duration::from_millis(10);
+    assert!(block_on(daemon::run(c, std::future::pending())).is_err());
+    assert!(!tmp.path().join("spool").exists(), "nothing created");
+}
+
+fn agent() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nodeproof-agent"))
+}
+
+fn write_key(dir: &Path) -> PathBuf {
+    let path = dir.join("agent.key");
+    fs::write(&path, signing_key_to_pem(&key(1)).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn cli_run_once_exits_1_when_the_collector_is_unreachable() {
+    let tmp = TempDir::new().unwrap();
+    let proc_dir = fake_node(tmp.path(), 0);
+    let key_path = write_key(tmp.path());
+    let out = agent()
+        .args([
+            "run",
+            "--once",
+            "--collector",
+            &dead_url(),
+            "--retry-base",
+            "0s",
+        ])
+        .arg("--key")
+        .arg(&key_path)
+        .arg("--proc")
+        .arg(&proc_dir)
+        .arg("--spool")
+        .arg(tmp.path().join("spool"))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("spooled"), "{stderr}");
+    assert!(stderr.contains("could not reach the collector"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "no colour: {stderr}");
+    // The node name came from the fake node's hostname.
+    let spool = Spool::open(&tmp.path().join("spool"), NODE, key(1), 100).unwrap();
+    assert_eq!(spool.pending().len(), 1);
+}
+
+#[test]
+fn cli_enroll_exits_2_with_the_reason_when_the_collector_is_unreachable() {
+    let tmp = TempDir::new().unwrap();
+    let key_path = write_key(tmp.path());
+    let out = agent()
+        .args([
+            "enroll",
+            "--collector",
+            &dead_url(),
+            "--token",
+            "npt_x",
+            "--node-name",
+            NODE,
+        ])
+        .arg("--key")
+        .arg(&key_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("could not reach the collector"), "{stderr}");
+}
+
+#[test]
+fn cli_rotate_key_refuses_the_same_key() {
+    let tmp = TempDir::new().unwrap();
+    let key_path = write_key(tmp.path());
+    let out = agent()
+        .args([
+            "rotate-key",
+            "--collector",
+            &dead_url(),
+            "--node-name",
+            NODE,
+        ])
+        .arg("--key")
+        .arg(&key_path)
+        .arg("--new-key")
+        .arg(&key_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("keygen"), "{stderr}");
+}
