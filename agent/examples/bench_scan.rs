@@ -38,6 +38,7 @@ fn main() -> ExitCode {
     let opts = ScanOptions {
         proc_dir: PathBuf::from(proc_dir),
         pid: None,
+        kubelet_version: None,
     };
     // A fixed key is fine for timing: ed25519 signing costs the same for every key.
     let key = SigningKey::from_bytes(&[7u8; 32]);

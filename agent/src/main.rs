@@ -207,6 +207,10 @@ struct RunArgs {
     /// The kubelet's pid, when several run or to pick one explicitly.
     #[arg(long)]
     pid: Option<i32>,
+    /// The kubelet's version (e.g. 1.31), when its binary carries no build stamp; it
+    /// decides how --config-dir drop-ins merge (the rules changed in 1.32).
+    #[arg(long, value_name = "VERSION", env = "NODEPROOF_KUBELET_VERSION", value_parser = parse_kubelet_version)]
+    kubelet_version: Option<String>,
     /// How often to scan (30s, 5m, 1h; plain numbers are seconds).
     #[arg(long, value_name = "DURATION", default_value = "5m", env = "NODEPROOF_INTERVAL", value_parser = parse_duration)]
     interval: Duration,
@@ -246,6 +250,25 @@ struct ScanArgs {
     /// Ed25519 private key (PKCS#8 PEM, from `keygen`); required for --format dsse.
     #[arg(long, value_name = "FILE", env = "NODEPROOF_KEY")]
     key: Option<PathBuf>,
+    /// The kubelet's version (e.g. 1.31 or v1.31.4), when its binary carries no build
+    /// stamp; it decides how --config-dir drop-ins merge (the rules changed in 1.32).
+    #[arg(long, value_name = "VERSION", env = "NODEPROOF_KUBELET_VERSION", value_parser = parse_kubelet_version)]
+    kubelet_version: Option<String>,
+}
+
+/// Accepts `1.31`, `v1.31` or `v1.31.4`.
+fn parse_kubelet_version(s: &str) -> Result<String, String> {
+    let v = if s.starts_with('v') {
+        s.to_string()
+    } else {
+        format!("v{s}")
+    };
+    match nodeproof_agent::process::kubelet_minor(&v) {
+        Some(_) => Ok(v),
+        None => Err(format!(
+            "{s:?} is not a Kubernetes 1.x version such as 1.31 or v1.31.4"
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -413,6 +436,7 @@ fn run_cmd(args: RunArgs) -> Result<u8> {
     config.scan = ScanOptions {
         proc_dir: args.node.proc_dir,
         pid: args.pid,
+        kubelet_version: args.kubelet_version,
     };
     config.retry_base = args.retry_base;
     config.retry_cap = args.retry_cap;
@@ -450,6 +474,7 @@ fn scan_cmd(args: ScanArgs) -> Result<u8> {
     let snapshot = scan::collect(&ScanOptions {
         proc_dir: args.proc_dir,
         pid: args.pid,
+        kubelet_version: args.kubelet_version,
     })?;
     let report = scan::assemble(&snapshot, scan::now_rfc3339());
     let mut stdout = std::io::stdout().lock();

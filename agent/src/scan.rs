@@ -22,6 +22,9 @@ pub struct ScanOptions {
     /// The /proc to read (the host's, mounted into a pod, or a fake one in tests).
     pub proc_dir: PathBuf,
     pub pid: Option<i32>,
+    /// The kubelet's version (`v1.31.4`, or `1.31`), when the operator knows it better
+    /// than the binary's build stamp; it decides how drop-ins merge.
+    pub kubelet_version: Option<String>,
 }
 
 /// Why a scan could not run at all (exit code 2). Anything less is in the report.
@@ -90,7 +93,10 @@ pub fn collect(opts: &ScanOptions) -> Result<Snapshot, ScanError> {
         argv: kp.argv.clone(),
         config_file,
         dropins,
-        kubelet_version: exe.as_ref().ok().and_then(|e| e.version.clone()),
+        kubelet_version: opts
+            .kubelet_version
+            .clone()
+            .or_else(|| exe.as_ref().ok().and_then(|e| e.version.clone())),
         exe,
         node: process::node_facts(&opts.proc_dir),
         files,

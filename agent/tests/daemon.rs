@@ -47,6 +47,7 @@ fn report(minute: u32, posture: usize) -> Report {
                 let snap = scan::collect(&ScanOptions {
                     proc_dir,
                     pid: None,
+                    kubelet_version: None,
                 })
                 .expect("scan of the fake node");
                 scan::assemble(&snap, String::new())
@@ -880,6 +881,7 @@ fn config(tmp: &Path, proc_dir: PathBuf) -> Config {
     c.scan = ScanOptions {
         proc_dir,
         pid: None,
+        kubelet_version: None,
     };
     c.retry_base = Duration::from_millis(5);
     c.retry_cap = Duration::from_millis(20);

@@ -147,6 +147,7 @@ impl Node {
         let opts = ScanOptions {
             proc_dir: self.proc.path().to_path_buf(),
             pid: None,
+            kubelet_version: None,
         };
         let snapshot = collect(&opts).unwrap_or_else(|e| panic!("{}: scan failed: {e}", self.name));
         let report = assemble(&snapshot, SCAN_TIME.to_string());
@@ -578,6 +579,7 @@ fn relative_config_resolves_against_kubelet_cwd() {
     let snap = collect(&ScanOptions {
         proc_dir: proc.path().to_path_buf(),
         pid: None,
+        kubelet_version: None,
     })
     .unwrap();
     let report = assemble(&snap, SCAN_TIME.to_string());
@@ -655,6 +657,7 @@ fn dropin_zero_duration_depends_on_the_kubelet_version() {
         let snap = collect(&ScanOptions {
             proc_dir: proc.path().to_path_buf(),
             pid: None,
+            kubelet_version: None,
         })
         .unwrap();
         assert_eq!(snap.kubelet_version.as_deref(), stamp);

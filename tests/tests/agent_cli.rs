@@ -329,3 +329,57 @@ fn a_real_process_named_kubelet_is_scanned_through_the_real_proc() {
     assert_eq!(exe_digest.len(), 64);
     let _ = std::io::stdout().flush();
 }
+
+#[test]
+fn kubelet_version_flag_decides_how_drop_ins_merge() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let proc_dir = fake_node(
+        tmp.path(),
+        &[
+            "/usr/bin/kubelet",
+            "--config=/var/lib/kubelet/config.yaml",
+            "--config-dir=/etc/kubernetes/kubelet.conf.d",
+        ],
+        &[
+            ("/var/lib/kubelet/config.yaml", HEAD),
+            (
+                "/etc/kubernetes/kubelet.conf.d/50-timeout.conf",
+                &format!("{HEAD}streamingConnectionIdleTimeout: 0s\n"),
+            ),
+        ],
+    );
+    let setting = |version: Option<&str>| {
+        let mut cmd = agent();
+        cmd.args(["scan", "--format", "json", "--proc"])
+            .arg(&proc_dir);
+        if let Some(v) = version {
+            cmd.args(["--kubelet-version", v]);
+        }
+        let r: Value = serde_json::from_slice(&run(&mut cmd).stdout).expect("json");
+        let c425 = r["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| c["cis"] == "4.2.5")
+            .cloned()
+            .expect("4.2.5");
+        (
+            r["settings"]["streamingConnectionIdleTimeout"]["value"].clone(),
+            c425["status"].clone(),
+        )
+    };
+    assert_eq!(
+        setting(Some("1.31")),
+        (Value::from("0s"), Value::from("warn"))
+    );
+    assert_eq!(
+        setting(Some("v1.32.0")),
+        (Value::from("4h0m0s"), Value::from("pass"))
+    );
+    assert_eq!(setting(None).1, Value::from("error"));
+    let bad = run(agent()
+        .args(["scan", "--kubelet-version", "two", "--proc"])
+        .arg(&proc_dir));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("1.31"), "{}", stderr(&bad));
+}

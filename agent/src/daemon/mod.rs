@@ -109,6 +109,7 @@ impl Config {
             scan: ScanOptions {
                 proc_dir: PathBuf::from("/proc"),
                 pid: None,
+                kubelet_version: None,
             },
             retry_base: Duration::from_secs(1),
             retry_cap: Duration::from_secs(300),

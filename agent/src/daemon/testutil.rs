@@ -25,6 +25,7 @@ pub(crate) fn report(scan_time: &str, posture: usize) -> Report {
                 let snap = scan::collect(&ScanOptions {
                     proc_dir: fake.path().to_path_buf(),
                     pid: None,
+                    kubelet_version: None,
                 })
                 .expect("scan of the fake node");
                 scan::assemble(&snap, "2026-01-01T00:00:00Z".into())
