@@ -1,14 +1,295 @@
-//! nodeproof-collector: command-line wiring only.
+//! nodeproof-collector: command-line wiring only. The server, the acceptance rules and the
+//! operator commands' logic live in the library; this parses flags (each with an
+//! `NODEPROOF_...` environment variable where a deployment would set it), opens the store,
+//! and prints. Errors are printed with their whole cause chain and exit 1.
 #![forbid(unsafe_code)]
 
-use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use nodeproof_collector::accept::Policy;
+use nodeproof_collector::server::{self, admin, AdminToken, ServeConfig, TlsFiles};
+use nodeproof_collector::store::{self, NodeStatus, Store};
 
 #[derive(Debug, Parser)]
 #[command(name = "nodeproof-collector", version, about)]
-struct Cli {}
+struct Cli {
+    /// Log filter in RUST_LOG syntax (e.g. `info`, `nodeproof_collector=debug`); logs go to
+    /// stderr. Defaults to RUST_LOG, then `info`.
+    #[arg(long, global = true, env = "NODEPROOF_LOG")]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> std::process::ExitCode {
-    let _ = Cli::parse();
-    eprintln!("nodeproof-collector: the collector service is being built (see docs/collector.md)");
-    std::process::ExitCode::from(2)
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Receive, verify and store reports, and answer fleet queries over HTTPS.
+    Serve(ServeArgs),
+    /// Bootstrap tokens for enrolment.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// List, approve and revoke nodes (works on the database directly).
+    #[command(subcommand)]
+    Nodes(NodesCommand),
+    /// Print the fleet summary, the nodes and the per-check counts.
+    Fleet(FleetArgs),
+}
+
+#[derive(Debug, Args)]
+struct Db {
+    /// The database: `sqlite:///abs/path.db` or `sqlite://./relative.db`.
+    #[arg(long, env = "NODEPROOF_DB", default_value = "sqlite://./nodeproof.db")]
+    db: String,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on, e.g. `0.0.0.0:8443` (port 0 picks a free port; the bound
+    /// address is printed on stderr as `listening on ADDR`).
+    #[arg(long, env = "NODEPROOF_LISTEN")]
+    listen: String,
+    #[command(flatten)]
+    db: Db,
+    /// PEM certificate chain for TLS.
+    #[arg(long, env = "NODEPROOF_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    #[arg(long, env = "NODEPROOF_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificates: require client certificates issued by them (mutual TLS).
+    #[arg(long, env = "NODEPROOF_CLIENT_CA", requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).
+    #[arg(long, env = "NODEPROOF_ALLOW_PLAIN_HTTP")]
+    allow_plain_http: bool,
+    /// File holding the bearer token of the read endpoints; without it they are closed.
+    #[arg(long, env = "NODEPROOF_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// How far clocks may disagree (scan times ahead, enrolment and rotation times).
+    #[arg(long, env = "NODEPROOF_SKEW", default_value = "5m", value_parser = admin::parse_duration)]
+    skew: u64,
+    /// The oldest scan accepted.
+    #[arg(long, env = "NODEPROOF_MAX_AGE", default_value = "7d", value_parser = admin::parse_duration)]
+    max_age: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a new bootstrap token (alone, on stdout); the database keeps only its hash.
+    Create {
+        #[command(flatten)]
+        db: Db,
+        /// How long the token can be used.
+        #[arg(long, default_value = "1h", value_parser = admin::parse_duration)]
+        ttl: u64,
+        /// How many enrolments it approves (default: any number until it expires).
+        #[arg(long)]
+        uses: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NodesCommand {
+    /// List enrolled nodes.
+    List {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Approve a pending node: its reports are accepted from now on.
+    Approve {
+        name: String,
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Revoke a node: its reports are refused from now on.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        db: Db,
+    },
+}
+
+#[derive(Debug, Args)]
+struct FleetArgs {
+    #[command(flatten)]
+    db: Db,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log.as_deref());
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nodeproof-collector: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(flag: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = flag
+        .map(str::to_string)
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".to_string());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|e| {
+        eprintln!("nodeproof-collector: ignoring log filter {filter:?} ({e}); using info");
+        EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn open(db: &Db) -> anyhow::Result<Arc<dyn Store>> {
+    let store =
+        store::open(&db.db).with_context(|| format!("cannot open the database {}", db.db))?;
+    Ok(Arc::from(store))
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    let now = server::now_unix();
+    match command {
+        Command::Serve(args) => serve(args),
+        Command::Token(TokenCommand::Create { db, ttl, uses }) => {
+            let store = open(&db)?;
+            let token = admin::new_token();
+            let expires = now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
+            store
+                .create_token(&admin::token_hash(&token), expires, uses, now)
+                .context("cannot store the token")?;
+            println!("{token}");
+            eprintln!(
+                "bootstrap token created: valid until {}, {}; enrol with \
+                 `nodeproof-agent enroll --token <token>`",
+                server::rfc3339(expires),
+                uses.map_or_else(
+                    || "any number of uses".to_string(),
+                    |n| format!("{n} use(s)")
+                )
+            );
+            Ok(())
+        }
+        Command::Nodes(NodesCommand::List { db, format }) => {
+            let nodes = open(&db)?.list_nodes().context("cannot list nodes")?;
+            match format {
+                Format::Text => print!("{}", admin::render_nodes_text(&nodes, now)),
+                Format::Json => {
+                    let views: Vec<_> = nodes
+                        .iter()
+                        .map(|n| server::read::NodeView::of(n, now))
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&views)?);
+                }
+            }
+            Ok(())
+        }
+        Command::Nodes(NodesCommand::Approve { name, db }) => {
+            set_status(&db, &name, NodeStatus::Approved, now)
+        }
+        Command::Nodes(NodesCommand::Revoke { name, db }) => {
+            set_status(&db, &name, NodeStatus::Revoked, now)
+        }
+        Command::Fleet(args) => {
+            let store = open(&args.db)?;
+            let report = admin::fleet_report(store.as_ref(), now)
+                .context("cannot read the fleet summary")?;
+            match args.format {
+                Format::Text => print!("{}", admin::render_fleet_text(&report)),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn set_status(db: &Db, name: &str, status: NodeStatus, now: i64) -> anyhow::Result<()> {
+    open(db)?
+        .set_status(name, status, now)
+        .with_context(|| format!("cannot mark node {name:?} {}", status.as_str()))?;
+    eprintln!("node {name} is now {}", status.as_str());
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let admin_token = match &args.admin_token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
+            let token = text.trim();
+            if token.is_empty() {
+                bail!("the admin token file {} is empty", path.display());
+            }
+            Some(AdminToken::new(token))
+        }
+        None => None,
+    };
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert,
+            key,
+            client_ca: args.client_ca,
+        }),
+        _ => None,
+    };
+    let policy = Policy {
+        skew_secs: i64::try_from(args.skew).context("--skew is too large")?,
+        max_age_secs: i64::try_from(args.max_age).context("--max-age is too large")?,
+    };
+    // Migrations run here, before the port opens.
+    let store = open(&args.db)?;
+    let config = ServeConfig {
+        store,
+        tls,
+        allow_plain_http: args.allow_plain_http,
+        admin_token,
+        policy,
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        // Registered before the port opens, so a signal right after `listening on` is
+        // a graceful shutdown and not the default kill.
+        let shutdown = shutdown_signal().context("cannot install signal handlers")?;
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        server::serve(config, listener, shutdown).await?;
+        Ok(())
+    })
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }

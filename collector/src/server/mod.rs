@@ -1,1 +1,264 @@
-//! placeholder
+//! The collector's HTTP edge: axum on tokio, TLS with rustls, graceful shutdown. The handlers
+//! check what they can on their own, in parallel; one writer task serializes the chain
+//! decisions and commits (see [`ingest`]). [`serve`] runs the real server on a listener the
+//! caller bound, so tests run it in-process on `127.0.0.1:0` exactly as the binary does.
+
+pub mod admin;
+pub mod body;
+pub mod enroll;
+pub mod error;
+pub mod ingest;
+pub mod read;
+pub mod stats;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::accept::Policy;
+use crate::store::Store;
+use error::HttpError;
+pub use read::AdminToken;
+use stats::Stats;
+
+/// How long shutdown waits for in-flight requests before closing their connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Verified statements waiting for the writer; handlers wait for room beyond this.
+const QUEUE: usize = 4096;
+
+/// Certificate files for TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain, the server's certificate first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM CA certificates; when set, every client must present a certificate they issued.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Everything [`serve`] needs besides the listener.
+pub struct ServeConfig {
+    /// The opened (and migrated) store. Shared, so tests can look at what was stored.
+    pub store: Arc<dyn Store>,
+    /// TLS certificate files; `None` serves plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy).
+    pub allow_plain_http: bool,
+    /// The bearer token of the read endpoints; `None` closes them.
+    pub admin_token: Option<AdminToken>,
+    /// Clock skew and maximum age.
+    pub policy: Policy,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("tls", &self.tls)
+            .field("allow_plain_http", &self.allow_plain_http)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "refusing to serve plain HTTP on {0}: bootstrap tokens and reports would cross the \
+         network in clear; give --tls-cert and --tls-key, listen on a loopback address (behind \
+         a TLS-terminating proxy), or pass --allow-plain-http"
+    )]
+    PlainHttp(SocketAddr),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("the server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub policy: Policy,
+    pub admin_token: Option<AdminToken>,
+    pub stats: Arc<Stats>,
+    writer: mpsc::Sender<ingest::Job>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("policy", &self.policy)
+            .field("admin_token", &self.admin_token)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs the collector on `listener` until `shutdown` completes, then stops accepting
+/// connections, lets in-flight requests finish (up to 30 s), lets the writer commit and
+/// answer everything it was given, and returns.
+///
+/// Prints `listening on ADDR` on stderr once it is ready to accept, so a script (or a test
+/// running the binary) that bound port 0 can learn the port.
+pub async fn serve(
+    config: ServeConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let addr = listener.local_addr()?;
+    let tls = match &config.tls {
+        Some(files) => Some(tls::server_config(files)?),
+        None if addr.ip().is_loopback() => None,
+        None if config.allow_plain_http => {
+            tracing::warn!(%addr, "serving plain HTTP on a non-loopback address (--allow-plain-http): put a TLS-terminating proxy in front");
+            None
+        }
+        None => return Err(ServeError::PlainHttp(addr)),
+    };
+
+    let stats = Arc::new(Stats::default());
+    let (jobs, queue) = mpsc::channel(QUEUE);
+    let (stop_writer, writer_stop) = oneshot::channel();
+    let writer = ingest::Writer::new(Arc::clone(&config.store), config.policy, Arc::clone(&stats));
+    let writer = tokio::spawn(writer.run(queue, writer_stop));
+
+    let state = Arc::new(AppState {
+        store: config.store,
+        policy: config.policy,
+        admin_token: config.admin_token,
+        stats,
+        writer: jobs,
+    });
+    let app = router(state);
+
+    let handle = axum_server::Handle::new();
+    let on_shutdown = handle.clone();
+    let watcher = tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        on_shutdown.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    });
+
+    let std_listener = listener.into_std()?;
+    eprintln!("listening on {addr}");
+    tracing::info!(%addr, tls = tls.is_some(), "collector listening");
+    let served = match tls {
+        Some(config) => {
+            axum_server::from_tcp_rustls(
+                std_listener,
+                axum_server::tls_rustls::RustlsConfig::from_config(config),
+            )
+            .handle(handle)
+            .serve(app.into_make_service())
+            .await
+        }
+        None => {
+            axum_server::from_tcp(std_listener)
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+        }
+    };
+
+    // Every connection is closed: the writer commits and answers what it still holds.
+    watcher.abort();
+    let _ = stop_writer.send(());
+    if let Err(e) = writer.await {
+        tracing::error!(error = %e, "the ingest writer did not finish cleanly");
+    }
+    tracing::info!("collector stopped");
+    Ok(served?)
+}
+
+/// Every route. Unknown paths and methods answer JSON too.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/reports", post(ingest::post_report))
+        .route("/v1/enroll", post(enroll::post_enroll))
+        .route("/v1/rotate", post(enroll::post_rotate))
+        .route("/v1/fleet", get(read::get_fleet))
+        .route("/v1/nodes", get(read::get_nodes))
+        .route("/v1/nodes/{name}/history", get(read::get_history))
+        .route("/v1/nodes/{name}/reports/{digest}", get(read::get_report))
+        .route("/v1/checks/{cis}/failing", get(read::get_failing))
+        .route("/v1/drift", get(read::get_drift))
+        .route("/v1/stats", get(get_stats))
+        .route("/metrics", get(get_metrics))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Counters carry no node data, so monitoring can scrape them without the admin token.
+async fn get_stats(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(state.stats.to_json())
+}
+
+async fn get_metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.stats.to_prometheus(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> HttpError {
+    HttpError::not_found("no such endpoint: see docs/collector.md for the API")
+}
+
+async fn method_not_allowed() -> HttpError {
+    HttpError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method: see docs/collector.md for the API",
+    )
+}
+
+/// Runs a synchronous store call on a blocking thread. A store error becomes the matching
+/// HTTP error (500 unless it is a conflict or a missing node).
+pub async fn blocking<T, F>(state: &AppState, f: F) -> Result<T, HttpError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Store) -> Result<T, HttpError> + Send + 'static,
+{
+    let store = Arc::clone(&state.store);
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(|e| HttpError::internal(format!("a database call failed: {e}")))?
+}
+
+/// The collector's clock, as Unix seconds.
+pub fn now_unix() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Unix seconds as RFC 3339 (UTC); out-of-range values (never written by the collector)
+/// show as the number.
+pub fn rfc3339(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| unix.to_string())
+}

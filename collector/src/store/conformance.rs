@@ -1,1 +1,1327 @@
-//! placeholder
+//! The storage story: what every [`Store`] backend must do, written once against
+//! `&dyn Store` so the SQLite tests run it today and a PostgreSQL backend runs the same
+//! stories later (as atuin's `tests-database` does for its servers).
+//!
+//! Each story takes a fresh, empty store. Times are passed in explicitly (no clock, no
+//! sleeps), digests and keys are deterministic fakes: the store treats them as opaque.
+//! A failing assertion panics with a message that says which promise broke.
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use nodeproof_proto::{Status, Summary};
+
+use super::{
+    Accepted, AcceptedKind, ChainEvent, CheckCounts, CheckState, NodeCounts, NodeRecord,
+    NodeStatus, Store, StoreError, StoreResult,
+};
+
+/// A story: one promise of the `Store` contract, checked on a fresh store.
+pub type Story = fn(&dyn Store);
+
+/// Every story, by name, so a backend's test file can run them one test each.
+pub const STORIES: &[(&str, Story)] = &[
+    ("tokens", tokens),
+    ("enrolment", enrolment),
+    ("approval_and_revocation", approval_and_revocation),
+    ("key_rotation", key_rotation),
+    ("full_reports", full_reports),
+    ("unchanged_runs", unchanged_runs),
+    ("batch_atomicity", batch_atomicity),
+    ("fleet_summary", fleet_summary),
+    ("failing_by_check", failing_by_check),
+    ("drift_since", drift_since),
+    ("chain_events", chain_events),
+];
+
+/// Runs every story, each on a store from `make` (which must return an empty one).
+pub fn run_all(make: &dyn Fn() -> Box<dyn Store>) {
+    for (name, story) in STORIES {
+        eprintln!("storage story: {name}");
+        story(&*make());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Fixtures.
+
+/// 64 lowercase hex characters derived from `s` (FNV-1a, four seeds): a stand-in for a
+/// SHA-256 digest or key id.
+pub fn fake_hex(s: &str) -> String {
+    let mut out = String::with_capacity(64);
+    for seed in [0xcbf2_9ce4_8422_2325_u64, 1, 2, 3] {
+        let mut h = seed;
+        for b in s.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        out.push_str(&format!("{h:016x}"));
+    }
+    out
+}
+
+/// The RFC 3339 form of a Unix time, as an agent would sign it.
+pub fn rfc3339(at: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(at)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| panic!("{at} is not a representable time"))
+}
+
+/// A scored check.
+pub fn check(cis: &str, status: Status) -> CheckState {
+    CheckState {
+        id: format!("kubelet-{}", cis.replace('.', "-")),
+        cis: cis.into(),
+        scored: true,
+        status,
+    }
+}
+
+/// A check that does not count towards compliance.
+pub fn unscored(cis: &str, status: Status) -> CheckState {
+    CheckState {
+        scored: false,
+        ..check(cis, status)
+    }
+}
+
+fn summary_of(checks: &[CheckState]) -> Summary {
+    let mut s = Summary::default();
+    for c in checks {
+        match c.status {
+            Status::Pass => s.pass += 1,
+            Status::Fail => s.fail += 1,
+            Status::Warn => s.warn += 1,
+            Status::Error => s.error += 1,
+        }
+    }
+    s
+}
+
+/// A node's side of the chain: builds the statements an agent would send, in order.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub name: String,
+    pub key_id: String,
+    pub interval_secs: u64,
+    pub sequence: u64,
+    pub last: Option<String>,
+    pub last_full: Option<String>,
+    run_start: Option<String>,
+    run_count: u64,
+}
+
+impl Agent {
+    pub fn new(name: &str) -> Agent {
+        Agent::with_interval(name, 300)
+    }
+
+    pub fn with_interval(name: &str, interval_secs: u64) -> Agent {
+        Agent {
+            name: name.into(),
+            key_id: fake_hex(&format!("key of {name}")),
+            interval_secs,
+            sequence: 0,
+            last: None,
+            last_full: None,
+            run_start: None,
+            run_count: 0,
+        }
+    }
+
+    pub fn public_key(&self) -> String {
+        public_key_for(&self.key_id)
+    }
+
+    pub fn enroll(&self, s: &dyn Store, approved: bool, now: i64) -> NodeRecord {
+        s.enroll(&self.name, &self.key_id, &self.public_key(), approved, now)
+            .unwrap_or_else(|e| panic!("enrolling {}: {e}", self.name))
+    }
+
+    fn next(&mut self, at: i64, kind: AcceptedKind) -> Accepted {
+        self.sequence += 1;
+        let digest = fake_hex(&format!("{} {} {at}", self.name, self.sequence));
+        let envelope = format!(
+            "{{\"payloadType\":\"application/vnd.in-toto+json\",\"payload\":\"{}\",\
+             \"signatures\":[{{\"keyid\":\"{}\",\"sig\":\"{}\"}}]}}\n",
+            fake_hex(&format!("payload {digest}")).repeat(3),
+            self.key_id,
+            fake_hex(&format!("sig {digest}")),
+        )
+        .into_bytes();
+        Accepted {
+            node: self.name.clone(),
+            key_id: self.key_id.clone(),
+            digest: digest.clone(),
+            sequence: self.sequence,
+            previous: self.last.replace(digest),
+            received_at: at,
+            scan_time: rfc3339(at),
+            interval_secs: self.interval_secs,
+            envelope,
+            kind,
+        }
+    }
+
+    /// The next statement: a full report of `checks`, scanned and received at `at`.
+    pub fn full(&mut self, at: i64, checks: Vec<CheckState>) -> Accepted {
+        let posture = fake_hex(&format!("{checks:?}"));
+        let summary = summary_of(&checks);
+        let a = self.next(
+            at,
+            AcceptedKind::Full {
+                posture,
+                summary,
+                checks,
+            },
+        );
+        self.last_full = Some(a.digest.clone());
+        self.run_start = None;
+        self.run_count = 0;
+        a
+    }
+
+    /// The next statement: an unchanged notice of the current run.
+    pub fn unchanged(&mut self, at: i64) -> Accepted {
+        let since = self
+            .last_full
+            .clone()
+            .unwrap_or_else(|| panic!("{}: no full report yet", self.name));
+        self.run_count += 1;
+        let first_unchanged = self.run_start.get_or_insert_with(|| rfc3339(at)).clone();
+        self.next(
+            at,
+            AcceptedKind::Unchanged {
+                since,
+                count: self.run_count,
+                first_unchanged,
+            },
+        )
+    }
+}
+
+fn public_key_for(key_id: &str) -> String {
+    format!(
+        "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA{}\n-----END PUBLIC KEY-----\n",
+        &key_id[..43]
+    )
+}
+
+fn ok<T>(r: StoreResult<T>, what: &str) -> T {
+    r.unwrap_or_else(|e| panic!("{what}: unexpected error: {e}"))
+}
+
+fn node(s: &dyn Store, name: &str) -> NodeRecord {
+    ok(s.node(name), "node").unwrap_or_else(|| panic!("node {name} should exist"))
+}
+
+fn commit(s: &dyn Store, batch: &[Accepted]) {
+    ok(s.commit(batch), "commit")
+}
+
+#[track_caller]
+fn assert_conflict<T: std::fmt::Debug>(r: StoreResult<T>, what: &str) {
+    assert!(
+        matches!(r, Err(StoreError::Conflict(_))),
+        "{what}: expected a Conflict, got {r:?}"
+    );
+}
+
+#[track_caller]
+fn assert_no_such_node<T: std::fmt::Debug>(r: StoreResult<T>, what: &str) {
+    assert!(
+        matches!(r, Err(StoreError::NoSuchNode(_))),
+        "{what}: expected NoSuchNode, got {r:?}"
+    );
+}
+
+fn counts(cis: &str, pass: u64, fail: u64, warn: u64, error: u64) -> CheckCounts {
+    CheckCounts {
+        id: format!("kubelet-{}", cis.replace('.', "-")),
+        cis: cis.into(),
+        pass,
+        fail,
+        warn,
+        error,
+    }
+}
+
+fn check_counts(s: &dyn Store) -> Vec<CheckCounts> {
+    ok(s.fleet_summary(0), "fleet_summary").checks
+}
+
+fn names(nodes: &[NodeRecord]) -> Vec<&str> {
+    nodes.iter().map(|n| n.name.as_str()).collect()
+}
+
+use Status::{Error as E, Fail as F, Pass as P, Warn as W};
+
+// ---------------------------------------------------------------------------------------
+// Stories.
+
+/// Bootstrap tokens: expiry, limited and unlimited uses, unknown tokens.
+pub fn tokens(s: &dyn Store) {
+    let two = fake_hex("token two uses");
+    ok(s.create_token(&two, 1000, Some(2), 0), "create_token");
+    assert!(
+        ok(s.redeem_token(&two, 10), "redeem"),
+        "first use of a 2-use token"
+    );
+    assert!(
+        ok(s.redeem_token(&two, 20), "redeem"),
+        "second use of a 2-use token"
+    );
+    assert!(
+        !ok(s.redeem_token(&two, 30), "redeem"),
+        "a spent token must not redeem"
+    );
+
+    let unlimited = fake_hex("token unlimited");
+    ok(s.create_token(&unlimited, 1000, None, 0), "create_token");
+    for i in 0..5 {
+        assert!(
+            ok(s.redeem_token(&unlimited, 100 + i), "redeem"),
+            "unlimited token, use {i}"
+        );
+    }
+    assert!(
+        !ok(s.redeem_token(&unlimited, 1000), "redeem"),
+        "a token is expired at expires_at"
+    );
+
+    let short = fake_hex("token short-lived");
+    ok(s.create_token(&short, 100, Some(1), 0), "create_token");
+    assert!(
+        !ok(s.redeem_token(&short, 101), "redeem"),
+        "an expired token must not redeem"
+    );
+    assert!(
+        ok(s.redeem_token(&short, 99), "redeem"),
+        "an expired attempt must not use up the token"
+    );
+
+    let none = fake_hex("token with no uses");
+    ok(s.create_token(&none, 1000, Some(0), 0), "create_token");
+    assert!(
+        !ok(s.redeem_token(&none, 1), "redeem"),
+        "a token with 0 uses must not redeem"
+    );
+
+    assert!(
+        !ok(s.redeem_token(&fake_hex("never created"), 1), "redeem"),
+        "unknown token"
+    );
+    assert_conflict(
+        s.create_token(&two, 5000, None, 0),
+        "creating a stored token again",
+    );
+}
+
+/// Enrolment: pending vs approved, idempotent with the same key, name and key conflicts.
+pub fn enrolment(s: &dyn Store) {
+    let a = Agent::new("node-a");
+    let rec = a.enroll(s, false, 10);
+    assert_eq!(rec.status, NodeStatus::Pending, "no token: pending");
+    assert_eq!(
+        (
+            rec.name.as_str(),
+            rec.key_id.as_str(),
+            rec.public_key.clone(),
+            rec.enrolled_at
+        ),
+        ("node-a", a.key_id.as_str(), a.public_key(), 10),
+        "the record holds what was enrolled"
+    );
+    assert_eq!(
+        (
+            rec.last_sequence,
+            &rec.last_digest,
+            &rec.last_seen,
+            &rec.summary,
+            rec.failing.len()
+        ),
+        (0, &None, &None, &None, 0),
+        "a new node has an empty chain"
+    );
+    assert_eq!(
+        a.enroll(s, false, 20),
+        rec,
+        "re-enrolling with the same key is idempotent"
+    );
+
+    let approved = a.enroll(s, true, 30);
+    assert_eq!(
+        approved.status,
+        NodeStatus::Approved,
+        "a token approves a pending node"
+    );
+    assert_eq!(
+        approved.enrolled_at, 10,
+        "re-enrolling keeps the enrolment time"
+    );
+    assert_eq!(
+        a.enroll(s, false, 40).status,
+        NodeStatus::Approved,
+        "without a token it stays approved"
+    );
+
+    let other_key = Agent::new("someone else");
+    assert_conflict(
+        s.enroll(
+            "node-a",
+            &other_key.key_id,
+            &other_key.public_key(),
+            true,
+            50,
+        ),
+        "same name, another key",
+    );
+    assert_eq!(
+        node(s, "node-a").key_id,
+        a.key_id,
+        "a refused enrolment changes nothing"
+    );
+    assert_conflict(
+        s.enroll("node-b", &a.key_id, &a.public_key(), true, 50),
+        "a key of another node",
+    );
+    assert_eq!(
+        ok(s.node("node-b"), "node"),
+        None,
+        "a refused enrolment creates nothing"
+    );
+
+    let b = Agent::new("node-b");
+    b.enroll(s, true, 60);
+    ok(s.set_status("node-b", NodeStatus::Revoked, 70), "revoke");
+    assert_eq!(
+        b.enroll(s, true, 80).status,
+        NodeStatus::Revoked,
+        "a token never un-revokes a node"
+    );
+
+    assert_eq!(
+        ok(s.node_by_key(&a.key_id), "node_by_key").map(|n| n.name),
+        Some("node-a".into())
+    );
+    assert_eq!(
+        ok(s.node_by_key(&fake_hex("nobody's key")), "node_by_key"),
+        None,
+        "unknown key"
+    );
+    assert_eq!(ok(s.node("ghost"), "node"), None, "unknown node");
+    assert_no_such_node(
+        s.set_status("ghost", NodeStatus::Approved, 1),
+        "set_status of an unknown node",
+    );
+
+    Agent::new("node-0").enroll(s, false, 90);
+    let listed = ok(s.list_nodes(), "list_nodes");
+    assert_eq!(
+        names(&listed),
+        ["node-0", "node-a", "node-b"],
+        "list_nodes is sorted by name"
+    );
+    assert_eq!(
+        listed[1],
+        node(s, "node-a"),
+        "list_nodes returns whole records"
+    );
+}
+
+/// Approval and revocation decide which nodes' checks count, and whose reports are stored.
+pub fn approval_and_revocation(s: &dyn Store) {
+    let mut a = Agent::new("a");
+    let mut b = Agent::new("b");
+    let mut c = Agent::new("c");
+    a.enroll(s, true, 0);
+    b.enroll(s, true, 0);
+    c.enroll(s, false, 0);
+
+    let pending = c.full(100, vec![check("4.2.1", P)]);
+    assert_conflict(
+        s.commit(std::slice::from_ref(&pending)),
+        "a pending node's report",
+    );
+    assert!(
+        !ok(s.has_digest(&pending.digest), "has_digest"),
+        "a refused report is not stored"
+    );
+
+    commit(
+        s,
+        &[a.full(100, vec![check("4.2.1", P), check("4.2.2", F)])],
+    );
+    commit(
+        s,
+        &[b.full(100, vec![check("4.2.1", F), check("4.2.2", F)])],
+    );
+    let both = vec![counts("4.2.1", 1, 1, 0, 0), counts("4.2.2", 0, 2, 0, 0)];
+    assert_eq!(check_counts(s), both, "both approved nodes count");
+
+    ok(s.set_status("b", NodeStatus::Revoked, 200), "revoke b");
+    assert_eq!(node(s, "b").status, NodeStatus::Revoked);
+    let only_a = vec![counts("4.2.1", 1, 0, 0, 0), counts("4.2.2", 0, 1, 0, 0)];
+    assert_eq!(
+        check_counts(s),
+        only_a,
+        "a revoked node's checks no longer count"
+    );
+    assert_eq!(
+        names(&ok(s.failing("4.2.2"), "failing")),
+        ["a"],
+        "failing lists approved nodes only"
+    );
+    let nodes = ok(s.fleet_summary(200), "fleet_summary").nodes;
+    assert_eq!(
+        (nodes.approved, nodes.revoked, nodes.pending),
+        (1, 1, 1),
+        "node counts by status"
+    );
+
+    let late = b
+        .clone()
+        .full(300, vec![check("4.2.1", P), check("4.2.2", P)]);
+    assert_conflict(
+        s.commit(std::slice::from_ref(&late)),
+        "a revoked node's report",
+    );
+    assert!(
+        !ok(s.has_digest(&late.digest), "has_digest"),
+        "a revoked node's report is not stored"
+    );
+
+    ok(
+        s.set_status("b", NodeStatus::Revoked, 300),
+        "revoke b again",
+    );
+    assert_eq!(check_counts(s), only_a, "revoking twice subtracts once");
+
+    ok(
+        s.set_status("b", NodeStatus::Approved, 400),
+        "approve b again",
+    );
+    assert_eq!(
+        check_counts(s),
+        both,
+        "re-approving counts the node's latest state again"
+    );
+    commit(
+        s,
+        &[b.full(500, vec![check("4.2.1", P), check("4.2.2", P)])],
+    );
+    assert_eq!(
+        check_counts(s),
+        vec![counts("4.2.1", 2, 0, 0, 0), counts("4.2.2", 1, 1, 0, 0)],
+        "a re-approved node reports again"
+    );
+
+    ok(s.set_status("c", NodeStatus::Approved, 600), "approve c");
+    assert_eq!(node(s, "c").status, NodeStatus::Approved);
+    assert_eq!(
+        check_counts(s).len(),
+        2,
+        "approving a node that never reported adds nothing"
+    );
+    ok(
+        s.set_status("a", NodeStatus::Pending, 700),
+        "back to pending",
+    );
+    assert_eq!(
+        check_counts(s),
+        vec![counts("4.2.1", 1, 0, 0, 0), counts("4.2.2", 1, 0, 0, 0)],
+        "only approved nodes count, whatever else they are"
+    );
+}
+
+/// Key rotation: the old key stops finding the node, the chain carries on.
+pub fn key_rotation(s: &dyn Store) {
+    let mut a = Agent::new("a");
+    let b = Agent::new("b");
+    a.enroll(s, true, 0);
+    b.enroll(s, true, 0);
+    commit(s, &[a.full(100, vec![check("4.2.1", P)])]);
+
+    let old = a.key_id.clone();
+    let new = fake_hex("a's second key");
+    let new_pem = public_key_for(&new);
+    assert_conflict(
+        s.rotate_key("a", &fake_hex("wrong"), &new, &new_pem, 200),
+        "wrong old key",
+    );
+    assert_conflict(
+        s.rotate_key("a", &old, &b.key_id, &b.public_key(), 200),
+        "another node's key",
+    );
+    assert_conflict(
+        s.rotate_key("a", &old, &old, &a.public_key(), 200),
+        "the current key",
+    );
+    assert_no_such_node(
+        s.rotate_key("ghost", &old, &new, &new_pem, 200),
+        "unknown node",
+    );
+    assert_eq!(node(s, "a").key_id, old, "refused rotations change nothing");
+
+    ok(s.rotate_key("a", &old, &new, &new_pem, 200), "rotate");
+    assert_eq!(
+        ok(s.node_by_key(&old), "node_by_key"),
+        None,
+        "the old key no longer finds the node"
+    );
+    let rec = ok(s.node_by_key(&new), "node_by_key")
+        .unwrap_or_else(|| panic!("the new key finds the node"));
+    assert_eq!(
+        (rec.name.as_str(), rec.public_key.as_str()),
+        ("a", new_pem.as_str())
+    );
+    assert_eq!(rec.last_sequence, 1, "rotation keeps the chain");
+    assert_conflict(
+        s.rotate_key("a", &old, &fake_hex("third"), &new_pem, 300),
+        "rotating from a retired key",
+    );
+
+    let stale_key = a.full(300, vec![check("4.2.1", F)]);
+    assert_conflict(
+        s.commit(std::slice::from_ref(&stale_key)),
+        "a report accepted under the old key",
+    );
+    assert_eq!(node(s, "a").last_sequence, 1, "nothing committed");
+    let mut signed_by_new = stale_key;
+    signed_by_new.key_id = new.clone();
+    commit(s, &[signed_by_new]);
+    assert_eq!(
+        node(s, "a").last_sequence,
+        2,
+        "reports under the new key extend the chain"
+    );
+
+    let c = Agent::new("c");
+    assert_conflict(
+        s.enroll("c", &old, &c.public_key(), true, 400),
+        "a retired key is not reusable",
+    );
+    assert_conflict(
+        s.rotate_key("b", &b.key_id, &old, &c.public_key(), 400),
+        "nor by rotation",
+    );
+}
+
+/// Full reports: chain state, latest checks, counts, drift, history, evidence bytes.
+pub fn full_reports(s: &dyn Store) {
+    let mut a = Agent::new("node-a");
+    a.enroll(s, true, 10);
+    assert!(
+        ok(s.history("node-a", 10), "history").is_empty(),
+        "no history before a report"
+    );
+
+    let mut r1 = a.full(
+        100,
+        vec![
+            check("4.2.1", P),
+            check("4.2.2", F),
+            unscored("4.2.10", F),
+            check("4.2.3", E),
+        ],
+    );
+    // Not valid UTF-8, NUL, CRLF, trailing newline: the envelope is bytes, not text.
+    r1.envelope = b"{\"payload\":\"\x00\xff\xfe\"}\r\n\xc3\x28 \n".to_vec();
+    commit(s, std::slice::from_ref(&r1));
+
+    let n = node(s, "node-a");
+    assert_eq!(n.last_sequence, 1);
+    assert_eq!(
+        n.last_digest.as_deref(),
+        Some(r1.digest.as_str()),
+        "last_digest"
+    );
+    assert_eq!(
+        n.last_scan_time.as_deref(),
+        Some(r1.scan_time.as_str()),
+        "last_scan_time"
+    );
+    assert_eq!(
+        (n.last_seen, n.interval_secs),
+        (Some(100), Some(300)),
+        "last_seen, interval"
+    );
+    assert_eq!(
+        n.last_full_digest.as_deref(),
+        Some(r1.digest.as_str()),
+        "last_full_digest"
+    );
+    assert_eq!(n.last_full_sequence, Some(1), "last_full_sequence");
+    let AcceptedKind::Full { posture, .. } = &r1.kind else {
+        unreachable!()
+    };
+    assert_eq!(n.posture.as_ref(), Some(posture), "posture");
+    assert_eq!(
+        n.summary,
+        Some(Summary {
+            pass: 1,
+            fail: 2,
+            warn: 0,
+            error: 1
+        }),
+        "summary"
+    );
+    assert_eq!(
+        n.failing,
+        ["4.2.2", "4.2.3"],
+        "failing: scored fail/error checks, CIS order"
+    );
+
+    assert!(
+        ok(s.has_digest(&r1.digest), "has_digest"),
+        "the report is stored"
+    );
+    assert!(
+        !ok(s.has_digest(&fake_hex("other")), "has_digest"),
+        "unknown digest"
+    );
+    assert_eq!(
+        ok(s.envelope(&r1.digest), "envelope"),
+        Some(r1.envelope.clone()),
+        "envelope byte for byte"
+    );
+    assert_eq!(
+        ok(s.envelope(&fake_hex("other")), "envelope"),
+        None,
+        "unknown envelope"
+    );
+
+    let mut first = ok(s.drift(0), "drift");
+    first.sort_by(|x, y| x.cis.cmp(&y.cis));
+    let got: Vec<_> = first
+        .iter()
+        .map(|d| (d.cis.as_str(), d.from, d.to, d.at, d.digest.as_str()))
+        .collect();
+    let d1 = r1.digest.as_str();
+    assert_eq!(
+        got,
+        [
+            ("4.2.1", None, P, 100, d1),
+            ("4.2.10", None, F, 100, d1),
+            ("4.2.2", None, F, 100, d1),
+            ("4.2.3", None, E, 100, d1)
+        ],
+        "a first report records every check as drift from nothing"
+    );
+
+    let r2 = a.full(
+        200,
+        vec![
+            check("4.2.1", P),
+            check("4.2.2", P),
+            unscored("4.2.10", F),
+            check("4.2.3", P),
+        ],
+    );
+    commit(s, std::slice::from_ref(&r2));
+    let got: Vec<_> = ok(s.drift(150), "drift")
+        .into_iter()
+        .map(|d| (d.cis, d.from, d.to, d.at, d.digest))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("4.2.2".to_string(), Some(F), P, 200, r2.digest.clone()),
+            ("4.2.3".to_string(), Some(E), P, 200, r2.digest.clone())
+        ],
+        "only changed checks drift, with from and to"
+    );
+    let n = node(s, "node-a");
+    assert!(
+        n.failing.is_empty(),
+        "nothing scored fails any more: {:?}",
+        n.failing
+    );
+    assert_eq!(
+        n.summary,
+        Some(Summary {
+            pass: 3,
+            fail: 1,
+            warn: 0,
+            error: 0
+        })
+    );
+    assert_eq!(
+        check_counts(s),
+        vec![
+            counts("4.2.1", 1, 0, 0, 0),
+            counts("4.2.2", 1, 0, 0, 0),
+            counts("4.2.3", 1, 0, 0, 0),
+            counts("4.2.10", 0, 1, 0, 0)
+        ],
+        "counts follow the latest report, in CIS order"
+    );
+    assert!(
+        ok(s.failing("4.2.2"), "failing").is_empty(),
+        "fixed checks leave failing()"
+    );
+
+    let h = ok(s.history("node-a", 10), "history");
+    let got: Vec<_> = h
+        .iter()
+        .map(|e| (e.sequence, e.digest.as_str(), e.kind.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [(2, r2.digest.as_str(), "full"), (1, d1, "full")],
+        "history, newest first"
+    );
+    assert_eq!(h[0].scan_time, r2.scan_time);
+    assert_eq!(
+        (h[0].received_at, h[0].count, h[0].since.clone()),
+        (200, None, None)
+    );
+    assert_eq!(
+        h[0].summary,
+        Some(Summary {
+            pass: 3,
+            fail: 1,
+            warn: 0,
+            error: 0
+        }),
+        "history summary"
+    );
+    assert_eq!(
+        h[1].summary,
+        Some(Summary {
+            pass: 1,
+            fail: 2,
+            warn: 0,
+            error: 1
+        })
+    );
+    assert_eq!(
+        ok(s.history("node-a", 1), "history").len(),
+        1,
+        "history honours limit"
+    );
+    assert_no_such_node(s.history("ghost", 10), "history of an unknown node");
+
+    // Several statements of one node, and another node, in one batch, in order.
+    let mut b = Agent::new("node-b");
+    b.enroll(s, true, 10);
+    let r3 = a.full(
+        300,
+        vec![
+            check("4.2.1", F),
+            check("4.2.2", P),
+            unscored("4.2.10", F),
+            check("4.2.3", P),
+        ],
+    );
+    let rb = b.full(300, vec![check("4.2.1", P)]);
+    // A later report may drop a check (another agent version): it leaves the latest state.
+    let r4 = a.full(
+        301,
+        vec![check("4.2.1", W), check("4.2.2", P), check("4.2.3", P)],
+    );
+    commit(s, &[r3, rb, r4.clone()]);
+    let n = node(s, "node-a");
+    assert_eq!(
+        (n.last_sequence, n.last_digest.as_deref()),
+        (4, Some(r4.digest.as_str()))
+    );
+    assert_eq!(ok(s.history("node-a", 10), "history").len(), 4);
+    assert_eq!(
+        check_counts(s),
+        vec![
+            counts("4.2.1", 1, 0, 1, 0),
+            counts("4.2.2", 1, 0, 0, 0),
+            counts("4.2.3", 1, 0, 0, 0)
+        ],
+        "a dropped check no longer counts"
+    );
+
+    let mut replay = a.full(400, vec![check("4.2.1", P)]);
+    replay.sequence = 4;
+    assert_conflict(
+        s.commit(std::slice::from_ref(&replay)),
+        "a sequence that does not extend the chain",
+    );
+    assert!(
+        !ok(s.has_digest(&replay.digest), "has_digest"),
+        "nothing stored"
+    );
+    assert_eq!(node(s, "node-a").last_sequence, 4, "the chain is unchanged");
+
+    let mut ghost = Agent::new("ghost");
+    assert_no_such_node(
+        s.commit(&[ghost.full(100, vec![])]),
+        "a report of an unknown node",
+    );
+    ok(s.commit(&[]), "an empty batch");
+}
+
+/// Unchanged runs: each notice of a run replaces the previous one, so storage stays flat.
+pub fn unchanged_runs(s: &dyn Store) {
+    let mut a = Agent::new("quiet");
+    a.enroll(s, true, 0);
+    let posture = vec![check("4.2.1", P), check("4.2.2", F)];
+    let f1 = a.full(1000, posture.clone());
+    commit(s, std::slice::from_ref(&f1));
+
+    let n1 = a.unchanged(1300);
+    commit(s, std::slice::from_ref(&n1));
+    let h = ok(s.history("quiet", 10), "history");
+    assert_eq!(h.len(), 2, "the first notice of a run is a new row");
+    assert_eq!(
+        (
+            h[0].sequence,
+            h[0].kind.as_str(),
+            h[0].count,
+            h[0].since.as_deref()
+        ),
+        (2, "unchanged", Some(1), Some(f1.digest.as_str()))
+    );
+    assert_eq!(
+        h[0].summary,
+        Some(Summary {
+            pass: 1,
+            fail: 1,
+            warn: 0,
+            error: 0
+        }),
+        "a notice has its report's summary"
+    );
+    assert_eq!(
+        h[0].first_unchanged.as_deref(),
+        Some(rfc3339(1300).as_str())
+    );
+
+    let n2 = a.unchanged(1600);
+    commit(s, std::slice::from_ref(&n2));
+    let h = ok(s.history("quiet", 10), "history");
+    assert_eq!(h.len(), 2, "the second notice replaces the first");
+    assert_eq!(
+        (
+            h[0].sequence,
+            h[0].digest.as_str(),
+            h[0].count,
+            h[0].received_at
+        ),
+        (3, n2.digest.as_str(), Some(2), 1600),
+        "the run's row now is the latest notice"
+    );
+    assert_eq!(
+        h[0].first_unchanged.as_deref(),
+        Some(rfc3339(1300).as_str()),
+        "the run began at the first notice"
+    );
+    assert_eq!(h[0].scan_time, rfc3339(1600));
+    assert_eq!(h[1].digest, f1.digest, "the full report stays");
+    assert!(
+        !ok(s.has_digest(&n1.digest), "has_digest"),
+        "the replaced notice is gone"
+    );
+    assert_eq!(ok(s.envelope(&n1.digest), "envelope"), None);
+    assert_eq!(
+        ok(s.envelope(&n2.digest), "envelope"),
+        Some(n2.envelope.clone()),
+        "the latest notice is evidence"
+    );
+    let n = node(s, "quiet");
+    assert_eq!(
+        (
+            n.last_sequence,
+            n.last_digest.as_deref(),
+            n.last_seen,
+            n.last_scan_time.clone()
+        ),
+        (3, Some(n2.digest.as_str()), Some(1600), Some(rfc3339(1600))),
+        "notices advance the chain"
+    );
+    assert_eq!(
+        (n.last_full_digest.as_deref(), n.last_full_sequence),
+        (Some(f1.digest.as_str()), Some(1))
+    );
+    assert_eq!(ok(s.drift(1001), "drift"), vec![], "notices are not drift");
+
+    let mut at = 1600;
+    for _ in 2..10 {
+        at += 300;
+        commit(s, &[a.unchanged(at)]);
+    }
+    let after_10 = ok(s.size_bytes(), "size_bytes");
+    for _ in 10..1000 {
+        at += 300;
+        commit(s, &[a.unchanged(at)]);
+    }
+    let after_1000 = ok(s.size_bytes(), "size_bytes");
+    eprintln!("unchanged run: {after_10} bytes after 10 notices, {after_1000} after 1,000");
+    let h = ok(s.history("quiet", 10), "history");
+    assert_eq!(h.len(), 2, "1,000 notices of one run are one row");
+    assert_eq!((h[0].count, h[0].sequence), (Some(1000), 1001));
+    assert!(
+        after_1000 <= after_10 + 16 * 1024,
+        "storage must not grow with unchanged notices: {after_10} bytes after 10, {after_1000} after 1,000"
+    );
+
+    let mut wrong_base = a.clone().unchanged(at + 300);
+    if let AcceptedKind::Unchanged { since, .. } = &mut wrong_base.kind {
+        *since = fake_hex("not a full report");
+    }
+    assert_conflict(
+        s.commit(&[wrong_base]),
+        "a notice whose base is not the last full report",
+    );
+
+    let f2 = a.full(at + 300, vec![check("4.2.1", P), check("4.2.2", P)]);
+    commit(s, std::slice::from_ref(&f2));
+    let n3 = a.unchanged(at + 600);
+    commit(s, std::slice::from_ref(&n3));
+    let h = ok(s.history("quiet", 10), "history");
+    let got: Vec<_> = h
+        .iter()
+        .map(|e| (e.kind.as_str(), e.since.clone(), e.count))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("unchanged", Some(f2.digest.clone()), Some(1)),
+            ("full", None, None),
+            ("unchanged", Some(f1.digest.clone()), Some(1000)),
+            ("full", None, None)
+        ],
+        "a full report ends the run; the next notice starts a new row"
+    );
+}
+
+/// A batch commits whole or not at all.
+pub fn batch_atomicity(s: &dyn Store) {
+    let (mut a, mut b, mut c) = (Agent::new("a"), Agent::new("b"), Agent::new("c"));
+    for x in [&a, &b, &c] {
+        x.enroll(s, true, 0);
+    }
+    let fresh = (a.clone(), b.clone(), c.clone());
+    let ra = a.full(100, vec![check("4.2.1", F)]);
+    let rb = b.full(100, vec![check("4.2.1", P)]);
+    let mut rc = c.full(100, vec![check("4.2.1", P)]);
+    rc.digest = ra.digest.clone();
+    assert_conflict(
+        s.commit(&[ra.clone(), rb.clone(), rc]),
+        "a batch whose 3rd report repeats a digest",
+    );
+    let nothing = |why: &str| {
+        for name in ["a", "b", "c"] {
+            let n = node(s, name);
+            assert_eq!(
+                (n.last_sequence, n.last_digest, n.summary),
+                (0, None, None),
+                "{why}: {name}'s chain"
+            );
+            assert!(
+                ok(s.history(name, 10), "history").is_empty(),
+                "{why}: {name}'s history"
+            );
+        }
+        assert!(
+            !ok(s.has_digest(&ra.digest), "has_digest"),
+            "{why}: a's report"
+        );
+        assert!(
+            !ok(s.has_digest(&rb.digest), "has_digest"),
+            "{why}: b's report"
+        );
+        assert!(ok(s.drift(0), "drift").is_empty(), "{why}: drift");
+        assert!(check_counts(s).is_empty(), "{why}: check counts");
+        assert!(
+            ok(s.failing("4.2.1"), "failing").is_empty(),
+            "{why}: failing"
+        );
+    };
+    nothing("after a duplicate digest");
+
+    let mut dup_seq = fresh.0.clone().full(100, vec![check("4.2.1", P)]);
+    dup_seq.digest = fake_hex("another statement with sequence 1");
+    assert_conflict(
+        s.commit(&[ra.clone(), rb.clone(), dup_seq]),
+        "a batch whose 3rd report repeats a sequence",
+    );
+    nothing("after a repeated sequence");
+
+    let mut unknown = Agent::new("ghost");
+    assert_no_such_node(
+        s.commit(&[ra.clone(), rb.clone(), unknown.full(100, vec![])]),
+        "a batch with an unknown node",
+    );
+    nothing("after an unknown node");
+
+    (a, b, c) = fresh;
+    let batch = [
+        a.full(100, vec![check("4.2.1", F)]),
+        b.full(100, vec![check("4.2.1", P)]),
+        c.full(100, vec![check("4.2.1", P)]),
+    ];
+    commit(s, &batch);
+    for (r, name) in batch.iter().zip(["a", "b", "c"]) {
+        assert_eq!(node(s, name).last_sequence, 1, "{name} committed");
+        assert!(
+            ok(s.has_digest(&r.digest), "has_digest"),
+            "{name}'s report stored"
+        );
+    }
+    assert_eq!(
+        check_counts(s),
+        vec![counts("4.2.1", 2, 1, 0, 0)],
+        "the whole batch counts"
+    );
+}
+
+/// The fleet summary: node counts, staleness by interval, per-check counts in CIS order.
+pub fn fleet_summary(s: &dyn Store) {
+    let three = |x: Status, y: Status, z: CheckState| vec![check("4.2.1", x), check("4.2.2", y), z];
+    let mut n1 = Agent::new("n1");
+    let mut n2 = Agent::new("n2");
+    let mut n3 = Agent::with_interval("n3", 60);
+    let n4 = Agent::new("n4");
+    let mut n5 = Agent::new("n5");
+    let mut n6 = Agent::new("n6");
+    let pending = Agent::new("p");
+    let mut revoked = Agent::new("r");
+    for x in [&n1, &n2, &n3, &n4, &n5, &n6, &revoked] {
+        x.enroll(s, true, 0);
+    }
+    pending.enroll(s, false, 0);
+
+    let empty = ok(s.fleet_summary(0), "fleet_summary");
+    assert!(empty.checks.is_empty(), "no reports, no check counts");
+    assert_eq!(
+        empty.nodes.stale, 7,
+        "approved nodes that never reported are stale"
+    );
+
+    commit(
+        s,
+        &[
+            n1.full(1000, three(P, P, check("4.2.10", P))),
+            n2.full(1000, three(P, F, check("4.2.10", P))),
+            n3.full(1000, three(P, P, check("4.2.10", W))),
+            n5.full(100, three(E, P, check("4.2.10", P))),
+            n6.full(1000, three(P, P, unscored("4.2.10", F))),
+            revoked.full(1000, three(F, F, check("4.2.10", F))),
+        ],
+    );
+    ok(s.set_status("r", NodeStatus::Revoked, 1100), "revoke r");
+
+    let f = ok(s.fleet_summary(1200), "fleet_summary");
+    assert_eq!(
+        f.nodes,
+        NodeCounts {
+            total: 8,
+            approved: 6,
+            pending: 1,
+            revoked: 1,
+            compliant: 2,
+            failing: 1,
+            stale: 3
+        },
+        "at 1200: n1, n6 compliant (an unscored failure does not count); n2 failing; \
+         n3 (60s interval), n4 (never) and n5 (failing, but silent) stale"
+    );
+    assert_eq!(
+        f.checks,
+        vec![counts("4.2.1", 4, 0, 0, 1), counts("4.2.2", 4, 1, 0, 0), counts("4.2.10", 3, 1, 1, 0)],
+        "per-check counts over approved nodes, stale ones included, in CIS order (4.2.2 before 4.2.10)"
+    );
+    assert_eq!(
+        ok(s.fleet_summary(1900), "fleet_summary").nodes.compliant,
+        2,
+        "n1 at exactly 3 intervals is not stale"
+    );
+    let late = ok(s.fleet_summary(1901), "fleet_summary").nodes;
+    assert_eq!(
+        (late.compliant, late.failing, late.stale),
+        (0, 0, 6),
+        "after 3 intervals everyone is stale"
+    );
+
+    // Postures change: n2 fixes 4.2.2, n1 breaks 4.2.1; n5 comes back.
+    commit(
+        s,
+        &[
+            n2.full(1300, three(P, P, check("4.2.10", P))),
+            n1.full(1300, three(F, P, check("4.2.10", P))),
+            n5.full(1300, three(P, P, check("4.2.10", P))),
+        ],
+    );
+    let f = ok(s.fleet_summary(1400), "fleet_summary");
+    assert_eq!(
+        (f.nodes.compliant, f.nodes.failing, f.nodes.stale),
+        (3, 1, 2),
+        "n2, n5, n6 compliant; n1 failing; n3, n4 stale"
+    );
+    assert_eq!(
+        f.checks,
+        vec![
+            counts("4.2.1", 4, 1, 0, 0),
+            counts("4.2.2", 5, 0, 0, 0),
+            counts("4.2.10", 3, 1, 1, 0)
+        ],
+        "counts follow each node's latest report"
+    );
+    assert_eq!(
+        ok(s.list_nodes(), "list_nodes")
+            .iter()
+            .map(|n| (n.name.as_str(), n.failing.clone()))
+            .collect::<Vec<_>>(),
+        [
+            ("n1", vec!["4.2.1".to_string()]),
+            ("n2", vec![]),
+            ("n3", vec![]),
+            ("n4", vec![]),
+            ("n5", vec![]),
+            ("n6", vec![]),
+            ("p", vec![]),
+            ("r", vec!["4.2.1".into(), "4.2.2".into(), "4.2.10".into()])
+        ],
+        "each node's failing list, in CIS order"
+    );
+}
+
+/// `failing(cis)`: approved nodes whose latest state fails (or errors on) that check.
+pub fn failing_by_check(s: &dyn Store) {
+    let mut agents: Vec<Agent> = ["d", "b", "a", "c", "e"]
+        .iter()
+        .map(|n| Agent::new(n))
+        .collect();
+    for x in &agents {
+        x.enroll(s, true, 0);
+    }
+    let postures = [
+        vec![check("4.2.6", F)],    // d
+        vec![check("4.2.6", E)],    // b: an error counts as failing
+        vec![unscored("4.2.6", F)], // a: unscored, still failing that check
+        vec![check("4.2.6", P)],    // c
+        vec![check("4.2.6", F)],    // e: revoked below
+    ];
+    let batch: Vec<Accepted> = agents
+        .iter_mut()
+        .zip(postures)
+        .map(|(x, p)| x.full(100, p))
+        .collect();
+    commit(s, &batch);
+    ok(s.set_status("e", NodeStatus::Revoked, 200), "revoke e");
+    assert_eq!(
+        names(&ok(s.failing("4.2.6"), "failing")),
+        ["a", "b", "d"],
+        "by name, approved only"
+    );
+    assert!(
+        ok(s.failing("9.9.9"), "failing").is_empty(),
+        "an unknown check fails nowhere"
+    );
+
+    let d = &mut agents[0];
+    commit(s, &[d.full(300, vec![check("4.2.6", P)])]);
+    assert_eq!(
+        names(&ok(s.failing("4.2.6"), "failing")),
+        ["a", "b"],
+        "only the latest state counts"
+    );
+    let b = ok(s.failing("4.2.6"), "failing").remove(1);
+    assert_eq!(b, node(s, "b"), "failing returns whole records");
+}
+
+/// `drift(since)`: every check change at or after a time, oldest first.
+pub fn drift_since(s: &dyn Store) {
+    let mut x = Agent::new("x");
+    let mut y = Agent::new("y");
+    x.enroll(s, true, 0);
+    y.enroll(s, true, 0);
+    commit(s, &[x.full(100, vec![check("1.1", P), check("1.2", F)])]);
+    commit(s, &[y.full(150, vec![check("1.1", F)])]);
+    let x2 = x.full(200, vec![check("1.1", F), check("1.2", F)]);
+    commit(s, std::slice::from_ref(&x2));
+    commit(s, &[x.unchanged(300)]);
+    commit(s, &[y.full(350, vec![check("1.1", F)])]);
+    let x4 = x.full(400, vec![check("1.1", F), check("1.2", P)]);
+    commit(s, std::slice::from_ref(&x4));
+
+    let all = ok(s.drift(0), "drift");
+    let got: Vec<_> = all
+        .iter()
+        .map(|d| (d.node.as_str(), d.cis.as_str(), d.from, d.to, d.at))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("x", "1.1", None, P, 100),
+            ("x", "1.2", None, F, 100),
+            ("y", "1.1", None, F, 150),
+            ("x", "1.1", Some(P), F, 200),
+            ("x", "1.2", Some(F), P, 400)
+        ],
+        "every change, oldest first; unchanged checks and notices are not drift"
+    );
+    assert_eq!(
+        all[3].digest, x2.digest,
+        "drift names the report that changed the check"
+    );
+    let from_200: Vec<_> = ok(s.drift(200), "drift")
+        .into_iter()
+        .map(|d| d.at)
+        .collect();
+    assert_eq!(from_200, [200, 400], "since is inclusive");
+    assert_eq!(ok(s.drift(201), "drift").len(), 1);
+    assert_eq!(
+        ok(s.drift(401), "drift"),
+        vec![],
+        "nothing after the last change"
+    );
+    assert_eq!(ok(s.drift(400), "drift")[0].digest, x4.digest);
+}
+
+/// Chain events round-trip, per node, in the order recorded.
+pub fn chain_events(s: &dyn Store) {
+    let mut a = Agent::new("a");
+    Agent::new("b").enroll(s, true, 0);
+    Agent::new("quiet").enroll(s, true, 0);
+    a.enroll(s, true, 0);
+    commit(s, &[a.full(100, vec![check("4.2.1", P)])]);
+    let event = |node: &str, kind: &str, at: i64, expected: u64, got: u64| ChainEvent {
+        node: node.into(),
+        kind: kind.into(),
+        at,
+        expected_sequence: expected,
+        got_sequence: got,
+        digest: fake_hex(&format!("{node} {kind} {at}")),
+        detail: format!("{kind}: expected sequence {expected}, got {got}"),
+    };
+    let e1 = event("a", "chain_gap", 200, 2, 5);
+    let e2 = event("b", "replay", 210, 1, 1);
+    let e3 = event("a", "chain_fork", 220, 2, 2);
+    for e in [&e1, &e2, &e3] {
+        ok(s.record_chain_event(e), "record_chain_event");
+    }
+    assert_eq!(
+        ok(s.chain_events("a"), "chain_events"),
+        vec![e1, e3],
+        "a's events, in order"
+    );
+    assert_eq!(
+        ok(s.chain_events("b"), "chain_events"),
+        vec![e2],
+        "b's events"
+    );
+    assert_eq!(
+        ok(s.chain_events("quiet"), "chain_events"),
+        vec![],
+        "a node without events"
+    );
+    assert_eq!(
+        node(s, "a").last_sequence,
+        1,
+        "recording a break does not touch the chain"
+    );
+    assert_no_such_node(
+        s.record_chain_event(&event("ghost", "replay", 1, 1, 1)),
+        "an unknown node's event",
+    );
+    assert_no_such_node(s.chain_events("ghost"), "an unknown node's events");
+}

@@ -21,11 +21,39 @@ pub enum StoreError {
     Conflict(String),
     #[error("database error: {0}")]
     Backend(String),
-    #[error("unsupported database URL {0:?}: use sqlite:///path/to/file.db (or sqlite://./relative.db)")]
+    #[error(
+        "unsupported database URL {0:?}: use sqlite:///path/to/file.db (or sqlite://./relative.db)"
+    )]
     BadUrl(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Opens the store a database URL names, running its migrations: `sqlite:///abs/path.db`,
+/// `sqlite://./relative.db` or `sqlite://relative.db`. Anything else (PostgreSQL for now)
+/// is `BadUrl`, with any password in the URL masked so the error can be logged.
+pub fn open(url: &str) -> StoreResult<Box<dyn Store>> {
+    fn masked(url: &str) -> String {
+        // scheme://user:password@host/... -> scheme://user:***@host/...
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return url.to_owned();
+        };
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                format!("{scheme}://{}:***{}", &authority[..colon], &rest[at..])
+            }
+            _ => url.to_owned(),
+        }
+    }
+    match url.strip_prefix("sqlite://") {
+        Some(path) if !path.is_empty() => Ok(Box::new(sqlite::SqliteStore::open(
+            std::path::Path::new(path),
+        )?)),
+        _ => Err(StoreError::BadUrl(masked(url))),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -138,9 +166,14 @@ pub struct HistoryEntry {
     pub kind: String,
     pub scan_time: String,
     pub received_at: i64,
+    /// Verdict counts of the posture the statement attests (for an unchanged notice, the
+    /// full report's it matches).
+    pub summary: Option<Summary>,
     /// For unchanged notices: scans in the run so far, and the full report they match.
     pub count: Option<u64>,
     pub since: Option<String>,
+    /// For unchanged notices: the RFC 3339 scan time the run began.
+    pub first_unchanged: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,40 +223,69 @@ pub struct FleetSummary {
 /// reports after it.
 pub trait Store: Send + Sync {
     // Bootstrap tokens (only hashes are stored).
-    fn create_token(&self, token_sha256: &str, expires_at: i64, uses: Option<u32>, now: i64)
-        -> StoreResult<()>;
+    fn create_token(
+        &self,
+        token_sha256: &str,
+        expires_at: i64,
+        uses: Option<u32>,
+        now: i64,
+    ) -> StoreResult<()>;
     /// Uses one use of a valid, unexpired token; false when it is unknown, expired or spent.
     fn redeem_token(&self, token_sha256: &str, now: i64) -> StoreResult<bool>;
 
     // Nodes.
     /// Registers a node; with the same name and key again it returns the existing record
     /// (approving it if `approved`); with the same name and another key it is a Conflict.
-    fn enroll(&self, name: &str, key_id: &str, public_key: &str, approved: bool, now: i64)
-        -> StoreResult<NodeRecord>;
+    /// A revoked node stays revoked. A key that belongs (or belonged, before a rotation) to
+    /// another node is a Conflict too.
+    fn enroll(
+        &self,
+        name: &str,
+        key_id: &str,
+        public_key: &str,
+        approved: bool,
+        now: i64,
+    ) -> StoreResult<NodeRecord>;
     fn node(&self, name: &str) -> StoreResult<Option<NodeRecord>>;
     fn node_by_key(&self, key_id: &str) -> StoreResult<Option<NodeRecord>>;
     fn set_status(&self, name: &str, status: NodeStatus, now: i64) -> StoreResult<()>;
     /// Switches a node from `old_key_id` to a new key (Conflict if the current key is not
-    /// `old_key_id` or the new key belongs to another node).
-    fn rotate_key(&self, name: &str, old_key_id: &str, new_key_id: &str, new_public_key: &str, now: i64)
-        -> StoreResult<()>;
+    /// `old_key_id` or the new key belongs to another node). Keys are never reused: one
+    /// that any node held before is a Conflict as well. Old keys are kept for audit.
+    fn rotate_key(
+        &self,
+        name: &str,
+        old_key_id: &str,
+        new_key_id: &str,
+        new_public_key: &str,
+        now: i64,
+    ) -> StoreResult<()>;
     fn list_nodes(&self) -> StoreResult<Vec<NodeRecord>>;
 
     // Ingest.
     /// Commits accepted statements in order, atomically and durably, updating each node's
-    /// chain state, latest checks, per-check counters and drift events.
+    /// chain state, latest checks, per-check counters and drift events. It re-checks what
+    /// may have changed since acceptance: the whole batch is refused with a Conflict when a
+    /// node is no longer approved, its key is no longer `key_id`, a sequence does not
+    /// extend its chain, a digest is already stored, or a notice's `since` is not the
+    /// node's last full report (NoSuchNode for an unknown node).
     fn commit(&self, batch: &[Accepted]) -> StoreResult<()>;
-    /// Whether a statement with this envelope digest is stored (retries answer 200).
+    /// Whether a statement with this envelope digest is stored (retries answer 200). An
+    /// unchanged notice replaced by the next notice of its run is no longer stored.
     fn has_digest(&self, digest: &str) -> StoreResult<bool>;
     fn record_chain_event(&self, event: &ChainEvent) -> StoreResult<()>;
+    /// In the order recorded; NoSuchNode for an unknown node (also from `record_chain_event`).
     fn chain_events(&self, node: &str) -> StoreResult<Vec<ChainEvent>>;
 
     // Queries.
     fn fleet_summary(&self, now: i64) -> StoreResult<FleetSummary>;
+    /// Newest first, at most `limit`; NoSuchNode for an unknown node.
     fn history(&self, node: &str, limit: u32) -> StoreResult<Vec<HistoryEntry>>;
     fn envelope(&self, digest: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Approved nodes whose latest state has this check failing (or in error).
     fn failing(&self, cis: &str) -> StoreResult<Vec<NodeRecord>>;
+    /// Check changes accepted at or after `since` (the collector's receive time, so a report
+    /// delivered late is not missed by a poller), oldest first.
     fn drift(&self, since: i64) -> StoreResult<Vec<DriftEvent>>;
     /// Stored bytes, for the storage-growth measurement.
     fn size_bytes(&self) -> StoreResult<u64>;

@@ -1,1 +1,1450 @@
-//! placeholder
+//! The SQLite backend: the default store, one file next to the collector, no server to run.
+//!
+//! Why it is set up the way it is:
+//! - Durability: the collector acknowledges a report only after `commit` returns, and the
+//!   agent then deletes it from its spool, so an acknowledged report must survive `kill -9`
+//!   and power loss. WAL mode with `synchronous=FULL` syncs the log on every commit; the
+//!   ingest path batches many reports into one `commit`, so they share that cost.
+//! - Concurrency: SQLite allows one writer at a time, so writes go through one mutexed
+//!   connection (`BEGIN IMMEDIATE`, so a second process such as `token create` waits on the
+//!   busy timeout instead of failing half-way). Reads use a small pool of other
+//!   connections: in WAL mode they see the last commit and never block the writer.
+//! - Cost: `fleet_summary` reads counters that enrolment, `commit` and `set_status` keep up
+//!   to date (nodes by status and failing, verdicts per check) and counts only the stale
+//!   nodes, as index ranges; never the history, never a scan of the fleet. A run of
+//!   unchanged notices is one `reports` row rewritten in place, so a quiet fleet does not
+//!   grow the file.
+//! - Schema: plain `.sql` files in `migrations/sqlite/`, embedded in the binary, applied in
+//!   order inside one transaction at open and recorded in `schema_migrations`. A database
+//!   that a newer collector migrated further is refused rather than misread.
+
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nodeproof_proto::{Status, Summary};
+use rusqlite::types::Type;
+use rusqlite::{
+    params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, Transaction,
+    TransactionBehavior,
+};
+
+use super::{
+    Accepted, AcceptedKind, ChainEvent, CheckCounts, CheckState, DriftEvent, FleetSummary,
+    HistoryEntry, NodeCounts, NodeRecord, NodeStatus, Store, StoreError, StoreResult,
+};
+
+/// One schema change, embedded from `migrations/sqlite/NNNN_name.sql`.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration, in order. Append only: a file that has shipped is never edited.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
+}];
+
+/// How long a connection waits for another one's lock (another process writing, a
+/// checkpoint) before it gives up with "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle read connections kept for reuse; more are opened under load and then closed.
+const MAX_IDLE_READERS: usize = 4;
+/// Enough for every statement `commit` uses, so none is re-prepared per report.
+const STATEMENT_CACHE: usize = 64;
+
+/// The SQLite store. Cheap to share: `Send + Sync`, internally locked.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A node to enrol through [`SqliteStore::enroll_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNode {
+    pub name: String,
+    pub key_id: String,
+    pub public_key: String,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and brings its schema up to
+    /// date. The directory must exist: a typo in the path should fail loudly, not leave
+    /// the evidence somewhere unexpected.
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let shown = path.display();
+        if path.as_os_str().is_empty() {
+            return Err(StoreError::Backend(
+                "the SQLite database path is empty: use sqlite:///path/to/file.db".into(),
+            ));
+        }
+        if path.is_dir() {
+            return Err(StoreError::Backend(format!(
+                "cannot open SQLite database {shown}: it is a directory; name a file in it"
+            )));
+        }
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(StoreError::Backend(format!(
+                "cannot open SQLite database {shown}: directory {} does not exist (create it \
+                 first; nodeproof does not create directories)",
+                dir.display()
+            )));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut writer = Connection::open_with_flags(path, flags)
+            .map_err(|e| StoreError::Backend(format!("cannot open {shown}: {e}")))?;
+        configure(&writer, false)
+            .map_err(|e| StoreError::Backend(format!("cannot use {shown} as a database: {e}")))?;
+        migrate(&mut writer, path)?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The durability settings in force on the write connection, so tests and operators
+    /// can check them rather than trust them.
+    pub fn settings(&self) -> StoreResult<Settings> {
+        let conn = self.writer();
+        settings_of(&conn)
+    }
+
+    /// Recomputes the counters the fleet summary reads (`node_tally`, `check_counts`,
+    /// `failing_any`) from the nodes and their latest check states, and says where they
+    /// differ. The tests run it after every story; an operator can run it when a summary
+    /// looks wrong.
+    pub fn verify_counters(&self) -> StoreResult<()> {
+        self.read(|c| {
+            let tx = c.unchecked_transaction()?;
+            let mut problems = Vec::new();
+            let pairs = |sql: &str| -> StoreResult<HashMap<String, [i64; 4]>> {
+                let mut stmt = tx.prepare(sql)?;
+                let mut rows = stmt.query([])?;
+                let mut out = HashMap::new();
+                while let Some(r) = rows.next()? {
+                    let v = [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?];
+                    if v != [0; 4] {
+                        out.insert(r.get(0)?, v);
+                    }
+                }
+                Ok(out)
+            };
+            let kept = pairs("SELECT status || '/' || failing_any, n, 0, 0, 0 FROM node_tally")?;
+            let actual = pairs(
+                "SELECT status || '/' || failing_any, COUNT(*), 0, 0, 0 FROM nodes GROUP BY 1",
+            )?;
+            if kept != actual {
+                problems.push(format!("node_tally {kept:?} but nodes say {actual:?}"));
+            }
+            let kept = pairs("SELECT cis, pass, fail, warn, error FROM check_counts")?;
+            let actual = pairs(
+                "SELECT c.cis, SUM(c.status = 'pass'), SUM(c.status = 'fail'),
+                        SUM(c.status = 'warn'), SUM(c.status = 'error')
+                 FROM node_checks c JOIN nodes n ON n.name = c.node
+                 WHERE n.status = 'approved' GROUP BY c.cis",
+            )?;
+            if kept != actual {
+                problems.push(format!(
+                    "check_counts {kept:?} but node_checks say {actual:?}"
+                ));
+            }
+            let wrong: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM nodes WHERE failing_any != (failing != '[]')",
+                [],
+                |r| r.get(0),
+            )?;
+            if wrong != 0 {
+                problems.push(format!(
+                    "{wrong} nodes have failing_any out of step with failing"
+                ));
+            }
+            tx.commit()?;
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(StoreError::Backend(format!(
+                    "counters out of step: {}",
+                    problems.join("; ")
+                )))
+            }
+        })
+    }
+
+    /// Enrols many nodes in one transaction, with the same rules as [`Store::enroll`]
+    /// (all or none). For bulk imports and the `fleet_scale` measurement, where one
+    /// durable transaction per node would dominate the run time.
+    pub fn enroll_many(
+        &self,
+        nodes: &[NewNode],
+        approved: bool,
+        now: i64,
+    ) -> StoreResult<Vec<NodeRecord>> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut out = Vec::with_capacity(nodes.len());
+        for n in nodes {
+            out.push(enroll_in(
+                &tx,
+                &n.name,
+                &n.key_id,
+                &n.public_key,
+                approved,
+                now,
+            )?);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock dropped its Transaction, which rolled back: the
+        // connection is consistent, so poisoning carries no information here.
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on a pooled read connection.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let idle = self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => self.open_reader()?,
+        };
+        let out = f(&conn);
+        let mut pool = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.len() < MAX_IDLE_READERS && conn.is_autocommit() {
+            pool.push(conn);
+        }
+        out
+    }
+
+    fn open_reader(&self) -> StoreResult<Connection> {
+        // No CREATE: the writer made the file; if it is gone, say so rather than read an
+        // empty new database.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(|e| {
+            StoreError::Backend(format!("cannot open {}: {e}", self.path.display()))
+        })?;
+        configure(&conn, true)?;
+        Ok(conn)
+    }
+}
+
+/// Connection settings that durability and integrity depend on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `wal`.
+    pub journal_mode: String,
+    /// SQLite's number: 2 is FULL.
+    pub synchronous: i64,
+    pub foreign_keys: bool,
+    pub busy_timeout_ms: i64,
+}
+
+fn settings_of(conn: &Connection) -> StoreResult<Settings> {
+    let get =
+        |name: &str| conn.pragma_query_value(None, name, |r| r.get::<_, rusqlite::types::Value>(0));
+    let int = |name: &str| -> StoreResult<i64> {
+        match get(name)? {
+            rusqlite::types::Value::Integer(i) => Ok(i),
+            v => Err(StoreError::Backend(format!("PRAGMA {name} returned {v:?}"))),
+        }
+    };
+    let journal_mode = match get("journal_mode")? {
+        rusqlite::types::Value::Text(t) => t,
+        v => {
+            return Err(StoreError::Backend(format!(
+                "PRAGMA journal_mode returned {v:?}"
+            )))
+        }
+    };
+    Ok(Settings {
+        journal_mode,
+        synchronous: int("synchronous")?,
+        foreign_keys: int("foreign_keys")? == 1,
+        busy_timeout_ms: int("busy_timeout")?,
+    })
+}
+
+/// Per-connection settings. `journal_mode` is a property of the file (set once, kept);
+/// the others must be set on every connection.
+fn configure(conn: &Connection, read_only: bool) -> StoreResult<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    if !read_only {
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Backend(format!(
+                "SQLite refused WAL mode (journal_mode is {mode}); put the database on a local \
+                 filesystem"
+            )));
+        }
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    if read_only {
+        conn.pragma_update(None, "query_only", "ON")?;
+    }
+    Ok(())
+}
+
+/// Applies the embedded migrations that `schema_migrations` does not list, in order, in
+/// one transaction: a failure leaves the database as it was.
+fn migrate(conn: &mut Connection, path: &Path) -> StoreResult<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER NOT NULL PRIMARY KEY,
+             name       TEXT    NOT NULL,
+             applied_at INTEGER NOT NULL
+         ) STRICT",
+    )?;
+    let applied: Vec<(i64, String)> = {
+        let mut stmt =
+            tx.prepare("SELECT version, name FROM schema_migrations ORDER BY version")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    for (version, name) in &applied {
+        match MIGRATIONS.iter().find(|m| m.version == *version) {
+            None => {
+                return Err(StoreError::Backend(format!(
+                    "{} was migrated by a newer nodeproof-collector (migration {version} \
+                     {name:?} is applied; this version knows migrations up to {known}): \
+                     refusing to use it; upgrade nodeproof-collector",
+                    path.display()
+                )))
+            }
+            Some(m) if m.name != name => {
+                return Err(StoreError::Backend(format!(
+                    "{}: migration {version} is recorded as {name:?} but this version's \
+                     migration {version} is {:?}: the database is not one this version wrote",
+                    path.display(),
+                    m.name
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    for m in MIGRATIONS {
+        if applied.iter().any(|(v, _)| *v == m.version) {
+            continue;
+        }
+        tx.execute_batch(m.sql).map_err(|e| {
+            StoreError::Backend(format!(
+                "migration {:04}_{} failed on {}: {e}",
+                m.version,
+                m.name,
+                path.display()
+            ))
+        })?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            params![m.version, m.name, now],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+fn is_constraint(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
+}
+
+/// A constraint failure is the caller's conflict (a duplicate digest, a reused key), not
+/// a broken database.
+fn conflict_or(e: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
+    if is_constraint(&e) {
+        StoreError::Conflict(format!("{}: {e}", what()))
+    } else {
+        StoreError::from(e)
+    }
+}
+
+/// A value in the database that this version cannot read.
+#[derive(Debug, thiserror::Error)]
+#[error("unexpected {what} {value:?} in the database")]
+struct BadValue {
+    what: &'static str,
+    value: String,
+}
+
+fn bad_value(idx: usize, what: &'static str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        idx,
+        Type::Text,
+        Box::new(BadValue {
+            what,
+            value: value.to_owned(),
+        }),
+    )
+}
+
+fn node_status(s: &str) -> Option<NodeStatus> {
+    match s {
+        "pending" => Some(NodeStatus::Pending),
+        "approved" => Some(NodeStatus::Approved),
+        "revoked" => Some(NodeStatus::Revoked),
+        _ => None,
+    }
+}
+
+fn check_status(s: &str) -> Option<Status> {
+    match s {
+        "pass" => Some(Status::Pass),
+        "fail" => Some(Status::Fail),
+        "warn" => Some(Status::Warn),
+        "error" => Some(Status::Error),
+        _ => None,
+    }
+}
+
+fn get_status(row: &Row<'_>, idx: usize) -> rusqlite::Result<Status> {
+    let s: String = row.get(idx)?;
+    check_status(&s).ok_or_else(|| bad_value(idx, "check status", &s))
+}
+
+fn get_json<T: serde::de::DeserializeOwned>(
+    row: &Row<'_>,
+    idx: usize,
+) -> rusqlite::Result<Option<T>> {
+    let s: Option<String> = row.get(idx)?;
+    s.map(|s| {
+        serde_json::from_str(&s)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+    })
+    .transpose()
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("cannot encode JSON: {e}")))
+}
+
+fn to_i64(v: u64, what: &str) -> StoreResult<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Conflict(format!("{what} {v} is out of range")))
+}
+
+/// Orders CIS numbers by their dotted parts as numbers: 4.2.2 before 4.2.10.
+pub(crate) fn cis_order(a: &str, b: &str) -> Ordering {
+    let mut pa = a.split('.');
+    let mut pb = b.split('.');
+    loop {
+        match (pa.next(), pb.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) => {
+                let o = match (x.parse::<u64>(), y.parse::<u64>()) {
+                    (Ok(m), Ok(n)) => m.cmp(&n).then_with(|| x.cmp(y)),
+                    _ => x.cmp(y),
+                };
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+        }
+    }
+}
+
+/// `SELECT` of a whole `NodeRecord`, followed by the rest of the query.
+macro_rules! select_node {
+    ($rest:literal) => {
+        concat!(
+            "SELECT name, key_id, public_key, status, enrolled_at, last_sequence, last_digest, \
+             last_scan_time, last_seen, interval_secs, last_full_digest, last_full_sequence, \
+             posture, summary, failing FROM nodes ",
+            $rest
+        )
+    };
+}
+
+fn node_from_row(row: &Row<'_>) -> rusqlite::Result<NodeRecord> {
+    let status: String = row.get(3)?;
+    Ok(NodeRecord {
+        name: row.get(0)?,
+        key_id: row.get(1)?,
+        public_key: row.get(2)?,
+        status: node_status(&status).ok_or_else(|| bad_value(3, "node status", &status))?,
+        enrolled_at: row.get(4)?,
+        last_sequence: row.get(5)?,
+        last_digest: row.get(6)?,
+        last_scan_time: row.get(7)?,
+        last_seen: row.get(8)?,
+        interval_secs: row.get(9)?,
+        last_full_digest: row.get(10)?,
+        last_full_sequence: row.get(11)?,
+        posture: row.get(12)?,
+        summary: get_json(row, 13)?,
+        failing: get_json(row, 14)?.unwrap_or_default(),
+    })
+}
+
+fn node_named(conn: &Connection, name: &str) -> StoreResult<Option<NodeRecord>> {
+    let mut stmt = conn.prepare_cached(select_node!("WHERE name = ?1"))?;
+    Ok(stmt.query_row([name], node_from_row).optional()?)
+}
+
+fn node_exists(conn: &Connection, name: &str) -> StoreResult<bool> {
+    let mut stmt = conn.prepare_cached("SELECT 1 FROM nodes WHERE name = ?1")?;
+    Ok(stmt.exists([name])?)
+}
+
+/// Changes to `check_counts`, summed over a whole batch so each counter row is written
+/// once per commit however many reports touched it.
+#[derive(Debug, Default)]
+struct Deltas(HashMap<String, (String, [i64; 4])>);
+
+impl Deltas {
+    fn add(&mut self, cis: &str, id: &str, status: Status, n: i64) {
+        let e = self
+            .0
+            .entry(cis.to_owned())
+            .or_insert_with(|| (id.to_owned(), [0; 4]));
+        if n > 0 {
+            e.0 = id.to_owned();
+        }
+        let slot = match status {
+            Status::Pass => 0,
+            Status::Fail => 1,
+            Status::Warn => 2,
+            Status::Error => 3,
+        };
+        e.1[slot] += n;
+    }
+
+    /// Counts (with sign `n`) every check in a node's latest state.
+    fn add_node(&mut self, conn: &Connection, node: &str, n: i64) -> StoreResult<()> {
+        let mut stmt =
+            conn.prepare_cached("SELECT cis, id, status FROM node_checks WHERE node = ?1")?;
+        let mut rows = stmt.query([node])?;
+        while let Some(row) = rows.next()? {
+            let cis: String = row.get(0)?;
+            let id: String = row.get(1)?;
+            self.add(&cis, &id, get_status(row, 2)?, n);
+        }
+        Ok(())
+    }
+
+    fn apply(self, conn: &Connection) -> StoreResult<()> {
+        // Not an upsert: SQLite checks the CHECK constraints of the row to insert before it
+        // finds the conflict, so a negative delta would be refused.
+        let mut update = conn.prepare_cached(
+            "UPDATE check_counts SET id = ?2, pass = pass + ?3, fail = fail + ?4,
+                 warn = warn + ?5, error = error + ?6
+             WHERE cis = ?1",
+        )?;
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO check_counts (cis, id, pass, fail, warn, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for (cis, (id, d)) in self.0 {
+            if d == [0; 4] {
+                continue;
+            }
+            let values = params![cis, id, d[0], d[1], d[2], d[3]];
+            let written = match update.execute(values) {
+                Ok(0) => insert.execute(values),
+                other => other,
+            };
+            written.map_err(|e| {
+                if is_constraint(&e) {
+                    StoreError::Backend(format!(
+                        "check counters for {cis} would go negative ({e}): the counters are \
+                         out of step with the latest states"
+                    ))
+                } else {
+                    StoreError::from(e)
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Adds `n` to the number of nodes with this status and `failing_any`.
+fn tally(conn: &Connection, status: NodeStatus, failing_any: bool, n: i64) -> StoreResult<()> {
+    let values = params![status.as_str(), failing_any, n];
+    let written = match conn
+        .prepare_cached("UPDATE node_tally SET n = n + ?3 WHERE status = ?1 AND failing_any = ?2")?
+        .execute(values)
+    {
+        Ok(0) => conn
+            .prepare_cached("INSERT INTO node_tally (status, failing_any, n) VALUES (?1, ?2, ?3)")?
+            .execute(values),
+        other => other,
+    };
+    written.map_err(|e| {
+        if is_constraint(&e) {
+            StoreError::Backend(format!(
+                "the node tally for {} would go negative ({e}): it is out of step with nodes",
+                status.as_str()
+            ))
+        } else {
+            StoreError::from(e)
+        }
+    })?;
+    Ok(())
+}
+
+/// Moves a node between statuses; check counts follow whether it is approved.
+fn change_status(
+    tx: &Transaction<'_>,
+    name: &str,
+    from: NodeStatus,
+    to: NodeStatus,
+    now: i64,
+) -> StoreResult<()> {
+    let failing_any: bool = tx
+        .prepare_cached("SELECT failing_any FROM nodes WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))?;
+    tally(tx, from, failing_any, -1)?;
+    tally(tx, to, failing_any, 1)?;
+    tx.prepare_cached(
+        "UPDATE nodes SET status = ?2,
+             approved_at = CASE WHEN ?2 = 'approved' THEN ?3 ELSE approved_at END,
+             revoked_at = CASE WHEN ?2 = 'revoked' THEN ?3 ELSE revoked_at END
+         WHERE name = ?1",
+    )?
+    .execute(params![name, to.as_str(), now])?;
+    let was = from == NodeStatus::Approved;
+    let is = to == NodeStatus::Approved;
+    if was != is {
+        let mut d = Deltas::default();
+        d.add_node(tx, name, if is { 1 } else { -1 })?;
+        d.apply(tx)?;
+    }
+    Ok(())
+}
+
+fn key_owner(conn: &Connection, key_id: &str) -> StoreResult<Option<String>> {
+    let mut stmt = conn.prepare_cached("SELECT node FROM node_keys WHERE key_id = ?1")?;
+    Ok(stmt.query_row([key_id], |r| r.get(0)).optional()?)
+}
+
+fn enroll_in(
+    tx: &Transaction<'_>,
+    name: &str,
+    key_id: &str,
+    public_key: &str,
+    approved: bool,
+    now: i64,
+) -> StoreResult<NodeRecord> {
+    if let Some(existing) = node_named(tx, name)? {
+        if existing.key_id != key_id {
+            return Err(StoreError::Conflict(format!(
+                "node {name} is already enrolled with another key ({}); rotate its key instead \
+                 of enrolling again",
+                existing.key_id
+            )));
+        }
+        // A valid token approves a pending node; it never brings back a revoked one.
+        if approved && existing.status == NodeStatus::Pending {
+            change_status(tx, name, NodeStatus::Pending, NodeStatus::Approved, now)?;
+            return node_named(tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()));
+        }
+        return Ok(existing);
+    }
+    if let Some(owner) = key_owner(tx, key_id)? {
+        return Err(StoreError::Conflict(format!(
+            "key {key_id} already belongs to node {owner}; every node needs its own key"
+        )));
+    }
+    let status = if approved {
+        NodeStatus::Approved
+    } else {
+        NodeStatus::Pending
+    };
+    tx.prepare_cached(
+        "INSERT INTO nodes (name, key_id, public_key, status, enrolled_at, approved_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?4 = 'approved' THEN ?5 END)",
+    )?
+    .execute(params![name, key_id, public_key, status.as_str(), now])
+    .map_err(|e| conflict_or(e, || format!("cannot enrol node {name}")))?;
+    tx.prepare_cached(
+        "INSERT INTO node_keys (key_id, node, public_key, added_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![key_id, name, public_key, now])?;
+    tally(tx, status, false, 1)?;
+    node_named(tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()))
+}
+
+/// What `commit` needs to know about a node before adding a statement to its chain.
+struct Head {
+    status: NodeStatus,
+    key_id: String,
+    last_sequence: u64,
+    last_full_digest: Option<String>,
+    last_run_digest: Option<String>,
+    summary: Option<String>,
+    posture: Option<String>,
+    failing_any: bool,
+}
+
+fn commit_one(tx: &Transaction<'_>, a: &Accepted, deltas: &mut Deltas) -> StoreResult<()> {
+    let head = tx
+        .prepare_cached(
+            "SELECT status, key_id, last_sequence, last_full_digest, last_run_digest, summary,
+                    posture, failing_any
+             FROM nodes WHERE name = ?1",
+        )?
+        .query_row([&a.node], |r| {
+            let status: String = r.get(0)?;
+            Ok(Head {
+                status: node_status(&status).ok_or_else(|| bad_value(0, "node status", &status))?,
+                key_id: r.get(1)?,
+                last_sequence: r.get(2)?,
+                last_full_digest: r.get(3)?,
+                last_run_digest: r.get(4)?,
+                summary: r.get(5)?,
+                posture: r.get(6)?,
+                failing_any: r.get(7)?,
+            })
+        })
+        .optional()?
+        .ok_or_else(|| StoreError::NoSuchNode(a.node.clone()))?;
+    // The acceptance rules were decided before the batch; these re-checks keep the chain
+    // sound if something changed since (a revocation, a rotation, a concurrent duplicate).
+    if head.status != NodeStatus::Approved {
+        return Err(StoreError::Conflict(format!(
+            "node {} is {}: report {} cannot be stored; nothing committed",
+            a.node,
+            head.status.as_str(),
+            a.digest
+        )));
+    }
+    if head.key_id != a.key_id {
+        return Err(StoreError::Conflict(format!(
+            "report {} was accepted under key {}, but node {} now has key {}; nothing committed",
+            a.digest, a.key_id, a.node, head.key_id
+        )));
+    }
+    if a.sequence <= head.last_sequence {
+        return Err(StoreError::Conflict(format!(
+            "report {} has sequence {} but node {} is already at {}; nothing committed",
+            a.digest, a.sequence, a.node, head.last_sequence
+        )));
+    }
+    let sequence = to_i64(a.sequence, "sequence")?;
+    let interval = to_i64(a.interval_secs, "interval_secs")?;
+    let stale_after = a.received_at.saturating_add(interval.saturating_mul(3));
+    let previous = a.previous.as_deref();
+    let stored = |e| {
+        conflict_or(e, || {
+            format!(
+                "report {} (node {}, sequence {}) conflicts with a stored one; nothing committed",
+                a.digest, a.node, a.sequence
+            )
+        })
+    };
+
+    match &a.kind {
+        AcceptedKind::Full {
+            posture,
+            summary,
+            checks,
+        } => {
+            let summary_json = to_json(summary)?;
+            tx.prepare_cached(
+                "INSERT INTO reports (digest, node, sequence, previous, kind, scan_time,
+                                      received_at, summary, posture, envelope)
+                 VALUES (?1, ?2, ?3, ?4, 'full', ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                a.digest,
+                a.node,
+                sequence,
+                previous,
+                a.scan_time,
+                a.received_at,
+                summary_json,
+                posture,
+                a.envelope
+            ])
+            .map_err(stored)?;
+            update_checks(tx, a, checks, deltas)?;
+            let mut failing: Vec<&str> = checks
+                .iter()
+                .filter(|c| c.scored && matches!(c.status, Status::Fail | Status::Error))
+                .map(|c| c.cis.as_str())
+                .collect();
+            failing.sort_by(|x, y| cis_order(x, y));
+            failing.dedup();
+            let failing_any = !failing.is_empty();
+            tx.prepare_cached(
+                "UPDATE nodes SET last_sequence = ?2, last_digest = ?3, last_scan_time = ?4,
+                     last_seen = ?5, interval_secs = ?6, stale_after = ?7,
+                     last_full_digest = ?3, last_full_sequence = ?2, posture = ?8,
+                     summary = ?9, failing = ?10, failing_any = ?11, last_run_digest = NULL
+                 WHERE name = ?1",
+            )?
+            .execute(params![
+                a.node,
+                sequence,
+                a.digest,
+                a.scan_time,
+                a.received_at,
+                interval,
+                stale_after,
+                posture,
+                summary_json,
+                to_json(&failing)?,
+                failing_any
+            ])?;
+            if head.failing_any != failing_any {
+                tally(tx, head.status, head.failing_any, -1)?;
+                tally(tx, head.status, failing_any, 1)?;
+            }
+        }
+        AcceptedKind::Unchanged {
+            since,
+            count,
+            first_unchanged,
+        } => {
+            if head.last_full_digest.as_deref() != Some(since.as_str()) {
+                return Err(StoreError::Conflict(format!(
+                    "unchanged notice {} refers to full report {since}, but node {}'s last full \
+                     report is {}; nothing committed",
+                    a.digest,
+                    a.node,
+                    head.last_full_digest.as_deref().unwrap_or("(none)")
+                )));
+            }
+            let count = to_i64(*count, "count")?;
+            // The previous statement was a notice of this same run (a full report ends a
+            // run and clears last_run_digest, and `since` is the last full report): this
+            // notice attests the whole run, so it takes that row's place.
+            if let Some(run) = &head.last_run_digest {
+                let n = tx
+                    .prepare_cached(
+                        "UPDATE reports SET digest = ?2, sequence = ?3, previous = ?4,
+                             scan_time = ?5, received_at = ?6, count = ?7,
+                             first_unchanged = ?8, envelope = ?9
+                         WHERE digest = ?1 AND kind = 'unchanged'",
+                    )?
+                    .execute(params![
+                        run,
+                        a.digest,
+                        sequence,
+                        previous,
+                        a.scan_time,
+                        a.received_at,
+                        count,
+                        first_unchanged,
+                        a.envelope
+                    ])
+                    .map_err(stored)?;
+                if n != 1 {
+                    return Err(StoreError::Backend(format!(
+                        "node {} points at unchanged run {run}, which is not stored",
+                        a.node
+                    )));
+                }
+            } else {
+                tx.prepare_cached(
+                    "INSERT INTO reports (digest, node, sequence, previous, kind, scan_time,
+                                          received_at, summary, posture, since, count,
+                                          first_unchanged, envelope)
+                     VALUES (?1, ?2, ?3, ?4, 'unchanged', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )?
+                .execute(params![
+                    a.digest,
+                    a.node,
+                    sequence,
+                    previous,
+                    a.scan_time,
+                    a.received_at,
+                    head.summary,
+                    head.posture,
+                    since,
+                    count,
+                    first_unchanged,
+                    a.envelope
+                ])
+                .map_err(stored)?;
+            }
+            tx.prepare_cached(
+                "UPDATE nodes SET last_sequence = ?2, last_digest = ?3, last_scan_time = ?4,
+                     last_seen = ?5, interval_secs = ?6, stale_after = ?7, last_run_digest = ?3
+                 WHERE name = ?1",
+            )?
+            .execute(params![
+                a.node,
+                sequence,
+                a.digest,
+                a.scan_time,
+                a.received_at,
+                interval,
+                stale_after
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces a node's latest check states with a full report's, writing only what changed,
+/// recording drift and the counter deltas.
+fn update_checks(
+    tx: &Transaction<'_>,
+    a: &Accepted,
+    checks: &[CheckState],
+    deltas: &mut Deltas,
+) -> StoreResult<()> {
+    let mut old: HashMap<String, (String, bool, Status)> = HashMap::new();
+    {
+        let mut stmt =
+            tx.prepare_cached("SELECT cis, id, scored, status FROM node_checks WHERE node = ?1")?;
+        let mut rows = stmt.query([&a.node])?;
+        while let Some(row) = rows.next()? {
+            old.insert(row.get(0)?, (row.get(1)?, row.get(2)?, get_status(row, 3)?));
+        }
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO node_checks (node, cis, id, scored, status, since_at, digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let mut change = tx.prepare_cached(
+        "UPDATE node_checks SET id = ?3, scored = ?4, status = ?5, since_at = ?6, digest = ?7
+         WHERE node = ?1 AND cis = ?2",
+    )?;
+    let mut relabel = tx.prepare_cached(
+        "UPDATE node_checks SET id = ?3, scored = ?4 WHERE node = ?1 AND cis = ?2",
+    )?;
+    let mut drift = tx.prepare_cached(
+        "INSERT INTO drift (node, cis, from_status, to_status, at, digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut seen = HashSet::new();
+    for c in checks {
+        if !seen.insert(c.cis.as_str()) {
+            return Err(StoreError::Conflict(format!(
+                "report {} lists check {} twice; nothing committed",
+                a.digest, c.cis
+            )));
+        }
+        let to = c.status.as_str();
+        match old.remove(&c.cis) {
+            None => {
+                insert.execute(params![
+                    a.node,
+                    c.cis,
+                    c.id,
+                    c.scored,
+                    to,
+                    a.received_at,
+                    a.digest
+                ])?;
+                drift.execute(params![
+                    a.node,
+                    c.cis,
+                    None::<&str>,
+                    to,
+                    a.received_at,
+                    a.digest
+                ])?;
+                deltas.add(&c.cis, &c.id, c.status, 1);
+            }
+            Some((id, _, from)) if from != c.status => {
+                change.execute(params![
+                    a.node,
+                    c.cis,
+                    c.id,
+                    c.scored,
+                    to,
+                    a.received_at,
+                    a.digest
+                ])?;
+                drift.execute(params![
+                    a.node,
+                    c.cis,
+                    from.as_str(),
+                    to,
+                    a.received_at,
+                    a.digest
+                ])?;
+                deltas.add(&c.cis, &id, from, -1);
+                deltas.add(&c.cis, &c.id, c.status, 1);
+            }
+            Some((id, scored, _)) => {
+                if id != c.id || scored != c.scored {
+                    relabel.execute(params![a.node, c.cis, c.id, c.scored])?;
+                    deltas.add(&c.cis, &c.id, c.status, 0);
+                }
+            }
+        }
+    }
+    // Checks the new report no longer has (another agent version) leave the latest state.
+    let mut remove = tx.prepare_cached("DELETE FROM node_checks WHERE node = ?1 AND cis = ?2")?;
+    for (cis, (id, _, status)) in old {
+        remove.execute(params![a.node, cis])?;
+        deltas.add(&cis, &id, status, -1);
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn create_token(
+        &self,
+        token_sha256: &str,
+        expires_at: i64,
+        uses: Option<u32>,
+        now: i64,
+    ) -> StoreResult<()> {
+        let conn = self.writer();
+        conn.prepare_cached(
+            "INSERT INTO tokens (sha256, created_at, expires_at, uses_left) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![token_sha256, now, expires_at, uses])
+        .map_err(|e| conflict_or(e, || "this token is already stored".into()))?;
+        Ok(())
+    }
+
+    fn redeem_token(&self, token_sha256: &str, now: i64) -> StoreResult<bool> {
+        let conn = self.writer();
+        // One statement: two enrolments racing for a token's last use cannot both win.
+        let n = conn
+            .prepare_cached(
+                "UPDATE tokens SET uses_left = uses_left - 1
+                 WHERE sha256 = ?1 AND expires_at > ?2 AND (uses_left IS NULL OR uses_left > 0)",
+            )?
+            .execute(params![token_sha256, now])?;
+        Ok(n == 1)
+    }
+
+    fn enroll(
+        &self,
+        name: &str,
+        key_id: &str,
+        public_key: &str,
+        approved: bool,
+        now: i64,
+    ) -> StoreResult<NodeRecord> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let node = enroll_in(&tx, name, key_id, public_key, approved, now)?;
+        tx.commit()?;
+        Ok(node)
+    }
+
+    fn node(&self, name: &str) -> StoreResult<Option<NodeRecord>> {
+        self.read(|c| node_named(c, name))
+    }
+
+    fn node_by_key(&self, key_id: &str) -> StoreResult<Option<NodeRecord>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(select_node!("WHERE key_id = ?1"))?;
+            Ok(stmt.query_row([key_id], node_from_row).optional()?)
+        })
+    }
+
+    fn set_status(&self, name: &str, status: NodeStatus, now: i64) -> StoreResult<()> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current = node_named(&tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()))?;
+        if current.status != status {
+            change_status(&tx, name, current.status, status, now)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn rotate_key(
+        &self,
+        name: &str,
+        old_key_id: &str,
+        new_key_id: &str,
+        new_public_key: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let node = node_named(&tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()))?;
+        if node.key_id != old_key_id {
+            return Err(StoreError::Conflict(format!(
+                "node {name}'s key is {}, not {old_key_id} (rotated already?); nothing changed",
+                node.key_id
+            )));
+        }
+        if let Some(owner) = key_owner(&tx, new_key_id)? {
+            let whose = if owner == name {
+                "this node used it before".to_owned()
+            } else {
+                format!("it belongs to node {owner}")
+            };
+            return Err(StoreError::Conflict(format!(
+                "cannot rotate node {name} to key {new_key_id}: {whose}; use a fresh key"
+            )));
+        }
+        tx.prepare_cached("UPDATE node_keys SET retired_at = ?2 WHERE key_id = ?1")?
+            .execute(params![old_key_id, now])?;
+        tx.prepare_cached(
+            "INSERT INTO node_keys (key_id, node, public_key, added_at) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![new_key_id, name, new_public_key, now])?;
+        tx.prepare_cached(
+            "UPDATE nodes SET key_id = ?2, public_key = ?3, key_rotated_at = ?4 WHERE name = ?1",
+        )?
+        .execute(params![name, new_key_id, new_public_key, now])
+        .map_err(|e| {
+            conflict_or(e, || {
+                format!("cannot rotate node {name} to key {new_key_id}")
+            })
+        })?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn list_nodes(&self) -> StoreResult<Vec<NodeRecord>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(select_node!("ORDER BY name"))?;
+            let rows = stmt.query_map([], node_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn commit(&self, batch: &[Accepted]) -> StoreResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut deltas = Deltas::default();
+        for a in batch {
+            commit_one(&tx, a, &mut deltas)?;
+        }
+        deltas.apply(&tx)?;
+        // With synchronous=FULL the WAL is synced before this returns: durable.
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn has_digest(&self, digest: &str) -> StoreResult<bool> {
+        self.read(|c| {
+            Ok(c.prepare_cached("SELECT 1 FROM reports WHERE digest = ?1")?
+                .exists([digest])?)
+        })
+    }
+
+    fn record_chain_event(&self, event: &ChainEvent) -> StoreResult<()> {
+        let conn = self.writer();
+        conn.prepare_cached(
+            "INSERT INTO chain_events (node, kind, at, expected_sequence, got_sequence, digest,
+                                       detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            event.node,
+            event.kind,
+            event.at,
+            to_i64(event.expected_sequence, "expected_sequence")?,
+            to_i64(event.got_sequence, "got_sequence")?,
+            event.digest,
+            event.detail
+        ])
+        .map_err(|e| {
+            if is_constraint(&e) {
+                StoreError::NoSuchNode(event.node.clone())
+            } else {
+                StoreError::from(e)
+            }
+        })?;
+        Ok(())
+    }
+
+    fn chain_events(&self, node: &str) -> StoreResult<Vec<ChainEvent>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT node, kind, at, expected_sequence, got_sequence, digest, detail
+                 FROM chain_events WHERE node = ?1 ORDER BY id",
+            )?;
+            let events: Vec<ChainEvent> = stmt
+                .query_map([node], |r| {
+                    Ok(ChainEvent {
+                        node: r.get(0)?,
+                        kind: r.get(1)?,
+                        at: r.get(2)?,
+                        expected_sequence: r.get(3)?,
+                        got_sequence: r.get(4)?,
+                        digest: r.get(5)?,
+                        detail: r.get(6)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            if events.is_empty() && !node_exists(c, node)? {
+                return Err(StoreError::NoSuchNode(node.into()));
+            }
+            Ok(events)
+        })
+    }
+
+    fn fleet_summary(&self, now: i64) -> StoreResult<FleetSummary> {
+        self.read(|c| {
+            // One snapshot for both tables.
+            let tx = c.unchecked_transaction()?;
+            let mut nodes = NodeCounts::default();
+            let (mut ok_nodes, mut failing_nodes) = (0, 0);
+            {
+                let mut stmt =
+                    tx.prepare_cached("SELECT status, failing_any, n FROM node_tally")?;
+                let mut rows = stmt.query([])?;
+                while let Some(r) = rows.next()? {
+                    let status: String = r.get(0)?;
+                    let failing_any: bool = r.get(1)?;
+                    let n: u64 = r.get(2)?;
+                    nodes.total += n;
+                    match node_status(&status) {
+                        Some(NodeStatus::Approved) => {
+                            nodes.approved += n;
+                            if failing_any {
+                                failing_nodes += n;
+                            } else {
+                                ok_nodes += n;
+                            }
+                        }
+                        Some(NodeStatus::Pending) => nodes.pending += n,
+                        Some(NodeStatus::Revoked) => nodes.revoked += n,
+                        None => return Err(bad_value(0, "node status", &status).into()),
+                    }
+                }
+            }
+            // Stale nodes are index ranges (never reported: stale_after IS NULL), so this
+            // costs what the stale part of the fleet costs, not the whole fleet.
+            let (stale_ok, stale_failing): (u64, u64) = tx
+                .prepare_cached(
+                    "SELECT
+                         (SELECT COUNT(*) FROM nodes WHERE status = 'approved'
+                              AND failing_any = 0 AND stale_after < ?1)
+                       + (SELECT COUNT(*) FROM nodes WHERE status = 'approved'
+                              AND failing_any = 0 AND stale_after IS NULL),
+                         (SELECT COUNT(*) FROM nodes WHERE status = 'approved'
+                              AND failing_any = 1 AND stale_after < ?1)
+                       + (SELECT COUNT(*) FROM nodes WHERE status = 'approved'
+                              AND failing_any = 1 AND stale_after IS NULL)",
+                )?
+                .query_row([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            nodes.stale = stale_ok + stale_failing;
+            nodes.compliant = ok_nodes.saturating_sub(stale_ok);
+            nodes.failing = failing_nodes.saturating_sub(stale_failing);
+            let mut checks: Vec<CheckCounts> = tx
+                .prepare_cached(
+                    "SELECT cis, id, pass, fail, warn, error FROM check_counts
+                     WHERE pass + fail + warn + error > 0",
+                )?
+                .query_map([], |r| {
+                    Ok(CheckCounts {
+                        cis: r.get(0)?,
+                        id: r.get(1)?,
+                        pass: r.get(2)?,
+                        fail: r.get(3)?,
+                        warn: r.get(4)?,
+                        error: r.get(5)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            tx.commit()?;
+            checks.sort_by(|a, b| cis_order(&a.cis, &b.cis));
+            Ok(FleetSummary { nodes, checks })
+        })
+    }
+
+    fn history(&self, node: &str, limit: u32) -> StoreResult<Vec<HistoryEntry>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT sequence, digest, kind, scan_time, received_at, summary, count, since,
+                        first_unchanged
+                 FROM reports WHERE node = ?1 ORDER BY sequence DESC LIMIT ?2",
+            )?;
+            let entries: Vec<HistoryEntry> = stmt
+                .query_map(params![node, limit], |r| {
+                    Ok(HistoryEntry {
+                        sequence: r.get(0)?,
+                        digest: r.get(1)?,
+                        kind: r.get(2)?,
+                        scan_time: r.get(3)?,
+                        received_at: r.get(4)?,
+                        summary: get_json::<Summary>(r, 5)?,
+                        count: r.get(6)?,
+                        since: r.get(7)?,
+                        first_unchanged: r.get(8)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            if entries.is_empty() && !node_exists(c, node)? {
+                return Err(StoreError::NoSuchNode(node.into()));
+            }
+            Ok(entries)
+        })
+    }
+
+    fn envelope(&self, digest: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT envelope FROM reports WHERE digest = ?1")?;
+            Ok(stmt.query_row([digest], |r| r.get(0)).optional()?)
+        })
+    }
+
+    fn failing(&self, cis: &str) -> StoreResult<Vec<NodeRecord>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(select_node!(
+                "WHERE status = 'approved' AND name IN (
+                     SELECT node FROM node_checks
+                     WHERE cis = ?1 AND status IN ('fail', 'error'))
+                 ORDER BY name"
+            ))?;
+            let rows = stmt.query_map([cis], node_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn drift(&self, since: i64) -> StoreResult<Vec<DriftEvent>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT node, cis, from_status, to_status, at, digest
+                 FROM drift WHERE at >= ?1 ORDER BY at, id",
+            )?;
+            let rows = stmt.query_map([since], |r| {
+                let from: Option<String> = r.get(2)?;
+                let from = match from {
+                    None => None,
+                    Some(s) => {
+                        Some(check_status(&s).ok_or_else(|| bad_value(2, "check status", &s))?)
+                    }
+                };
+                Ok(DriftEvent {
+                    node: r.get(0)?,
+                    cis: r.get(1)?,
+                    from,
+                    to: get_status(r, 3)?,
+                    at: r.get(4)?,
+                    digest: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn size_bytes(&self) -> StoreResult<u64> {
+        // The logical size (pages in use or free, including those still in the WAL): what
+        // the file is once checkpointed.
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards against adding a migration file and forgetting to embed it (or the reverse).
+    #[test]
+    fn every_migration_file_is_embedded_in_order() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .expect("migrations/sqlite")
+            .map(|e| {
+                e.expect("dir entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let embedded: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|m| format!("{:04}_{}.sql", m.version, m.name))
+            .collect();
+        assert_eq!(files, embedded, "migrations/sqlite and MIGRATIONS disagree");
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(
+                m.version,
+                i as i64 + 1,
+                "migration versions must be 1, 2, 3, ..."
+            );
+            let on_disk = std::fs::read_to_string(dir.join(&embedded[i])).expect("read migration");
+            assert_eq!(on_disk, m.sql, "{} is not the embedded text", embedded[i]);
+        }
+    }
+
+    #[test]
+    fn read_connections_are_as_durable_and_strict_as_the_writer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("t.db")).expect("open");
+        let writer = store.settings().expect("settings");
+        let reader = store.read(settings_of).expect("reader settings");
+        assert_eq!(writer, reader);
+        assert_eq!(
+            (
+                writer.journal_mode.as_str(),
+                writer.synchronous,
+                writer.foreign_keys
+            ),
+            ("wal", 2, true)
+        );
+        assert!(
+            writer.busy_timeout_ms >= 1000,
+            "busy timeout {}",
+            writer.busy_timeout_ms
+        );
+        let query_only: i64 = store
+            .read(|c| Ok(c.pragma_query_value(None, "query_only", |r| r.get(0))?))
+            .expect("query_only");
+        assert_eq!(query_only, 1, "read connections cannot write by mistake");
+    }
+
+    #[test]
+    fn cis_numbers_sort_by_their_parts() {
+        let mut v = vec!["4.2.10", "4.2.2", "4.1.1", "4.2.1", "1.10", "1.9", "4.2"];
+        v.sort_by(|a, b| cis_order(a, b));
+        assert_eq!(
+            v,
+            ["1.9", "1.10", "4.1.1", "4.2", "4.2.1", "4.2.2", "4.2.10"]
+        );
+    }
+}

@@ -1,0 +1,257 @@
+//! Ingest benchmark: many simulated nodes send signed reports concurrently to a real
+//! collector process on 127.0.0.1, and, in the same run, this process measures how many of
+//! the same envelopes per second it can merely verify using every core, as the collector
+//! may. The last line reads `ingest: X reports/s, verify-only: Y reports/s, ratio: Z`.
+//! Run it through `scripts/bench-ingest` (docs/benchmarks.md).
+//!
+//! The reports are real: the agent library scans the bundled sample node through a fake
+//! /proc once, and every simulated node sends that report (about 12 KB signed) with its own
+//! chain links, signed with its own key. Signing happens before the clock starts.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use ed25519_dalek::SigningKey;
+use nodeproof_agent::fakeproc::FakeProc;
+use nodeproof_agent::scan::{self, ScanOptions};
+use nodeproof_collector::store;
+use nodeproof_proto::{keyid, sha256_hex, sign_statement, verify, verifying_key_to_pem, Link};
+
+struct Args {
+    db: Option<String>,
+    nodes: usize,
+    reports: usize,
+    concurrency: usize,
+    collector: PathBuf,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        db: None,
+        nodes: 200,
+        reports: 25,
+        concurrency: 64,
+        collector: PathBuf::from("target/release/nodeproof-collector"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut val = || it.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--db" => args.db = Some(val()?),
+            "--nodes" => args.nodes = val()?.parse()?,
+            "--reports" => args.reports = val()?.parse()?,
+            "--concurrency" => args.concurrency = val()?.parse()?,
+            "--collector" => args.collector = PathBuf::from(val()?),
+            other => bail!(
+                "unknown argument {other}; usage: bench_ingest [--db URL] [--nodes N] \
+                 [--reports N] [--concurrency N] [--collector PATH]"
+            ),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    let tmp = tempfile::tempdir()?;
+    let db = args
+        .db
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}/bench.db", tmp.path().display()));
+
+    // One real report, from the sample node.
+    let node_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../agent/examples/sample-node");
+    let root = std::fs::canonicalize(node_dir.join("root"))?;
+    let argv_text = std::fs::read_to_string(node_dir.join("cmdline"))?;
+    let argv: Vec<&str> = argv_text.lines().filter(|l| !l.is_empty()).collect();
+    let proc_dir = tmp.path().join("proc");
+    let fake = FakeProc::new(&proc_dir)?;
+    fake.process(4242, "kubelet", &argv)?.root(&root)?;
+    let snap = scan::collect(&ScanOptions {
+        proc_dir: proc_dir.clone(),
+        pid: None,
+        kubelet_version: None,
+    })?;
+    let now = time::OffsetDateTime::now_utc();
+    let scan_time = now
+        .replace_nanosecond(0)?
+        .format(&time::format_description::well_known::Rfc3339)?;
+    let base = scan::assemble(&snap, scan_time);
+
+    // Enrol the nodes and sign every report, chained, before the clock starts.
+    let store = store::open(&db).with_context(|| format!("open {db}"))?;
+    let mut nodes = Vec::with_capacity(args.nodes);
+    for n in 0..args.nodes {
+        let mut seed = [0u8; 32];
+        seed[..8].copy_from_slice(&(n as u64 + 1).to_le_bytes());
+        let key = SigningKey::from_bytes(&seed);
+        let name = format!("bench-node-{n:05}");
+        let pem = verifying_key_to_pem(&key.verifying_key())?;
+        store.enroll(
+            &name,
+            &keyid(&key.verifying_key()),
+            &pem,
+            true,
+            now.unix_timestamp(),
+        )?;
+        let mut previous = None;
+        let mut envelopes = Vec::with_capacity(args.reports);
+        for seq in 1..=args.reports as u64 {
+            let mut report = base.clone();
+            report.link = Some(Link {
+                node: name.clone(),
+                sequence: seq,
+                previous: previous.clone(),
+                interval_secs: 300,
+            });
+            let env = sign_statement(&scan::statement(&report), &key)?.to_json_bytes();
+            previous = Some(sha256_hex(&env));
+            envelopes.push(env);
+        }
+        nodes.push((key, envelopes));
+    }
+    drop(store);
+    let total = args.nodes * args.reports;
+    let size = nodes[0].1[0].len();
+
+    // The collector, as its own process.
+    let mut child = Command::new(&args.collector)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            &db,
+            "--log",
+            "warn",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("start {}", args.collector.display()))?;
+    let stderr = child.stderr.take().context("collector stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .context("collector exited before listening")??;
+        if let Some(a) = line.strip_prefix("listening on ") {
+            break a.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+
+    let url = format!("http://{addr}/v1/reports");
+    let queue: Arc<Vec<Vec<Vec<u8>>>> = Arc::new(nodes.iter().map(|(_, e)| e.clone()).collect());
+    let next = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(args.concurrency)
+            .build()?;
+        let mut tasks = Vec::new();
+        for _ in 0..args.concurrency {
+            let (client, url, queue, next, failures) = (
+                client.clone(),
+                url.clone(),
+                queue.clone(),
+                next.clone(),
+                failures.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                // Each task takes whole nodes, whose reports must go in order.
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    let Some(envelopes) = queue.get(i) else { break };
+                    for env in envelopes {
+                        let ok = match client
+                            .post(&url)
+                            .header("content-type", "application/json")
+                            .body(env.clone())
+                            .send()
+                            .await
+                        {
+                            Ok(r) => r.status().as_u16() == 201,
+                            Err(_) => false,
+                        };
+                        if !ok {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await?;
+        }
+        anyhow::Ok(())
+    })?;
+    let ingest_secs = started.elapsed().as_secs_f64();
+    stop(&mut child);
+
+    let failed = failures.load(Ordering::Relaxed);
+    if failed > 0 {
+        bail!("{failed} of {total} reports were not accepted with 201");
+    }
+    // Every acknowledged report is committed.
+    let store = store::open(&db)?;
+    let mut missing = 0;
+    for (_, envelopes) in &nodes {
+        for env in envelopes {
+            if !store.has_digest(&sha256_hex(env))? {
+                missing += 1;
+            }
+        }
+    }
+    if missing > 0 {
+        bail!("{missing} acknowledged reports are missing from the store");
+    }
+
+    // Verify-only, on every core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let verify_started = Instant::now();
+    std::thread::scope(|s| {
+        for chunk in nodes.chunks(nodes.len().div_ceil(cores)) {
+            s.spawn(move || {
+                for (key, envelopes) in chunk {
+                    let vk = key.verifying_key();
+                    for env in envelopes {
+                        assert!(verify(env, &vk).is_ok(), "bench envelope failed to verify");
+                    }
+                }
+            });
+        }
+    });
+    let verify_secs = verify_started.elapsed().as_secs_f64();
+
+    let ingest_rate = total as f64 / ingest_secs;
+    let verify_rate = total as f64 / verify_secs;
+    eprintln!(
+        "{} nodes x {} reports ({} bytes each), {} concurrent senders, {cores} cores, db {db}",
+        args.nodes, args.reports, size, args.concurrency
+    );
+    eprintln!("all {total} acknowledged reports are in the store");
+    println!(
+        "ingest: {ingest_rate:.0} reports/s, verify-only: {verify_rate:.0} reports/s, ratio: {:.2}",
+        ingest_rate / verify_rate
+    );
+    Ok(())
+}
+
+/// Stops the collector with SIGTERM (graceful) via the `kill` command, then waits.
+fn stop(child: &mut std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}

@@ -1,0 +1,427 @@
+//! The read side: fleet summary, nodes, history, stored evidence, failing checks, drift.
+//! Everything here is behind the admin bearer token, because the fleet's weak spots are
+//! exactly what an attacker would like to list. The summary reads the store's latest-state
+//! table and counters, never the history, so its cost does not grow with the reports.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use nodeproof_proto::{Envelope, Predicate, Statement, Status, Summary};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use super::error::HttpError;
+use super::{blocking, now_unix, rfc3339, AppState};
+use crate::accept::parse_time;
+use crate::store::{CheckCounts, NodeCounts, NodeRecord, NodeStatus};
+
+/// The admin token, kept only as its SHA-256 so it can be compared in constant time
+/// whatever the length of what a client sends.
+#[derive(Clone)]
+pub struct AdminToken([u8; 32]);
+
+impl AdminToken {
+    pub fn new(token: &str) -> AdminToken {
+        AdminToken(Sha256::digest(token.as_bytes()).into())
+    }
+
+    fn matches(&self, given: &str) -> bool {
+        let given: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+        bool::from(self.0.ct_eq(&given))
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+/// Lets the request through only with `Authorization: Bearer <admin token>`.
+pub fn authorize(token: Option<&AdminToken>, headers: &HeaderMap) -> Result<(), HttpError> {
+    let unauthorized = |message: &str| {
+        HttpError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            message.to_string(),
+        )
+    };
+    let Some(token) = token else {
+        return Err(unauthorized(
+            "this collector has no admin token, so its read endpoints are closed: start it \
+             with --admin-token-file",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        });
+    match given {
+        None => Err(unauthorized(
+            "the read endpoints need `Authorization: Bearer <admin token>` (the token in the \
+             collector's --admin-token-file)",
+        )),
+        Some(given) if token.matches(given) => Ok(()),
+        Some(_) => Err(unauthorized(
+            "the bearer token is not the collector's admin token",
+        )),
+    }
+}
+
+/// A node as the read endpoints show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub name: String,
+    pub key_id: String,
+    pub status: NodeStatus,
+    /// RFC 3339; `None` until the first accepted statement.
+    pub last_seen: Option<String>,
+    pub last_sequence: u64,
+    /// CIS numbers of failing (or erroring) scored checks in the latest posture.
+    pub failing: Vec<String>,
+    pub stale: bool,
+}
+
+/// Whether an approved node has been silent for more than 3 of its intervals (or has never
+/// reported), the same rule the store's fleet counters use.
+pub fn is_stale(node: &NodeRecord, now: i64) -> bool {
+    if node.status != NodeStatus::Approved {
+        return false;
+    }
+    match (node.last_seen, node.interval_secs) {
+        (Some(seen), Some(interval)) => {
+            now.saturating_sub(seen) > i64::try_from(interval.saturating_mul(3)).unwrap_or(i64::MAX)
+        }
+        _ => true,
+    }
+}
+
+impl NodeView {
+    pub fn of(node: &NodeRecord, now: i64) -> NodeView {
+        NodeView {
+            name: node.name.clone(),
+            key_id: node.key_id.clone(),
+            status: node.status,
+            last_seen: node.last_seen.map(rfc3339),
+            last_sequence: node.last_sequence,
+            failing: node.failing.clone(),
+            stale: is_stale(node, now),
+        }
+    }
+}
+
+/// `GET /v1/fleet`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetView {
+    pub generated_at: String,
+    pub nodes: NodeCounts,
+    pub checks: Vec<CheckCounts>,
+}
+
+/// One row of `GET /v1/nodes/{name}/history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryView {
+    pub sequence: u64,
+    pub digest: String,
+    /// `full` or `unchanged`.
+    pub kind: String,
+    pub scan_time: String,
+    /// RFC 3339.
+    pub received_at: String,
+    pub summary: Option<Summary>,
+    /// For unchanged notices: scans in the run, and the full report they match.
+    pub count: Option<u64>,
+    pub since: Option<String>,
+}
+
+/// One row of `GET /v1/drift`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftView {
+    pub node: String,
+    pub cis: String,
+    pub from: Option<Status>,
+    pub to: Status,
+    /// RFC 3339.
+    pub at: String,
+    pub digest: String,
+}
+
+fn guard(state: &AppState, headers: &HeaderMap) -> Result<(), HttpError> {
+    authorize(state.admin_token.as_ref(), headers)
+}
+
+fn answer<T: Serialize>(result: Result<T, HttpError>) -> Response {
+    match result {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => {
+            if e.status.is_server_error() {
+                tracing::error!(code = e.code(), message = %e.body.message, "read failed");
+            }
+            e.into_response()
+        }
+    }
+}
+
+pub async fn get_fleet(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    answer(
+        async {
+            guard(&state, &headers)?;
+            let now = now_unix();
+            let summary = blocking(&state, move |s| Ok(s.fleet_summary(now)?)).await?;
+            Ok(FleetView {
+                generated_at: rfc3339(now),
+                nodes: summary.nodes,
+                checks: summary.checks,
+            })
+        }
+        .await,
+    )
+}
+
+pub async fn get_nodes(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    answer(
+        async {
+            guard(&state, &headers)?;
+            let nodes = blocking(&state, |s| Ok(s.list_nodes()?)).await?;
+            let now = now_unix();
+            Ok(nodes
+                .iter()
+                .map(|n| NodeView::of(n, now))
+                .collect::<Vec<_>>())
+        }
+        .await,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    limit: Option<u32>,
+}
+
+/// Default and largest `limit` of a history page.
+const HISTORY_DEFAULT: u32 = 50;
+const HISTORY_MAX: u32 = 1000;
+
+pub async fn get_history(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Response {
+    answer(
+        async {
+            guard(&state, &headers)?;
+            let Query(query) = query.map_err(|e| HttpError::bad_request(e.body_text()))?;
+            let limit = query.limit.unwrap_or(HISTORY_DEFAULT);
+            if limit == 0 || limit > HISTORY_MAX {
+                return Err(HttpError::bad_request(format!(
+                    "limit must be between 1 and {HISTORY_MAX}"
+                )));
+            }
+            blocking(&state, move |s| {
+                if s.node(&name)?.is_none() {
+                    return Err(HttpError::not_found(format!(
+                        "no node named {name:?} is enrolled"
+                    )));
+                }
+                let entries = s.history(&name, limit)?;
+                // The history rows carry no verdict counts; the stored envelopes do.
+                let mut out = Vec::with_capacity(entries.len());
+                for e in entries {
+                    let summary = s
+                        .envelope(&e.digest)?
+                        .and_then(|bytes| stored_statement(&bytes))
+                        .map(|st| match &st.predicate {
+                            Predicate::Report(r) => r.summary,
+                            Predicate::Unchanged(u) => u.summary,
+                        });
+                    out.push(HistoryView {
+                        sequence: e.sequence,
+                        digest: e.digest,
+                        kind: e.kind,
+                        scan_time: e.scan_time,
+                        received_at: rfc3339(e.received_at),
+                        summary,
+                        count: e.count,
+                        since: e.since,
+                    });
+                }
+                Ok(out)
+            })
+            .await
+        }
+        .await,
+    )
+}
+
+/// The statement inside a stored envelope. Stored envelopes were verified on the way in,
+/// so this only reads them back.
+fn stored_statement(envelope: &[u8]) -> Option<Statement> {
+    let envelope = Envelope::from_json_bytes(envelope).ok()?;
+    let payload = STANDARD.decode(envelope.payload).ok()?;
+    serde_json::from_slice(&payload).ok()
+}
+
+pub async fn get_report(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((name, digest)): Path<(String, String)>,
+) -> Response {
+    let result = async {
+        guard(&state, &headers)?;
+        let wanted = digest.clone();
+        let bytes = blocking(&state, move |s| Ok(s.envelope(&wanted)?)).await?;
+        // Digests are global; the URL names a node, so the evidence must be that node's.
+        let owner = bytes
+            .as_deref()
+            .and_then(stored_statement)
+            .and_then(|st| st.link().map(|l| l.node.clone()));
+        match (bytes, owner) {
+            (Some(bytes), Some(owner)) if owner == name => Ok(bytes),
+            _ => Err(HttpError::not_found(format!(
+                "node {name:?} has no stored statement with digest {digest}"
+            ))),
+        }
+    }
+    .await;
+    match result {
+        // Byte for byte what the node signed and sent.
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn get_failing(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(cis): Path<String>,
+) -> Response {
+    answer(
+        async {
+            guard(&state, &headers)?;
+            let nodes = blocking(&state, move |s| Ok(s.failing(&cis)?)).await?;
+            let now = now_unix();
+            Ok(nodes
+                .iter()
+                .map(|n| NodeView::of(n, now))
+                .collect::<Vec<_>>())
+        }
+        .await,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DriftQuery {
+    since: Option<String>,
+}
+
+pub async fn get_drift(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: Result<Query<DriftQuery>, QueryRejection>,
+) -> Response {
+    answer(
+        async {
+            guard(&state, &headers)?;
+            let Query(query) = query.map_err(|e| HttpError::bad_request(e.body_text()))?;
+            let since_text = query.since.ok_or_else(|| {
+                HttpError::bad_request(
+                    "drift needs ?since=<RFC 3339 time>, e.g. ?since=2024-05-01T00:00:00Z",
+                )
+            })?;
+            let since = parse_time(&since_text).map_err(|e| {
+                HttpError::bad_request(format!(
+                    "since={since_text:?} is not an RFC 3339 time ({e}), e.g. 2024-05-01T00:00:00Z"
+                ))
+            })?;
+            let events = blocking(&state, move |s| Ok(s.drift(since)?)).await?;
+            Ok(events
+                .into_iter()
+                .map(|e| DriftView {
+                    node: e.node,
+                    cis: e.cis,
+                    from: e.from,
+                    to: e.to,
+                    at: rfc3339(e.at),
+                    digest: e.digest,
+                })
+                .collect::<Vec<_>>())
+        }
+        .await,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn bearer_token_must_match() {
+        let token = AdminToken::new("s3cret");
+        assert!(authorize(Some(&token), &headers("Bearer s3cret")).is_ok());
+        assert!(authorize(Some(&token), &headers("bearer s3cret")).is_ok());
+        for bad in [
+            "Bearer s3cre",
+            "Bearer s3cret2",
+            "Basic s3cret",
+            "s3cret",
+            "Bearer ",
+        ] {
+            let e = authorize(Some(&token), &headers(bad)).unwrap_err();
+            assert_eq!(e.status, StatusCode::UNAUTHORIZED, "{bad}");
+        }
+        assert!(authorize(Some(&token), &HeaderMap::new()).is_err());
+        // No token configured: closed, not open.
+        assert!(authorize(None, &headers("Bearer s3cret")).is_err());
+    }
+
+    #[test]
+    fn token_is_redacted_in_debug() {
+        assert!(!format!("{:?}", AdminToken::new("s3cret")).contains("s3cret"));
+    }
+
+    fn node(status: NodeStatus, last_seen: Option<i64>) -> NodeRecord {
+        NodeRecord {
+            name: "n".into(),
+            key_id: "k".into(),
+            public_key: String::new(),
+            status,
+            enrolled_at: 0,
+            last_sequence: 0,
+            last_digest: None,
+            last_scan_time: None,
+            last_seen,
+            interval_secs: last_seen.map(|_| 300),
+            last_full_digest: None,
+            last_full_sequence: None,
+            posture: None,
+            summary: None,
+            failing: vec![],
+        }
+    }
+
+    #[test]
+    fn stale_after_three_intervals() {
+        let now = 10_000;
+        assert!(!is_stale(&node(NodeStatus::Approved, Some(now - 900)), now));
+        assert!(is_stale(&node(NodeStatus::Approved, Some(now - 901)), now));
+        assert!(is_stale(&node(NodeStatus::Approved, None), now));
+        assert!(!is_stale(&node(NodeStatus::Pending, None), now));
+    }
+}

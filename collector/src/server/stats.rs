@@ -1,0 +1,185 @@
+//! Counters of what happened to reports, kept in atomics so the ingest path never takes a
+//! lock to count, and exposed as JSON (`GET /v1/stats`) and Prometheus text (`GET /metrics`).
+//! A rejection that nobody counts is an attack nobody sees.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{json, Map, Value};
+
+/// Every `error` code `POST /v1/reports` can answer, in the order of the acceptance table,
+/// plus `internal` (a store failure) and `unavailable` (shutting down). Codes not listed
+/// here are counted as `other`.
+pub const REPORT_ERROR_CODES: &[&str] = &[
+    "too_large",
+    "malformed",
+    "wrong_payload_type",
+    "unknown_key",
+    "node_pending",
+    "node_revoked",
+    "bad_signature",
+    "bad_statement",
+    "bad_link",
+    "replay",
+    "chain_fork",
+    "chain_gap",
+    "unknown_base",
+    "clock_skew",
+    "too_old",
+    "internal",
+    "unavailable",
+    "other",
+];
+
+/// Report counters, shared by every handler and the writer.
+#[derive(Debug)]
+pub struct Stats {
+    accepted: AtomicU64,
+    duplicates: AtomicU64,
+    batches: AtomicU64,
+    batched: AtomicU64,
+    rejected: Vec<AtomicU64>,
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats {
+            accepted: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            batched: AtomicU64::new(0),
+            rejected: REPORT_ERROR_CODES
+                .iter()
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        }
+    }
+}
+
+impl Stats {
+    pub fn accepted(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn duplicate(&self) {
+        self.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One durable commit of `statements` new statements (group commit).
+    pub fn commit(&self, statements: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.batched.fetch_add(statements as u64, Ordering::Relaxed);
+    }
+
+    pub fn rejected(&self, code: &str) {
+        let index = REPORT_ERROR_CODES
+            .iter()
+            .position(|c| *c == code)
+            .unwrap_or(REPORT_ERROR_CODES.len() - 1);
+        if let Some(counter) = self.rejected.get(index) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How often `code` was answered so far.
+    pub fn rejected_count(&self, code: &str) -> u64 {
+        REPORT_ERROR_CODES
+            .iter()
+            .position(|c| *c == code)
+            .and_then(|i| self.rejected.get(i))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    fn rejections(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        REPORT_ERROR_CODES
+            .iter()
+            .zip(&self.rejected)
+            .map(|(code, n)| (*code, n.load(Ordering::Relaxed)))
+    }
+
+    /// `GET /v1/stats`: `{"reports": {"accepted", "duplicate", "rejected": {code: n},
+    /// "commits", "committed"}}`. Every code is listed, zeros included, so a dashboard
+    /// does not have to know them in advance.
+    pub fn to_json(&self) -> Value {
+        let rejected: Map<String, Value> = self
+            .rejections()
+            .map(|(code, n)| (code.to_string(), json!(n)))
+            .collect();
+        json!({
+            "reports": {
+                "accepted": self.accepted.load(Ordering::Relaxed),
+                "duplicate": self.duplicates.load(Ordering::Relaxed),
+                "rejected": rejected,
+                "commits": self.batches.load(Ordering::Relaxed),
+                "committed": self.batched.load(Ordering::Relaxed),
+            }
+        })
+    }
+
+    /// `GET /metrics` in the Prometheus text exposition format.
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        counter(
+            &mut out,
+            "nodeproof_reports_accepted_total",
+            "Statements accepted and stored.",
+            self.accepted.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "nodeproof_reports_duplicate_total",
+            "Retries of stored statements, answered 200 and not stored again.",
+            self.duplicates.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "nodeproof_commits_total",
+            "Durable commits (each holds one or more statements).",
+            self.batches.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP nodeproof_reports_rejected_total Reports refused, by error code.\n\
+             # TYPE nodeproof_reports_rejected_total counter"
+        );
+        for (code, n) in self.rejections() {
+            let _ = writeln!(
+                out,
+                "nodeproof_reports_rejected_total{{reason=\"{code}\"}} {n}"
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_code_and_unknown_codes_as_other() {
+        let s = Stats::default();
+        s.rejected("replay");
+        s.rejected("replay");
+        s.rejected("no-such-code");
+        s.accepted();
+        assert_eq!(s.rejected_count("replay"), 2);
+        assert_eq!(s.rejected_count("other"), 1);
+        let j = s.to_json();
+        assert_eq!(j["reports"]["rejected"]["replay"], 2);
+        assert_eq!(j["reports"]["rejected"]["too_old"], 0);
+        assert_eq!(j["reports"]["accepted"], 1);
+        let p = s.to_prometheus();
+        assert!(
+            p.contains("nodeproof_reports_rejected_total{reason=\"replay\"} 2"),
+            "{p}"
+        );
+        assert!(p.contains("nodeproof_reports_accepted_total 1"), "{p}");
+    }
+}
