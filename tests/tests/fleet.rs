@@ -16,7 +16,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use nodeproof_collector::store::{self, Store};
+use nodeproof_collector::store;
 use serde_json::Value;
 
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
@@ -441,7 +441,7 @@ fn kill_9_of_the_collector_loses_nothing_it_acknowledged() {
     let rx = watch(&mut agents);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut acked: Vec<Vec<(u64, String, String)>> = vec![Vec::new(); nodes.len()];
-    let mut wait_for = |acked: &mut Vec<Vec<(u64, String, String)>>, at_least: usize| {
+    let wait_for = |acked: &mut Vec<Vec<(u64, String, String)>>, at_least: usize| {
         while acked.iter().any(|a| a.len() < at_least) {
             let left = deadline.saturating_duration_since(Instant::now());
             let (i, line) = rx.recv_timeout(left).expect("agents keep delivering");
