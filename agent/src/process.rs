@@ -332,6 +332,27 @@ impl KubeletProcess {
         if !meta.is_file() {
             return Err(err(&name, &link, not_regular(&meta.file_type())));
         }
+        // A long-running agent hashes the same binary every interval: a real kubelet is
+        // about 100 MiB, half a second of CPU. The inode, size and change time identify
+        // the bytes (ctime cannot be set from user space and moves on every write), so a
+        // digest computed once per running binary is reused.
+        let identity = {
+            use std::os::unix::fs::MetadataExt;
+            (
+                meta.dev(),
+                meta.ino(),
+                meta.size(),
+                meta.ctime(),
+                meta.ctime_nsec(),
+            )
+        };
+        if let Some((sha256, version)) = exe_cache_get(identity) {
+            return Ok(ExeInfo {
+                path: name,
+                sha256,
+                version,
+            });
+        }
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 64 * 1024];
         let mut version = VersionScanner::default();
@@ -346,9 +367,11 @@ impl KubeletProcess {
                 Err(e) => return Err(err(&name, &link, ReadCause::Io(e))),
             }
         }
+        let sha256 = hex::encode(hasher.finalize());
+        exe_cache_put(identity, (sha256.clone(), version.found.clone()));
         Ok(ExeInfo {
             path: name,
-            sha256: hex::encode(hasher.finalize()),
+            sha256,
             version: version.found,
         })
     }
@@ -1109,6 +1132,32 @@ mod tests {
         );
         assert_eq!(boot_time("btime x\n"), None);
         assert_eq!(boot_time("btime 99999999999999999\n"), None);
+    }
+}
+
+/// (device, inode, size, ctime seconds, ctime nanoseconds) of an executable.
+type ExeIdentity = (u64, u64, u64, i64, i64);
+type ExeDigest = (String, Option<String>);
+
+/// The digests of executables hashed so far, by identity; a few entries at most (one per
+/// kubelet binary this agent has seen), so it is cleared rather than evicted when full.
+fn exe_cache() -> &'static std::sync::Mutex<std::collections::HashMap<ExeIdentity, ExeDigest>> {
+    static CACHE: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<ExeIdentity, ExeDigest>>,
+    > = std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+fn exe_cache_get(id: ExeIdentity) -> Option<ExeDigest> {
+    exe_cache().lock().ok()?.get(&id).cloned()
+}
+
+fn exe_cache_put(id: ExeIdentity, digest: ExeDigest) {
+    if let Ok(mut cache) = exe_cache().lock() {
+        if cache.len() >= 16 {
+            cache.clear();
+        }
+        cache.insert(id, digest);
     }
 }
 

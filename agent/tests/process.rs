@@ -577,6 +577,33 @@ fn exe_is_named_inside_the_root_and_hashed() {
 }
 
 #[test]
+fn a_changed_binary_is_hashed_again() {
+    // The digest of a binary is cached by inode, size and change time: the same bytes are
+    // hashed once, and any write (which moves ctime and here the size) is seen.
+    let node = Node::new();
+    let rootfs = node.rootfs();
+    node.kubelet(10, &["kubelet"])
+        .file(
+            "/usr/bin/kubelet",
+            b"first build version.gitVersion=v1.31.2 end",
+        )
+        .unwrap()
+        .exe(&rootfs.join("usr/bin/kubelet"))
+        .unwrap();
+    let first = node.find().exe_info().unwrap();
+    assert_eq!(first.version.as_deref(), Some("v1.31.2"));
+    assert_eq!(node.find().exe_info().unwrap(), first);
+    fs::write(
+        rootfs.join("usr/bin/kubelet"),
+        b"second, longer build version.gitVersion=v1.32.0 end",
+    )
+    .unwrap();
+    let second = node.find().exe_info().unwrap();
+    assert_ne!(second.sha256, first.sha256);
+    assert_eq!(second.version.as_deref(), Some("v1.32.0"));
+}
+
+#[test]
 fn missing_exe_is_a_read_error() {
     let node = Node::new();
     node.kubelet(10, &["kubelet"]);
