@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::read::is_stale;
 use super::rfc3339;
-use crate::store::{NodeCounts, NodeRecord, NodeStatus, Store, StoreResult};
+use crate::store::{CheckCounts, NodeCounts, NodeRecord, NodeStatus, Store, StoreResult};
 
 /// A new bootstrap token: `npt_` and 32 random bytes, base64url without padding. The prefix
 /// lets secret scanners and people recognise it.
@@ -80,17 +80,6 @@ pub struct FleetNode {
     pub failing: Vec<String>,
 }
 
-/// One check in `fleet`'s output, over approved nodes' latest state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FleetCheck {
-    pub id: String,
-    pub cis: String,
-    pub pass: u64,
-    pub fail: u64,
-    pub warn: u64,
-    pub error: u64,
-}
-
 /// `nodeproof-collector fleet --format json`: the summary counts, the node list and the
 /// per-check counts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,7 +87,8 @@ pub struct FleetReport {
     pub generated_at: String,
     pub summary: NodeCounts,
     pub nodes: Vec<FleetNode>,
-    pub checks: Vec<FleetCheck>,
+    /// Per check, over approved nodes' latest state.
+    pub checks: Vec<CheckCounts>,
 }
 
 /// Reads the fleet report from the store at Unix time `now`.
@@ -118,18 +108,7 @@ pub fn fleet_report(store: &dyn Store, now: i64) -> StoreResult<FleetReport> {
                 failing: n.failing,
             })
             .collect(),
-        checks: summary
-            .checks
-            .into_iter()
-            .map(|c| FleetCheck {
-                id: c.id,
-                cis: c.cis,
-                pass: c.pass,
-                fail: c.fail,
-                warn: c.warn,
-                error: c.error,
-            })
-            .collect(),
+        checks: summary.checks,
     })
 }
 
@@ -289,7 +268,7 @@ mod tests {
                 last_seen: None,
                 failing: vec!["4.2.1".into(), "4.2.4".into()],
             }],
-            checks: vec![FleetCheck {
+            checks: vec![CheckCounts {
                 id: "kubelet-anonymous-auth".into(),
                 cis: "4.2.1".into(),
                 pass: 0,
