@@ -4,7 +4,7 @@
 //! and the clock, so every row of the table in `docs/collector.md` is tested here without a
 //! socket or a database; the server only feeds it and carries out what it says.
 
-use nodeproof_proto::{Predicate, Statement, Summary};
+use nodeproof_proto::{Link, Predicate, Statement, Summary};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -79,6 +79,80 @@ impl Rejection {
     }
 }
 
+/// What [`decide`] reads of a verified statement, taken out of it once where it was
+/// verified (in the request handlers, in parallel), so that the writer, which decides one
+/// statement at a time, never walks, hashes or frees a whole report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// RFC 3339 as signed; parsed by the decision (a bad one is `bad_statement`).
+    pub scan_time: String,
+    pub link: Option<Link>,
+    pub kind: ClaimKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimKind {
+    /// A full report: its posture digest, verdict counts and check states.
+    Full {
+        posture: String,
+        summary: Summary,
+        checks: Vec<CheckState>,
+    },
+    /// An unchanged notice and the full report it claims to match.
+    Unchanged {
+        since: String,
+        since_sequence: u64,
+        posture: String,
+        count: u64,
+        first_unchanged: String,
+    },
+}
+
+impl Claim {
+    /// Takes what the decision and the commit need out of `statement` (computing a full
+    /// report's posture digest); the rest of the statement is dropped here.
+    pub fn of(statement: Statement) -> Claim {
+        match statement.predicate {
+            Predicate::Report(report) => {
+                let report = *report;
+                let kind = ClaimKind::Full {
+                    posture: crate::digest::posture_digest(&report),
+                    summary: Summary::of(&report.checks),
+                    checks: report
+                        .checks
+                        .into_iter()
+                        .map(|c| CheckState {
+                            id: c.id,
+                            cis: c.cis,
+                            scored: c.scored,
+                            status: c.status,
+                        })
+                        .collect(),
+                };
+                Claim {
+                    scan_time: report.scan_time,
+                    link: report.link,
+                    kind,
+                }
+            }
+            Predicate::Unchanged(u) => {
+                let u = *u;
+                Claim {
+                    scan_time: u.scan_time,
+                    link: Some(u.link),
+                    kind: ClaimKind::Unchanged {
+                        since: u.since,
+                        since_sequence: u.since_sequence,
+                        posture: u.posture,
+                        count: u.count,
+                        first_unchanged: u.first_unchanged,
+                    },
+                }
+            }
+        }
+    }
+}
+
 /// Decides whether `statement` (envelope digest `digest`, verified with `node`'s key) is
 /// accepted at Unix time `now`. `already_stored` says whether a statement with this digest
 /// is stored (the caller asks the store only when it matters: see [`needs_stored_check`]).
@@ -94,32 +168,53 @@ pub fn decide(
     policy: &Policy,
     already_stored: bool,
 ) -> Result<Outcome, Rejection> {
-    let scan_time = parse_time(statement.scan_time()).map_err(|e| {
+    decide_claim(
+        node,
+        Claim::of(statement.clone()),
+        digest,
+        now,
+        policy,
+        already_stored,
+    )
+}
+
+/// [`decide`] on the [`Claim`] taken out of the statement.
+pub fn decide_claim(
+    node: &NodeRecord,
+    claim: Claim,
+    digest: &str,
+    now: i64,
+    policy: &Policy,
+    already_stored: bool,
+) -> Result<Outcome, Rejection> {
+    let scan_time = parse_time(&claim.scan_time).map_err(|e| {
         Rejection::new(
             422,
             "bad_statement",
             format!(
                 "the statement's scan_time {:?} is not an RFC 3339 time ({e}): the agent \
                  that signed it is broken; upgrade it",
-                statement.scan_time()
+                claim.scan_time
             ),
         )
     })?;
-    if let Predicate::Unchanged(u) = &statement.predicate {
-        parse_time(&u.first_unchanged).map_err(|e| {
+    if let ClaimKind::Unchanged {
+        first_unchanged, ..
+    } = &claim.kind
+    {
+        parse_time(first_unchanged).map_err(|e| {
             Rejection::new(
                 422,
                 "bad_statement",
                 format!(
-                    "the unchanged notice's first_unchanged {:?} is not an RFC 3339 time \
-                     ({e}): the agent that signed it is broken; upgrade it",
-                    u.first_unchanged
+                    "the unchanged notice's first_unchanged {first_unchanged:?} is not an RFC \
+                     3339 time ({e}): the agent that signed it is broken; upgrade it",
                 ),
             )
         })?;
     }
 
-    let Some(link) = statement.link() else {
+    let Some(link) = &claim.link else {
         return Err(Rejection::new(
             422,
             "bad_link",
@@ -189,10 +284,16 @@ pub fn decide(
         ));
     }
 
-    if let Predicate::Unchanged(u) = &statement.predicate {
-        let base_matches = node.last_full_digest.as_deref() == Some(u.since.as_str())
-            && node.last_full_sequence == Some(u.since_sequence)
-            && node.posture.as_deref() == Some(u.posture.as_str());
+    if let ClaimKind::Unchanged {
+        since,
+        since_sequence,
+        posture,
+        ..
+    } = &claim.kind
+    {
+        let base_matches = node.last_full_digest.as_deref() == Some(since.as_str())
+            && node.last_full_sequence == Some(*since_sequence)
+            && node.posture.as_deref() == Some(posture.as_str());
         if !base_matches {
             return Err(Rejection::chain(
                 "unknown_base",
@@ -200,9 +301,9 @@ pub fn decide(
                     "the unchanged notice refers to full report {} (sequence {}, posture {}) \
                      but the node's last full report is {} (sequence {}, posture {}): send \
                      a full report instead",
-                    u.since,
-                    u.since_sequence,
-                    u.posture,
+                    since,
+                    since_sequence,
+                    posture,
                     node.last_full_digest.as_deref().unwrap_or("(none)"),
                     node.last_full_sequence
                         .map_or_else(|| "(none)".to_string(), |s| s.to_string()),
@@ -220,7 +321,7 @@ pub fn decide(
             format!(
                 "the scan time {} is {}s ahead of the collector's clock (allowed skew {}s): \
                  fix the node's clock (NTP) and rescan",
-                statement.scan_time(),
+                claim.scan_time,
                 scan_time - now,
                 policy.skew_secs
             ),
@@ -236,7 +337,7 @@ pub fn decide(
                         "the scan time {} is {}s before the node's previous scan ({prev}), more \
                          than the allowed skew of {}s: the node's clock went backwards; fix \
                          it (NTP) and rescan",
-                        statement.scan_time(),
+                        claim.scan_time,
                         prev_time - scan_time,
                         policy.skew_secs
                     ),
@@ -251,43 +352,51 @@ pub fn decide(
             format!(
                 "the scan time {} is {}s old, more than the collector's --max-age of {}s: \
                  it no longer says anything about the node; discard it and rescan",
-                statement.scan_time(),
+                claim.scan_time,
                 now - scan_time,
                 policy.max_age_secs
             ),
         ));
     }
 
-    let kind = match &statement.predicate {
-        Predicate::Report(report) => AcceptedKind::Full {
-            posture: report.posture_digest(),
-            summary: Summary::of(&report.checks),
-            checks: report
-                .checks
-                .iter()
-                .map(|c| CheckState {
-                    id: c.id.clone(),
-                    cis: c.cis.clone(),
-                    scored: c.scored,
-                    status: c.status,
-                })
-                .collect(),
+    let sequence = link.sequence;
+    let interval_secs = link.interval_secs;
+    let Claim {
+        scan_time,
+        link,
+        kind,
+    } = claim;
+    let previous = link.and_then(|l| l.previous);
+    let kind = match kind {
+        ClaimKind::Full {
+            posture,
+            summary,
+            checks,
+        } => AcceptedKind::Full {
+            posture,
+            summary,
+            checks,
         },
-        Predicate::Unchanged(u) => AcceptedKind::Unchanged {
-            since: u.since.clone(),
-            count: u.count,
-            first_unchanged: u.first_unchanged.clone(),
+        ClaimKind::Unchanged {
+            since,
+            count,
+            first_unchanged,
+            ..
+        } => AcceptedKind::Unchanged {
+            since,
+            count,
+            first_unchanged,
         },
     };
     Ok(Outcome::New(Box::new(Accepted {
         node: node.name.clone(),
         key_id: node.key_id.clone(),
         digest: digest.to_string(),
-        sequence: link.sequence,
-        previous: link.previous.clone(),
+        sequence,
+        previous,
         received_at: now,
-        scan_time: statement.scan_time().to_string(),
-        interval_secs: link.interval_secs,
+        scan_time,
+        interval_secs,
         envelope: Vec::new(),
         kind,
     })))
@@ -297,7 +406,12 @@ pub fn decide(
 /// sequence is at or behind the node's last one and the digest is not the last one. For
 /// every other statement the answer cannot change the decision, so the store is not asked.
 pub fn needs_stored_check(node: &NodeRecord, statement: &Statement, digest: &str) -> bool {
-    statement.link().is_some_and(|link| {
+    link_needs_stored_check(node, statement.link(), digest)
+}
+
+/// [`needs_stored_check`] for a statement's link.
+pub fn link_needs_stored_check(node: &NodeRecord, link: Option<&Link>, digest: &str) -> bool {
+    link.is_some_and(|link| {
         link.node == node.name
             && link.sequence <= node.last_sequence
             && node.last_digest.as_deref() != Some(digest)
@@ -494,6 +608,34 @@ mod tests {
         };
         assert_eq!(summary.fail, 1);
         assert_eq!(checks[0].cis, "4.2.1");
+    }
+
+    #[test]
+    fn the_claim_carries_what_the_commit_needs() {
+        let st = full(5, Some(LAST));
+        let report = st.report().unwrap().clone();
+        let claim = Claim::of(st);
+        assert_eq!(claim.scan_time, report.scan_time);
+        assert_eq!(claim.link, report.link);
+        let ClaimKind::Full {
+            posture,
+            summary,
+            checks,
+        } = claim.kind
+        else {
+            panic!("not full");
+        };
+        assert_eq!(
+            posture,
+            report.posture_digest(),
+            "same digest as the agent's"
+        );
+        assert_eq!(summary, Summary::of(&report.checks));
+        assert_eq!(checks.len(), report.checks.len());
+        assert_eq!(
+            (checks[0].cis.as_str(), checks[0].status),
+            ("4.2.1", Status::Fail)
+        );
     }
 
     #[test]

@@ -7,5 +7,6 @@
 #![forbid(unsafe_code)]
 
 pub mod accept;
+pub mod digest;
 pub mod server;
 pub mod store;

@@ -337,6 +337,58 @@ async fn revoked_node_is_403() {
     refused(&server, agent.next_full(), 403, "node_revoked", false).await;
 }
 
+// The node's key was used (and remembered) by the report `server_with_node` sent: these
+// check that a remembered key never outlives a revocation, whatever else is wrong.
+
+#[tokio::test]
+async fn revoked_node_with_a_bad_signature_is_403() {
+    let (server, agent) = server_with_node().await;
+    server
+        .store
+        .set_status("node-1", NodeStatus::Revoked, 0)
+        .unwrap();
+    let mut envelope = Envelope::from_json_bytes(&agent.next_full()).unwrap();
+    let payload = String::from_utf8(STANDARD.decode(&envelope.payload).unwrap()).unwrap();
+    envelope.payload =
+        STANDARD.encode(payload.replacen("\"status\":\"fail\"", "\"status\":\"pass\"", 1));
+    refused(
+        &server,
+        envelope.to_json_bytes(),
+        403,
+        "node_revoked",
+        false,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn revoked_node_out_of_chain_is_403_not_a_chain_break() {
+    let (server, mut agent) = server_with_node().await;
+    server
+        .store
+        .set_status("node-1", NodeStatus::Revoked, 0)
+        .unwrap();
+    // A gap would be a 409 with a chain event for an approved node.
+    agent.sequence += 1;
+    refused(&server, agent.next_full(), 403, "node_revoked", false).await;
+}
+
+#[tokio::test]
+async fn revocation_by_another_process_is_seen_at_once() {
+    let (server, mut agent) = server_with_node().await;
+    // The CLI opens the database file on its own, as `nodes revoke` does.
+    let cli = open_store(&server.dir);
+    cli.set_status("node-1", NodeStatus::Pending, 0).unwrap();
+    refused(&server, agent.next_full(), 403, "node_pending", false).await;
+    cli.set_status("node-1", NodeStatus::Approved, 0).unwrap();
+    let report = agent.next_full();
+    let (status, body) = server.post("/v1/reports", report.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    agent.accepted(&report);
+    cli.set_status("node-1", NodeStatus::Revoked, 0).unwrap();
+    refused(&server, agent.next_full(), 403, "node_revoked", false).await;
+}
+
 #[tokio::test]
 async fn replayed_sequence_is_409_and_recorded() {
     let (server, mut agent) = server_with_node().await;

@@ -39,6 +39,12 @@ impl Report {
     /// scan time, the pid or node facts. Two scans with the same posture digest may be
     /// sent as one full report and [`Unchanged`] notices.
     pub fn posture_digest(&self) -> String {
+        sha256_hex(&self.posture_json())
+    }
+
+    /// The exact bytes [`Report::posture_digest`] hashes (compact JSON of the posture
+    /// fields), for a caller that hashes them with another SHA-256 implementation.
+    pub fn posture_json(&self) -> Vec<u8> {
         #[derive(Serialize)]
         struct Posture<'a> {
             cmdline: &'a [String],
@@ -50,18 +56,24 @@ impl Report {
             warnings: &'a [Warning],
             files: &'a [FileDigest],
         }
-        let bytes = serde_json::to_vec(&Posture {
-            cmdline: &self.kubelet.cmdline,
-            config_file: &self.kubelet.config_file,
-            config_dir: &self.kubelet.config_dir,
-            exe_sha256: &self.kubelet.exe_sha256,
-            settings: &self.settings,
-            checks: &self.checks,
-            warnings: &self.warnings,
-            files: &self.files,
-        })
-        .unwrap_or_default();
-        sha256_hex(&bytes)
+        let mut out = Vec::with_capacity(16 * 1024);
+        let written = serde_json::to_writer(
+            &mut out,
+            &Posture {
+                cmdline: &self.kubelet.cmdline,
+                config_file: &self.kubelet.config_file,
+                config_dir: &self.kubelet.config_dir,
+                exe_sha256: &self.kubelet.exe_sha256,
+                settings: &self.settings,
+                checks: &self.checks,
+                warnings: &self.warnings,
+                files: &self.files,
+            },
+        );
+        if written.is_err() {
+            out.clear();
+        }
+        out
     }
 
     /// The CIS numbers of checks that did not pass (fail, warn or error), in catalogue

@@ -6,7 +6,7 @@
 //! rest of the body is read and thrown away, up to [`DRAIN_LIMIT`], before answering; beyond
 //! that (or when Content-Length already says so) the connection is not worth keeping.
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt as _;
 
@@ -34,7 +34,7 @@ pub async fn read_limited(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
-) -> Result<Bytes, HttpError> {
+) -> Result<Vec<u8>, HttpError> {
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -68,7 +68,7 @@ pub async fn read_limited(
     if seen > limit {
         return Err(too_large(limit));
     }
-    Ok(Bytes::from(buf))
+    Ok(buf)
 }
 
 #[cfg(test)]

@@ -14,40 +14,61 @@
 //! The in-memory chain state assumes this process is the only writer of the database (one
 //! `serve` per database); approvals, revocations and rotations do not touch chain state, so
 //! the CLI may change those concurrently.
+//!
+//! Where the time goes, and what keeps it down: per report the collector must verify the
+//! signature and parse the statement (as any verifier does), hash the envelope (its digest)
+//! and the posture (SHA-256, with aws-lc's assembly), and store it. So the handler does no
+//! more than that: the statement is reduced to its [`Claim`] (posture digest and check
+//! states computed there, in parallel, not in the writer), a node's key is remembered
+//! (see [`KeyCache`]) instead of read from the database per report, and a small envelope
+//! with a remembered key is checked on the async worker rather than handed to a blocking
+//! thread and back.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use ed25519_dalek::VerifyingKey;
 use nodeproof_proto::{
-    sha256_hex, verify_envelope, verifying_key_from_pem, Envelope, ReportAccepted, Statement,
-    VerifyError, PAYLOAD_TYPE,
+    verify_envelope, verifying_key_from_pem, Envelope, ReportAccepted, VerifyError, PAYLOAD_TYPE,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::body::{read_limited, MAX_BODY};
 use super::error::HttpError;
 use super::stats::Stats;
-use super::{blocking, now_unix, AppState};
-use crate::accept::{advance, decide, needs_stored_check, Outcome, Policy, Rejection};
-use crate::store::{Accepted, ChainEvent, NodeRecord, NodeStatus, Store, StoreError};
+use super::{now_unix, AppState};
+use crate::accept::{
+    advance, decide_claim, link_needs_stored_check, Claim, Outcome, Policy, Rejection,
+};
+use crate::store::{Accepted, ChainEvent, NodeKey, NodeRecord, NodeStatus, Store, StoreError};
 
 /// At most this many signatures are looked up by keyid: DSSE allows several signers, but an
 /// envelope with hundreds would only make the collector query its key table hundreds of times.
 const MAX_SIGNATURES: usize = 8;
 /// At most this many statements go into one commit.
 const MAX_BATCH: usize = 512;
+/// Envelopes up to this size whose key is in the [`KeyCache`] are checked on the async
+/// worker that read them (a report is typically 10 to 30 KiB: a few hundred microseconds
+/// of CPU, and no I/O); larger ones, and every check that reads the store, on a blocking
+/// thread. Two thread hand-offs per report cost more than the wait they would spare.
+const INLINE_CHECK: usize = 64 * 1024;
+/// Keys kept in the [`KeyCache`]; past this it starts over.
+const MAX_CACHED_KEYS: usize = 1 << 17;
 
 /// A statement whose signature checked out, on its way to the writer.
 #[derive(Debug)]
 pub struct Job {
     node: String,
     key_id: String,
-    statement: Box<Statement>,
+    /// Checked with a key from the [`KeyCache`]: the writer confirms the node's key and
+    /// status from the store before deciding.
+    cached: bool,
+    claim: Box<Claim>,
     digest: String,
     envelope: Vec<u8>,
     reply: oneshot::Sender<Reply>,
@@ -60,6 +81,52 @@ pub enum Reply {
     Duplicate(ReportAccepted),
     Rejected(Rejection),
     Failed(HttpError),
+    /// The key or status the handler remembered is no longer the store's: check the
+    /// envelope (given back) again from the store. Only for `cached` jobs.
+    Stale(Vec<u8>),
+}
+
+/// The approved nodes' keys, parsed, by keyid: so a node's reports do not each cost a
+/// database read (which, with the writer committing all the time, also re-reads pages
+/// the commits changed) and a PEM parse.
+///
+/// An entry is only a guess, never the word on a node's status: the CLI approves and
+/// revokes from another process, and keys are rotated. So a report checked with a
+/// remembered key goes to the writer marked `cached`, and the writer reads those nodes'
+/// current key and status from the store (one read per batch) before deciding anything.
+/// Any difference, and the report is sent back to be checked again from the store (see
+/// [`Reply::Stale`]), exactly as if there were no cache. A report that fails a check
+/// after a cache hit is likewise checked again from the store before it is answered, so a
+/// refusal never rests on a remembered status either.
+#[derive(Debug, Default)]
+pub struct KeyCache(Mutex<HashMap<String, CachedKey>>);
+
+#[derive(Debug, Clone)]
+struct CachedKey {
+    node: String,
+    key: VerifyingKey,
+}
+
+impl KeyCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedKey>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, key_id: &str) -> Option<CachedKey> {
+        self.lock().get(key_id).cloned()
+    }
+
+    fn insert(&self, key_id: &str, entry: CachedKey) {
+        let mut keys = self.lock();
+        if keys.len() >= MAX_CACHED_KEYS {
+            keys.clear();
+        }
+        keys.insert(key_id.to_string(), entry);
+    }
+
+    fn forget(&self, key_id: &str) {
+        self.lock().remove(key_id);
+    }
 }
 
 /// The handler of `POST /v1/reports`.
@@ -83,6 +150,11 @@ pub async fn post_report(
         }
         Ok(Reply::Rejected(rejection)) => refuse(stats, node.as_deref(), rejection.into()),
         Ok(Reply::Failed(err)) | Err(err) => refuse(stats, node.as_deref(), err),
+        Ok(Reply::Stale(_)) => refuse(
+            stats,
+            node.as_deref(),
+            HttpError::internal("a report was sent back unanswered"),
+        ),
     }
 }
 
@@ -98,6 +170,16 @@ fn refuse(stats: &Stats, node: Option<&str>, err: HttpError) -> Response {
     err.into_response()
 }
 
+/// What the checks before the writer hand on to it.
+struct Checked {
+    node: String,
+    key_id: String,
+    cached: bool,
+    claim: Box<Claim>,
+    digest: String,
+    envelope: Vec<u8>,
+}
+
 /// Everything up to the writer's answer. Returns the node's name once it is known, for
 /// the log line.
 async fn ingest(
@@ -109,6 +191,29 @@ async fn ingest(
         Ok(b) => b,
         Err(e) => return (None, Err(e)),
     };
+    match submit(state, bytes, true).await {
+        // Checked with a remembered key that the store no longer agrees with: once more,
+        // from the store (which the writer never sends back).
+        (_, Ok(Reply::Stale(bytes))) => match submit(state, bytes, false).await {
+            (name, Ok(Reply::Stale(_))) => (
+                name,
+                Err(HttpError::internal(
+                    "the ingest writer sent a report back twice",
+                )),
+            ),
+            other => other,
+        },
+        other => other,
+    }
+}
+
+/// The checks of one envelope, then the writer's answer. `use_cache`: whether the key may
+/// come from the [`KeyCache`].
+async fn submit(
+    state: &AppState,
+    bytes: Vec<u8>,
+    use_cache: bool,
+) -> (Option<String>, Result<Reply, HttpError>) {
     let envelope = match Envelope::from_json_bytes(&bytes) {
         Ok(e) => e,
         Err(e) => {
@@ -135,59 +240,167 @@ async fn ingest(
             )),
         );
     }
-
-    let node = match find_node(state, &envelope).await {
-        Ok(n) => n,
+    let keyids = match signature_keyids(&envelope) {
+        Ok(k) => k,
         Err(e) => return (None, Err(e)),
     };
-    let name = Some(node.name.clone());
-    if let Err(e) = require_approved(&node) {
-        return (name, Err(e));
-    }
 
-    // Verification parses up to a megabyte of JSON after an ed25519 check: keep it off the
-    // async workers so slow envelopes do not stall other connections.
-    let public_key = node.public_key.clone();
-    let verified = tokio::task::spawn_blocking(move || {
-        let key = verifying_key_from_pem(&public_key).map_err(|e| {
-            HttpError::internal(format!(
-                "the stored public key of this node cannot be read ({e}): the database is \
-                 damaged; re-enrol the node"
-            ))
-        })?;
-        let verified = verify_envelope(&envelope, &key).map_err(verify_error)?;
-        Ok::<_, HttpError>((verified, sha256_hex(&bytes), bytes))
+    // A small envelope with a remembered key is checked right here; anything else (a big
+    // envelope, a key lookup in the store) on a blocking thread, so slow envelopes and the
+    // database do not stall other connections' I/O.
+    let mut bytes = bytes;
+    let mut use_cache = use_cache;
+    if use_cache && bytes.len() <= INLINE_CHECK {
+        match check_cached(&state.key_cache, &keyids, &envelope, bytes) {
+            Ok(checked) => return send(state, checked).await,
+            Err(back) => bytes = back,
+        }
+        use_cache = false;
+    }
+    let store = Arc::clone(&state.store);
+    let cache = Arc::clone(&state.key_cache);
+    let checked = tokio::task::spawn_blocking(move || {
+        let bytes = if use_cache {
+            match check_cached(&cache, &keyids, &envelope, bytes) {
+                Ok(checked) => return (Some(checked.node.clone()), Ok(checked)),
+                Err(back) => back,
+            }
+        } else {
+            bytes
+        };
+        check(store.as_ref(), &cache, &keyids, &envelope, bytes)
     })
     .await;
-    let (verified, digest, bytes) = match verified {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => return (name, Err(e)),
+    let checked = match checked {
+        Ok((_, Ok(c))) => c,
+        Ok((name, Err(e))) => return (name, Err(e)),
         Err(e) => {
             return (
-                name,
+                None,
                 Err(HttpError::internal(format!(
                     "signature verification failed: {e}"
                 ))),
             )
         }
     };
+    send(state, checked).await
+}
+
+/// Hands a checked statement to the writer and waits for its answer.
+async fn send(state: &AppState, checked: Checked) -> (Option<String>, Result<Reply, HttpError>) {
+    let name = Some(checked.node.clone());
+    let key_id = checked.key_id.clone();
 
     let (reply, answer) = oneshot::channel();
     let job = Job {
-        node: node.name.clone(),
-        key_id: verified.keyid,
-        statement: Box::new(verified.statement),
-        digest,
-        envelope: bytes.to_vec(),
+        node: checked.node,
+        key_id: checked.key_id,
+        cached: checked.cached,
+        claim: checked.claim,
+        digest: checked.digest,
+        envelope: checked.envelope,
         reply,
     };
     if state.writer.send(job).await.is_err() {
         return (name, Err(shutting_down()));
     }
     match answer.await {
+        Ok(Reply::Stale(bytes)) => {
+            state.key_cache.forget(&key_id);
+            (name, Ok(Reply::Stale(bytes)))
+        }
         Ok(reply) => (name, Ok(reply)),
         Err(_) => (name, Err(shutting_down())),
     }
+}
+
+/// The checks with the key the [`KeyCache`] has for the envelope's first keyid (the store
+/// picks the first keyid, in the envelope's order, that is enrolled: so with that one the
+/// cache picks the key the store would). The bytes come back when there is no such key or
+/// a check fails: a refusal is never given on a remembered key, only by [`check`].
+fn check_cached(
+    cache: &KeyCache,
+    keyids: &[String],
+    envelope: &Envelope,
+    bytes: Vec<u8>,
+) -> Result<Checked, Vec<u8>> {
+    let Some(first) = keyids.first() else {
+        return Err(bytes);
+    };
+    let Some(hit) = cache.get(first) else {
+        return Err(bytes);
+    };
+    match verified_claim(&hit.key, envelope, &bytes) {
+        Ok((key_id, claim, digest)) => Ok(Checked {
+            node: hit.node,
+            key_id,
+            cached: true,
+            claim,
+            digest,
+            envelope: bytes,
+        }),
+        Err(_) => {
+            cache.forget(first);
+            Err(bytes)
+        }
+    }
+}
+
+/// The key lookup in the store and the checks that need the key: node status, signature,
+/// statement. On a blocking thread. Returns the node's name once it is known, for the log
+/// line.
+fn check(
+    store: &dyn Store,
+    cache: &KeyCache,
+    keyids: &[String],
+    envelope: &Envelope,
+    bytes: Vec<u8>,
+) -> (Option<String>, Result<Checked, HttpError>) {
+    let node = match find_node(store, keyids) {
+        Ok(n) => n,
+        Err(e) => return (None, Err(e)),
+    };
+    let result = (|| {
+        require_approved(&node.name, node.status)?;
+        let key = verifying_key_from_pem(&node.public_key).map_err(|e| {
+            HttpError::internal(format!(
+                "the stored public key of this node cannot be read ({e}): the database is \
+                 damaged; re-enrol the node"
+            ))
+        })?;
+        cache.insert(
+            &node.key_id,
+            CachedKey {
+                node: node.name.clone(),
+                key,
+            },
+        );
+        let (key_id, claim, digest) = verified_claim(&key, envelope, &bytes)?;
+        Ok(Checked {
+            node: node.name.clone(),
+            key_id,
+            cached: false,
+            claim,
+            digest,
+            envelope: bytes,
+        })
+    })();
+    (Some(node.name), result)
+}
+
+/// The signature check, then what the writer needs of the statement: the verifying keyid,
+/// the [`Claim`] and the envelope's digest.
+fn verified_claim(
+    key: &VerifyingKey,
+    envelope: &Envelope,
+    bytes: &[u8],
+) -> Result<(String, Box<Claim>, String), HttpError> {
+    let verified = verify_envelope(envelope, key).map_err(verify_error)?;
+    Ok((
+        verified.keyid,
+        Box::new(Claim::of(verified.statement)),
+        crate::digest::sha256_hex(bytes),
+    ))
 }
 
 fn shutting_down() -> HttpError {
@@ -199,15 +412,9 @@ fn shutting_down() -> HttpError {
     )
 }
 
-/// The node whose key signed the envelope, by the keyids its signatures name. Keyids are
-/// unauthenticated hints: this only picks the key that the signature must then verify with.
-async fn find_node(state: &AppState, envelope: &Envelope) -> Result<NodeRecord, HttpError> {
-    let mut keyids: Vec<String> = Vec::new();
-    for s in &envelope.signatures {
-        if !s.keyid.is_empty() && !keyids.contains(&s.keyid) {
-            keyids.push(s.keyid.clone());
-        }
-    }
+/// The distinct keyids the envelope's signatures name, or `malformed` past
+/// [`MAX_SIGNATURES`].
+fn signature_keyids(envelope: &Envelope) -> Result<Vec<String>, HttpError> {
     if envelope.signatures.len() > MAX_SIGNATURES {
         return Err(HttpError::new(
             StatusCode::BAD_REQUEST,
@@ -218,53 +425,56 @@ async fn find_node(state: &AppState, envelope: &Envelope) -> Result<NodeRecord, 
             ),
         ));
     }
-    let wanted = keyids.clone();
-    let found = blocking(state, move |store| {
-        for k in &wanted {
-            if let Some(node) = store.node_by_key(k)? {
-                return Ok(Some(node));
-            }
+    let mut keyids: Vec<String> = Vec::new();
+    for s in &envelope.signatures {
+        if !s.keyid.is_empty() && !keyids.contains(&s.keyid) {
+            keyids.push(s.keyid.clone());
         }
-        Ok(None)
-    })
-    .await?;
-    found.ok_or_else(|| {
-        HttpError::new(
-            StatusCode::UNAUTHORIZED,
-            "unknown_key",
-            format!(
-                "no signature is by an enrolled key (keyids: {}): enrol the node with \
-                 `nodeproof-agent enroll`; after a key rotation, sign with the new key",
-                if keyids.is_empty() {
-                    "none given".to_string()
-                } else {
-                    keyids.join(", ")
-                }
-            ),
-        )
-    })
+    }
+    Ok(keyids)
+}
+
+/// The node whose key signed the envelope, by the keyids its signatures name. Keyids are
+/// unauthenticated hints: this only picks the key that the signature must then verify with.
+fn find_node(store: &dyn Store, keyids: &[String]) -> Result<NodeKey, HttpError> {
+    for k in keyids {
+        if let Some(node) = store.node_key(k).map_err(HttpError::from)? {
+            return Ok(node);
+        }
+    }
+    Err(HttpError::new(
+        StatusCode::UNAUTHORIZED,
+        "unknown_key",
+        format!(
+            "no signature is by an enrolled key (keyids: {}): enrol the node with \
+             `nodeproof-agent enroll`; after a key rotation, sign with the new key",
+            if keyids.is_empty() {
+                "none given".to_string()
+            } else {
+                keyids.join(", ")
+            }
+        ),
+    ))
 }
 
 /// Refuses reports from nodes that are not (or no longer) approved.
-pub fn require_approved(node: &NodeRecord) -> Result<(), HttpError> {
-    match node.status {
+pub fn require_approved(name: &str, status: NodeStatus) -> Result<(), HttpError> {
+    match status {
         NodeStatus::Approved => Ok(()),
         NodeStatus::Pending => Err(HttpError::new(
             StatusCode::FORBIDDEN,
             "node_pending",
             format!(
-                "node {:?} is enrolled but not approved yet: an operator runs \
-                 `nodeproof-collector nodes approve {}`, or enrol with a bootstrap token",
-                node.name, node.name
+                "node {name:?} is enrolled but not approved yet: an operator runs \
+                 `nodeproof-collector nodes approve {name}`, or enrol with a bootstrap token",
             ),
         )),
         NodeStatus::Revoked => Err(HttpError::new(
             StatusCode::FORBIDDEN,
             "node_revoked",
             format!(
-                "node {:?} was revoked: its reports are no longer accepted; an operator \
+                "node {name:?} was revoked: its reports are no longer accepted; an operator \
                  must enrol the machine again under a new name",
-                node.name
             ),
         )),
     }
@@ -316,6 +526,7 @@ enum Pending {
     Duplicate(ReportAccepted),
     Rejected(Rejection, Option<ChainEvent>),
     Failed(HttpError),
+    Stale(Vec<u8>),
 }
 
 impl Writer {
@@ -395,18 +606,39 @@ impl Writer {
         let mut touched: HashSet<String> = HashSet::new();
         let mut decided: Vec<(oneshot::Sender<Reply>, String, Pending)> = Vec::new();
 
-        for job in jobs {
-            let answer = self.decide_one(&job, now, &mut pending_digests);
+        let confirmed = self.confirm_cached(&jobs);
+        for (job, confirmed) in jobs.into_iter().zip(confirmed) {
+            let Job {
+                node,
+                key_id,
+                cached: _,
+                claim,
+                digest,
+                envelope,
+                reply,
+            } = job;
+            match confirmed {
+                Ok(true) => {}
+                Ok(false) => {
+                    decided.push((reply, node, Pending::Stale(envelope)));
+                    continue;
+                }
+                Err(e) => {
+                    decided.push((reply, node, Pending::Failed(e)));
+                    continue;
+                }
+            }
+            let answer = self.decide_one(&node, &key_id, *claim, digest, now, &mut pending_digests);
             let answer = match answer {
                 (Pending::Created(a), Some(mut accepted)) => {
-                    accepted.envelope = job.envelope;
-                    touched.insert(job.node.clone());
+                    accepted.envelope = envelope;
+                    touched.insert(node.clone());
                     batch.push(accepted);
                     Pending::Created(a)
                 }
                 (answer, _) => answer,
             };
-            decided.push((job.reply, job.node, answer));
+            decided.push((reply, node, answer));
         }
 
         // Nodes whose statements could not be committed, with the answer for all of their
@@ -449,6 +681,7 @@ impl Writer {
             .into_iter()
             .map(|(reply, node, answer)| {
                 let answer = match (failed.get(&node), answer) {
+                    (_, Pending::Stale(envelope)) => Reply::Stale(envelope),
                     (Some(e), _) => Reply::Failed(e.clone()),
                     (None, Pending::Created(a)) => Reply::Created(a),
                     (None, Pending::Duplicate(a)) => Reply::Duplicate(a),
@@ -468,28 +701,70 @@ impl Writer {
             .collect()
     }
 
+    /// For each job: whether it may be decided. A job checked with a key from the
+    /// [`KeyCache`] may only when the store still has that key as its node's current key
+    /// and the node approved; the others are sent back (`Ok(false)`) to be checked from the
+    /// store. Every such job is confirmed in one read.
+    fn confirm_cached(&self, jobs: &[Job]) -> Vec<Result<bool, HttpError>> {
+        let keys: Vec<&str> = jobs
+            .iter()
+            .filter(|j| j.cached)
+            .map(|j| j.key_id.as_str())
+            .collect();
+        if keys.is_empty() {
+            return vec![Ok(true); jobs.len()];
+        }
+        match self.store.node_keys(&keys) {
+            Ok(current) => {
+                let mut current = current.into_iter();
+                jobs.iter()
+                    .map(|j| {
+                        if !j.cached {
+                            return Ok(true);
+                        }
+                        Ok(current.next().flatten().is_some_and(|n| {
+                            n.name == j.node
+                                && n.key_id == j.key_id
+                                && n.status == NodeStatus::Approved
+                        }))
+                    })
+                    .collect()
+            }
+            Err(e) => {
+                let e = HttpError::from(e);
+                jobs.iter()
+                    .map(|j| if j.cached { Err(e.clone()) } else { Ok(true) })
+                    .collect()
+            }
+        }
+    }
+
     /// One job against its node's chain. A new statement comes back with its `Accepted`
     /// (envelope not yet attached) and the node's in-memory chain already moved past it.
     fn decide_one(
         &mut self,
-        job: &Job,
+        name: &str,
+        key_id: &str,
+        claim: Claim,
+        digest: String,
         now: i64,
         pending_digests: &mut HashSet<String>,
     ) -> (Pending, Option<Accepted>) {
         let store = Arc::clone(&self.store);
         let policy = self.policy;
-        let node = match self.chain(&job.node) {
+        let node = match self.chain(name) {
             Ok(n) => n,
             Err(e) => return (Pending::Failed(e), None),
         };
         // A rotation since the handler's lookup changes the key, not the chain.
-        node.key_id.clone_from(&job.key_id);
+        node.key_id.clear();
+        node.key_id.push_str(key_id);
 
-        let already_stored = if needs_stored_check(node, &job.statement, &job.digest) {
-            if pending_digests.contains(&job.digest) {
+        let already_stored = if link_needs_stored_check(node, claim.link.as_ref(), &digest) {
+            if pending_digests.contains(&digest) {
                 true
             } else {
-                match store.has_digest(&job.digest) {
+                match store.has_digest(&digest) {
                     Ok(stored) => stored,
                     Err(e) => return (Pending::Failed(HttpError::store(&e)), None),
                 }
@@ -498,39 +773,36 @@ impl Writer {
             false
         };
 
-        let answer = |sequence: u64, duplicate: bool| ReportAccepted {
-            node: job.node.clone(),
-            sequence,
-            digest: job.digest.clone(),
-            duplicate,
-        };
-        match decide(
-            node,
-            &job.statement,
-            &job.digest,
-            now,
-            &policy,
-            already_stored,
-        ) {
+        let got_sequence = claim.link.as_ref().map_or(0, |l| l.sequence);
+        match decide_claim(node, claim, &digest, now, &policy, already_stored) {
             Ok(Outcome::New(accepted)) => {
                 advance(node, &accepted);
-                pending_digests.insert(job.digest.clone());
-                (
-                    Pending::Created(answer(accepted.sequence, false)),
-                    Some(*accepted),
-                )
+                let answer = ReportAccepted {
+                    node: name.to_string(),
+                    sequence: accepted.sequence,
+                    digest: accepted.digest.clone(),
+                    duplicate: false,
+                };
+                pending_digests.insert(digest);
+                (Pending::Created(answer), Some(*accepted))
             }
-            Ok(Outcome::Duplicate { sequence }) => {
-                (Pending::Duplicate(answer(sequence, true)), None)
-            }
+            Ok(Outcome::Duplicate { sequence }) => (
+                Pending::Duplicate(ReportAccepted {
+                    node: name.to_string(),
+                    sequence,
+                    digest,
+                    duplicate: true,
+                }),
+                None,
+            ),
             Err(rejection) => {
                 let event = rejection.is_chain_break().then(|| ChainEvent {
-                    node: job.node.clone(),
+                    node: name.to_string(),
                     kind: rejection.code.to_string(),
                     at: now,
                     expected_sequence: node.last_sequence.saturating_add(1),
-                    got_sequence: job.statement.link().map_or(0, |l| l.sequence),
-                    digest: job.digest.clone(),
+                    got_sequence,
+                    digest,
                     detail: rejection.message.clone(),
                 });
                 (Pending::Rejected(rejection, event), None)

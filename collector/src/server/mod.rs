@@ -99,6 +99,7 @@ pub struct AppState {
     pub admin_token: Option<AdminToken>,
     pub stats: Arc<Stats>,
     writer: mpsc::Sender<ingest::Job>,
+    key_cache: Arc<ingest::KeyCache>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -145,6 +146,7 @@ pub async fn serve(
         admin_token: config.admin_token,
         stats,
         writer: jobs,
+        key_cache: Arc::default(),
     });
     let app = router(state);
 

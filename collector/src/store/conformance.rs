@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use nodeproof_proto::{Status, Summary};
 
 use super::{
-    Accepted, AcceptedKind, ChainEvent, CheckCounts, CheckState, NodeCounts, NodeRecord,
+    Accepted, AcceptedKind, ChainEvent, CheckCounts, CheckState, NodeCounts, NodeKey, NodeRecord,
     NodeStatus, Store, StoreError, StoreResult,
 };
 
@@ -410,6 +410,29 @@ pub fn enrolment(s: &dyn Store) {
         None,
         "unknown key"
     );
+    // The narrow lookups agree with node_by_key.
+    for key in [a.key_id.clone(), b.key_id.clone(), fake_hex("nobody's key")] {
+        assert_eq!(
+            ok(s.node_key(&key), "node_key"),
+            ok(s.node_by_key(&key), "node_by_key").map(NodeKey::from),
+            "node_key {key}"
+        );
+    }
+    assert_eq!(
+        ok(
+            s.node_keys(&[b.key_id.as_str(), "nobody", a.key_id.as_str()]),
+            "node_keys"
+        )
+        .into_iter()
+        .map(|k| k.map(|k| (k.name, k.status)))
+        .collect::<Vec<_>>(),
+        vec![
+            Some(("node-b".to_string(), NodeStatus::Revoked)),
+            None,
+            Some(("node-a".to_string(), NodeStatus::Approved)),
+        ],
+        "node_keys, in order"
+    );
     assert_eq!(ok(s.node("ghost"), "node"), None, "unknown node");
     assert_no_such_node(
         s.set_status("ghost", NodeStatus::Approved, 1),
@@ -569,6 +592,12 @@ pub fn key_rotation(s: &dyn Store) {
         ok(s.node_by_key(&old), "node_by_key"),
         None,
         "the old key no longer finds the node"
+    );
+    assert_eq!(ok(s.node_key(&old), "node_key"), None, "nor node_key");
+    assert_eq!(
+        ok(s.node_key(&new), "node_key").map(|k| (k.name, k.public_key)),
+        Some(("a".to_string(), new_pem.clone())),
+        "node_key follows the rotation"
     );
     let rec = ok(s.node_by_key(&new), "node_by_key")
         .unwrap_or_else(|| panic!("the new key finds the node"));

@@ -101,6 +101,28 @@ pub struct NodeRecord {
     pub failing: Vec<String>,
 }
 
+/// What a report's handler needs to know about a key before checking a signature with it:
+/// whose it is and whether that node may report. A [`NodeRecord`] without the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeKey {
+    pub name: String,
+    pub key_id: String,
+    /// SubjectPublicKeyInfo PEM.
+    pub public_key: String,
+    pub status: NodeStatus,
+}
+
+impl From<NodeRecord> for NodeKey {
+    fn from(n: NodeRecord) -> NodeKey {
+        NodeKey {
+            name: n.name,
+            key_id: n.key_id,
+            public_key: n.public_key,
+            status: n.status,
+        }
+    }
+}
+
 /// One check's verdict in a full report, as stored in the latest-state table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckState {
@@ -248,6 +270,16 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<NodeRecord>;
     fn node(&self, name: &str) -> StoreResult<Option<NodeRecord>>;
     fn node_by_key(&self, key_id: &str) -> StoreResult<Option<NodeRecord>>;
+    /// [`Store::node_by_key`] without the chain state, for the ingest path (a backend may
+    /// answer it with a narrower query).
+    fn node_key(&self, key_id: &str) -> StoreResult<Option<NodeKey>> {
+        Ok(self.node_by_key(key_id)?.map(NodeKey::from))
+    }
+    /// [`Store::node_key`] of each of `key_ids`, in order, read together (one snapshot):
+    /// the ingest writer confirms a batch's remembered keys with it.
+    fn node_keys(&self, key_ids: &[&str]) -> StoreResult<Vec<Option<NodeKey>>> {
+        key_ids.iter().map(|k| self.node_key(k)).collect()
+    }
     fn set_status(&self, name: &str, status: NodeStatus, now: i64) -> StoreResult<()>;
     /// Switches a node from `old_key_id` to a new key (Conflict if the current key is not
     /// `old_key_id` or the new key belongs to another node). Keys are never reused: one

@@ -34,7 +34,7 @@ use rusqlite::{
 
 use super::{
     Accepted, AcceptedKind, ChainEvent, CheckCounts, CheckState, DriftEvent, FleetSummary,
-    HistoryEntry, NodeCounts, NodeRecord, NodeStatus, Store, StoreError, StoreResult,
+    HistoryEntry, NodeCounts, NodeKey, NodeRecord, NodeStatus, Store, StoreError, StoreResult,
 };
 
 /// One schema change, embedded from `migrations/sqlite/NNNN_name.sql`.
@@ -526,6 +526,22 @@ fn node_named(conn: &Connection, name: &str) -> StoreResult<Option<NodeRecord>> 
     Ok(stmt.query_row([name], node_from_row).optional()?)
 }
 
+fn node_key_in(conn: &Connection, key_id: &str) -> StoreResult<Option<NodeKey>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT name, key_id, public_key, status FROM nodes WHERE key_id = ?1")?;
+    Ok(stmt
+        .query_row([key_id], |r| {
+            let status: String = r.get(3)?;
+            Ok(NodeKey {
+                name: r.get(0)?,
+                key_id: r.get(1)?,
+                public_key: r.get(2)?,
+                status: node_status(&status).ok_or_else(|| bad_value(3, "node status", &status))?,
+            })
+        })
+        .optional()?)
+}
+
 fn node_exists(conn: &Connection, name: &str) -> StoreResult<bool> {
     let mut stmt = conn.prepare_cached("SELECT 1 FROM nodes WHERE name = ?1")?;
     Ok(stmt.exists([name])?)
@@ -931,15 +947,73 @@ fn update_checks(
     checks: &[CheckState],
     deltas: &mut Deltas,
 ) -> StoreResult<()> {
-    let mut old: HashMap<String, (String, bool, Status)> = HashMap::new();
+    // The new checks by CIS number, to match the stored rows against without copying them.
+    let mut by_cis: Vec<(&str, usize)> = checks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.cis.as_str(), i))
+        .collect();
+    by_cis.sort_unstable();
+    if by_cis.windows(2).any(|w| w[0].0 == w[1].0) {
+        // Name the first repeated check in the report's order.
+        let mut seen = HashSet::new();
+        let twice = checks
+            .iter()
+            .find(|c| !seen.insert(c.cis.as_str()))
+            .map_or("", |c| c.cis.as_str());
+        return Err(StoreError::Conflict(format!(
+            "report {} lists check {twice} twice; nothing committed",
+            a.digest
+        )));
+    }
+
+    /// What a stored row of this node says, next to the new check with its CIS number.
+    enum Stored {
+        /// Same status and labels: nothing to write.
+        Same,
+        Relabel,
+        Changed {
+            id: String,
+            from: Status,
+        },
+    }
+    // Per new check: `None` when the node has no row for it yet.
+    let mut stored: Vec<Option<Stored>> = (0..checks.len()).map(|_| None).collect();
+    // Rows whose check the new report no longer has (another agent version).
+    let mut gone: Vec<(String, String, Status)> = Vec::new();
     {
         let mut stmt =
             tx.prepare_cached("SELECT cis, id, scored, status FROM node_checks WHERE node = ?1")?;
         let mut rows = stmt.query([&a.node])?;
         while let Some(row) = rows.next()? {
-            old.insert(row.get(0)?, (row.get(1)?, row.get(2)?, get_status(row, 3)?));
+            let cis = row.get_ref(0)?.as_str().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e))
+            })?;
+            let status = get_status(row, 3)?;
+            match by_cis.binary_search_by(|(k, _)| (*k).cmp(cis)) {
+                Ok(pos) => {
+                    let i = by_cis[pos].1;
+                    let c = &checks[i];
+                    let id = row.get_ref(1)?.as_str().map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(1, Type::Text, Box::new(e))
+                    })?;
+                    let scored: bool = row.get(2)?;
+                    stored[i] = Some(if status != c.status {
+                        Stored::Changed {
+                            id: id.to_owned(),
+                            from: status,
+                        }
+                    } else if id != c.id || scored != c.scored {
+                        Stored::Relabel
+                    } else {
+                        Stored::Same
+                    });
+                }
+                Err(_) => gone.push((cis.to_owned(), row.get(1)?, status)),
+            }
         }
     }
+
     let mut insert = tx.prepare_cached(
         "INSERT INTO node_checks (node, cis, id, scored, status, since_at, digest)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -955,16 +1029,10 @@ fn update_checks(
         "INSERT INTO drift (node, cis, from_status, to_status, at, digest)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
-    let mut seen = HashSet::new();
-    for c in checks {
-        if !seen.insert(c.cis.as_str()) {
-            return Err(StoreError::Conflict(format!(
-                "report {} lists check {} twice; nothing committed",
-                a.digest, c.cis
-            )));
-        }
+    // In the report's order, so drift events are recorded in it.
+    for (c, stored) in checks.iter().zip(stored) {
         let to = c.status.as_str();
-        match old.remove(&c.cis) {
+        match stored {
             None => {
                 insert.execute(params![
                     a.node,
@@ -985,7 +1053,7 @@ fn update_checks(
                 ])?;
                 deltas.add(&c.cis, &c.id, c.status, 1);
             }
-            Some((id, _, from)) if from != c.status => {
+            Some(Stored::Changed { id, from }) => {
                 change.execute(params![
                     a.node,
                     c.cis,
@@ -1006,17 +1074,16 @@ fn update_checks(
                 deltas.add(&c.cis, &id, from, -1);
                 deltas.add(&c.cis, &c.id, c.status, 1);
             }
-            Some((id, scored, _)) => {
-                if id != c.id || scored != c.scored {
-                    relabel.execute(params![a.node, c.cis, c.id, c.scored])?;
-                    deltas.add(&c.cis, &c.id, c.status, 0);
-                }
+            Some(Stored::Relabel) => {
+                relabel.execute(params![a.node, c.cis, c.id, c.scored])?;
+                deltas.add(&c.cis, &c.id, c.status, 0);
             }
+            Some(Stored::Same) => {}
         }
     }
     // Checks the new report no longer has (another agent version) leave the latest state.
     let mut remove = tx.prepare_cached("DELETE FROM node_checks WHERE node = ?1 AND cis = ?2")?;
-    for (cis, (id, _, status)) in old {
+    for (cis, id, status) in gone {
         remove.execute(params![a.node, cis])?;
         deltas.add(&cis, &id, status, -1);
     }
@@ -1075,6 +1142,23 @@ impl Store for SqliteStore {
         self.read(|c| {
             let mut stmt = c.prepare_cached(select_node!("WHERE key_id = ?1"))?;
             Ok(stmt.query_row([key_id], node_from_row).optional()?)
+        })
+    }
+
+    fn node_key(&self, key_id: &str) -> StoreResult<Option<NodeKey>> {
+        self.read(|c| node_key_in(c, key_id))
+    }
+
+    fn node_keys(&self, key_ids: &[&str]) -> StoreResult<Vec<Option<NodeKey>>> {
+        self.read(|c| {
+            // One snapshot, and the pages a commit changed are read again only once.
+            let tx = c.unchecked_transaction()?;
+            let keys = key_ids
+                .iter()
+                .map(|k| node_key_in(&tx, k))
+                .collect::<StoreResult<_>>()?;
+            tx.commit()?;
+            Ok(keys)
         })
     }
 
