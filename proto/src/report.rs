@@ -259,9 +259,14 @@ pub struct Summary {
 
 impl Summary {
     pub fn of(checks: &[CheckResult]) -> Summary {
+        Summary::count(checks.iter().map(|c| c.status))
+    }
+
+    /// Counts verdicts, wherever they are held.
+    pub fn count(statuses: impl IntoIterator<Item = Status>) -> Summary {
         let mut s = Summary::default();
-        for c in checks {
-            match c.status {
+        for status in statuses {
+            match status {
                 Status::Pass => s.pass += 1,
                 Status::Fail => s.fail += 1,
                 Status::Warn => s.warn += 1,

@@ -86,19 +86,6 @@ pub fn unscored(cis: &str, status: Status) -> CheckState {
     }
 }
 
-fn summary_of(checks: &[CheckState]) -> Summary {
-    let mut s = Summary::default();
-    for c in checks {
-        match c.status {
-            Status::Pass => s.pass += 1,
-            Status::Fail => s.fail += 1,
-            Status::Warn => s.warn += 1,
-            Status::Error => s.error += 1,
-        }
-    }
-    s
-}
-
 /// A node's side of the chain: builds the statements an agent would send, in order.
 #[derive(Debug, Clone)]
 pub struct Agent {
@@ -167,7 +154,7 @@ impl Agent {
     /// The next statement: a full report of `checks`, scanned and received at `at`.
     pub fn full(&mut self, at: i64, checks: Vec<CheckState>) -> Accepted {
         let posture = fake_hex(&format!("{checks:?}"));
-        let summary = summary_of(&checks);
+        let summary = Summary::count(checks.iter().map(|c| c.status));
         let a = self.next(
             at,
             AcceptedKind::Full {
