@@ -84,6 +84,14 @@ pub struct DropInDir {
     pub files: Result<Vec<FileInput>, String>,
 }
 
+/// Whether the kubelet applies the file at `path` (found under `--config-dir`) as a
+/// drop-in: `filepath.Ext(name) == ".conf"`.
+pub fn is_dropin(path: &str) -> bool {
+    path.rsplit('/')
+        .next()
+        .is_some_and(|n| n.ends_with(".conf"))
+}
+
 /// A setting nodeproof computes, with its defaults.
 struct Tracked {
     path: &'static str,
@@ -753,15 +761,7 @@ fn apply_dropins(eff: &mut Effective, dir: &DropInDir, rules: MergeRules) -> Res
             dir.dir
         )
     })?;
-    let confs: Vec<&FileInput> = files
-        .iter()
-        .filter(|f| {
-            f.path
-                .rsplit('/')
-                .next()
-                .is_some_and(|n| n.ends_with(".conf"))
-        })
-        .collect();
+    let confs: Vec<&FileInput> = files.iter().filter(|f| is_dropin(&f.path)).collect();
     if confs.is_empty() {
         return Ok(());
     }

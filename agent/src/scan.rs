@@ -69,7 +69,7 @@ pub fn collect(opts: &ScanOptions) -> Result<Snapshot, ScanError> {
             files: listed.map(|paths| {
                 paths
                     .into_iter()
-                    .filter(|p| p.rsplit('/').next().is_some_and(|n| n.ends_with(".conf")))
+                    .filter(|p| effective::is_dropin(p))
                     .map(|p| read_text(&kp, &p, &mut files))
                     .collect()
             }),

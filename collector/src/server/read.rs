@@ -107,6 +107,11 @@ pub fn is_stale(node: &NodeRecord, now: i64) -> bool {
 }
 
 impl NodeView {
+    /// The views of `nodes` at Unix time `now`, in order.
+    fn all(nodes: &[NodeRecord], now: i64) -> Vec<NodeView> {
+        nodes.iter().map(|n| NodeView::of(n, now)).collect()
+    }
+
     pub fn of(node: &NodeRecord, now: i64) -> NodeView {
         NodeView {
             name: node.name.clone(),
@@ -193,11 +198,7 @@ pub async fn get_nodes(State(state): State<Arc<AppState>>, headers: HeaderMap) -
         async {
             guard(&state, &headers)?;
             let nodes = blocking(&state, |s| Ok(s.list_nodes()?)).await?;
-            let now = now_unix();
-            Ok(nodes
-                .iter()
-                .map(|n| NodeView::of(n, now))
-                .collect::<Vec<_>>())
+            Ok(NodeView::all(&nodes, now_unix()))
         }
         .await,
     )
@@ -310,11 +311,7 @@ pub async fn get_failing(
         async {
             guard(&state, &headers)?;
             let nodes = blocking(&state, move |s| Ok(s.failing(&cis)?)).await?;
-            let now = now_unix();
-            Ok(nodes
-                .iter()
-                .map(|n| NodeView::of(n, now))
-                .collect::<Vec<_>>())
+            Ok(NodeView::all(&nodes, now_unix()))
         }
         .await,
     )
