@@ -4,6 +4,11 @@
 //! may. The last line reads `ingest: X reports/s, verify-only: Y reports/s, ratio: Z`.
 //! Run it through `scripts/bench-ingest` (docs/benchmarks.md).
 //!
+//! Verify-only is the best of three passes over every envelope (the machines are shared and
+//! noisy; the best pass is the highest bar for the ratio). `--http-floor` also sends the
+//! same requests to a server in this process that only reads each body and answers 201:
+//! what HTTP and the client cost with no verification and no storage at all.
+//!
 //! The reports are real: the agent library scans the bundled sample node through a fake
 //! /proc once, and every simulated node sends that report (about 19 KB signed) with its own
 //! chain links, signed with its own key. Signing happens before the clock starts, and so
@@ -31,6 +36,7 @@ struct Args {
     reports: usize,
     concurrency: usize,
     collector: PathBuf,
+    http_floor: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -40,6 +46,7 @@ fn parse_args() -> Result<Args> {
         reports: 25,
         concurrency: 64,
         collector: PathBuf::from("target/release/nodeproof-collector"),
+        http_floor: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -50,9 +57,10 @@ fn parse_args() -> Result<Args> {
             "--reports" => args.reports = val()?.parse()?,
             "--concurrency" => args.concurrency = val()?.parse()?,
             "--collector" => args.collector = PathBuf::from(val()?),
+            "--http-floor" => args.http_floor = true,
             other => bail!(
                 "unknown argument {other}; usage: bench_ingest [--db URL] [--nodes N] \
-                 [--reports N] [--concurrency N] [--collector PATH]"
+                 [--reports N] [--concurrency N] [--collector PATH] [--http-floor]"
             ),
         }
     }
@@ -165,6 +173,68 @@ fn main() -> Result<()> {
             })
             .collect(),
     );
+    let ingest_secs = send_all(&addr, &requests, args.concurrency)?;
+    stop(&mut child);
+
+    // Every acknowledged report is committed.
+    let store = store::open(&db)?;
+    let mut missing = 0;
+    for (_, envelopes) in &nodes {
+        for env in envelopes {
+            if !store.has_digest(&sha256_hex(env))? {
+                missing += 1;
+            }
+        }
+    }
+    if missing > 0 {
+        bail!("{missing} acknowledged reports are missing from the store");
+    }
+
+    // Verify-only, on every core: the best of three passes.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut verify_secs = f64::INFINITY;
+    for _ in 0..3 {
+        let verify_started = Instant::now();
+        std::thread::scope(|s| {
+            for chunk in nodes.chunks(nodes.len().div_ceil(cores)) {
+                s.spawn(move || {
+                    for (key, envelopes) in chunk {
+                        let vk = key.verifying_key();
+                        for env in envelopes {
+                            assert!(verify(env, &vk).is_ok(), "bench envelope failed to verify");
+                        }
+                    }
+                });
+            }
+        });
+        verify_secs = verify_secs.min(verify_started.elapsed().as_secs_f64());
+    }
+
+    if args.http_floor {
+        let floor_secs = http_floor(&requests, args.concurrency)?;
+        eprintln!(
+            "http floor (same requests, a server that only reads them): {:.0} reports/s",
+            total as f64 / floor_secs
+        );
+    }
+
+    let ingest_rate = total as f64 / ingest_secs;
+    let verify_rate = total as f64 / verify_secs;
+    eprintln!(
+        "{} nodes x {} reports ({} bytes each), {} concurrent senders, {cores} cores, db {db}",
+        args.nodes, args.reports, size, args.concurrency
+    );
+    eprintln!("all {total} acknowledged reports are in the store");
+    println!(
+        "ingest: {ingest_rate:.0} reports/s, verify-only: {verify_rate:.0} reports/s, ratio: {:.2}",
+        ingest_rate / verify_rate
+    );
+    Ok(())
+}
+
+/// Sends every node's requests, in order per node, over `concurrency` keep-alive
+/// connections from one thread; every answer must be a 201. Returns the seconds taken.
+fn send_all(addr: &str, requests: &Arc<Vec<Vec<Vec<u8>>>>, concurrency: usize) -> Result<f64> {
     let next = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));
     // One thread is plenty for the senders, which mostly wait for answers.
@@ -174,10 +244,10 @@ fn main() -> Result<()> {
     let started = Instant::now();
     rt.block_on(async {
         let mut tasks = Vec::new();
-        for _ in 0..args.concurrency {
+        for _ in 0..concurrency {
             let (addr, requests, next, failures) = (
-                addr.clone(),
-                requests.clone(),
+                addr.to_string(),
+                Arc::clone(requests),
                 next.clone(),
                 failures.clone(),
             );
@@ -223,56 +293,40 @@ fn main() -> Result<()> {
         }
         anyhow::Ok(())
     })?;
-    let ingest_secs = started.elapsed().as_secs_f64();
-    stop(&mut child);
-
+    let secs = started.elapsed().as_secs_f64();
     let failed = failures.load(Ordering::Relaxed);
     if failed > 0 {
+        let total: usize = requests.iter().map(Vec::len).sum();
         bail!("{failed} of {total} reports were not accepted with 201");
     }
-    // Every acknowledged report is committed.
-    let store = store::open(&db)?;
-    let mut missing = 0;
-    for (_, envelopes) in &nodes {
-        for env in envelopes {
-            if !store.has_digest(&sha256_hex(env))? {
-                missing += 1;
-            }
-        }
-    }
-    if missing > 0 {
-        bail!("{missing} acknowledged reports are missing from the store");
-    }
+    Ok(secs)
+}
 
-    // Verify-only, on every core.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let verify_started = Instant::now();
-    std::thread::scope(|s| {
-        for chunk in nodes.chunks(nodes.len().div_ceil(cores)) {
-            s.spawn(move || {
-                for (key, envelopes) in chunk {
-                    let vk = key.verifying_key();
-                    for env in envelopes {
-                        assert!(verify(env, &vk).is_ok(), "bench envelope failed to verify");
-                    }
-                }
-            });
-        }
-    });
-    let verify_secs = verify_started.elapsed().as_secs_f64();
-
-    let ingest_rate = total as f64 / ingest_secs;
-    let verify_rate = total as f64 / verify_secs;
-    eprintln!(
-        "{} nodes x {} reports ({} bytes each), {} concurrent senders, {cores} cores, db {db}",
-        args.nodes, args.reports, size, args.concurrency
+/// The same requests against a server in this process that reads each body whole and
+/// answers 201 with a small JSON body, on as many threads as there are cores: what HTTP and
+/// this client cost by themselves.
+fn http_floor(requests: &Arc<Vec<Vec<Vec<u8>>>>, concurrency: usize) -> Result<f64> {
+    use axum::routing::post;
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let listener = server.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?.to_string();
+    let app = axum::Router::new().route(
+        "/v1/reports",
+        post(|body: axum::body::Bytes| async move {
+            let answer = format!(
+                "{{\"node\":\"bench\",\"sequence\":1,\"digest\":\"{}\",\"duplicate\":false}}",
+                body.len()
+            );
+            (axum::http::StatusCode::CREATED, answer)
+        }),
     );
-    eprintln!("all {total} acknowledged reports are in the store");
-    println!(
-        "ingest: {ingest_rate:.0} reports/s, verify-only: {verify_rate:.0} reports/s, ratio: {:.2}",
-        ingest_rate / verify_rate
-    );
-    Ok(())
+    server.spawn(async move { axum::serve(listener, app).await });
+    // The paths and hosts in the prepared requests do not matter to this server.
+    let secs = send_all(&addr, requests, concurrency)?;
+    server.shutdown_background();
+    Ok(secs)
 }
 
 /// A whole HTTP/1.1 POST of a JSON body.

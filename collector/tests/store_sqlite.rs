@@ -3,9 +3,10 @@
 //! durability settings, and reports that survive the process being killed.
 
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use nodeproof_collector::store::conformance::{self, check, Agent};
-use nodeproof_collector::store::sqlite::SqliteStore;
+use nodeproof_collector::store::sqlite::{CheckpointOptions, SqliteStore};
 use nodeproof_collector::store::{self, Store, StoreError};
 use nodeproof_proto::Status;
 use tempfile::TempDir;
@@ -279,6 +280,11 @@ fn the_file_is_wal_with_synchronous_full() {
     );
     assert!(settings.foreign_keys, "foreign keys on");
     assert!(settings.busy_timeout_ms > 0, "a busy timeout is set");
+    assert_eq!(
+        settings.wal_autocheckpoint,
+        i64::from(CheckpointOptions::default().writer_after_pages),
+        "the writer checkpoints itself only as a safety net"
+    );
 
     let mut a = Agent::new("a");
     a.enroll(&s, true, 0);
@@ -368,3 +374,108 @@ fn verify_counters_notices_counters_out_of_step() {
 
 // kill -9 durability is tested end to end against the real collector binary, with
 // agents sending (tests/tests/fleet.rs).
+
+/// Commits `rounds` batches of one full report per agent, each with an envelope of
+/// `envelope_bytes`, and returns the bytes of envelopes committed.
+fn commit_big_reports(
+    s: &dyn Store,
+    agents: &mut [Agent],
+    rounds: i64,
+    envelope_bytes: usize,
+) -> u64 {
+    let mut total = 0;
+    for round in 0..rounds {
+        let batch: Vec<_> = agents
+            .iter_mut()
+            .map(|a| {
+                let mut accepted = a.full(100 + round, vec![check("4.2.1", Status::Pass)]);
+                accepted.envelope = vec![b'e'; envelope_bytes];
+                total += envelope_bytes as u64;
+                accepted
+            })
+            .collect();
+        s.commit(&batch).expect("commit");
+    }
+    total
+}
+
+fn agents(n: usize) -> Vec<Agent> {
+    (0..n).map(|i| Agent::new(&format!("node-{i}"))).collect()
+}
+
+/// The background thread, not the writer, moves committed pages into the database file.
+#[test]
+fn the_log_is_checkpointed_by_the_background_thread() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bg.db");
+    let store = SqliteStore::open_with(
+        &path,
+        CheckpointOptions {
+            background_after_bytes: 1 << 20,
+            // The writer never checkpoints by itself here.
+            writer_after_pages: 0,
+        },
+    )
+    .expect("open");
+    assert_eq!(store.settings().expect("settings").wal_autocheckpoint, 0);
+    let mut agents = agents(4);
+    for a in &agents {
+        a.enroll(&store, true, 0);
+    }
+    let before = std::fs::metadata(&path).expect("db file").len();
+    let committed = commit_big_reports(&store, &mut agents, 40, 16 * 1024);
+    assert!(committed > 2 << 20, "enough to wake the checkpointer twice");
+    assert!(
+        store.wait_for_background_checkpoints(1, Duration::from_secs(60)),
+        "no background checkpoint after {committed} bytes were committed"
+    );
+    let after = std::fs::metadata(&path).expect("db file").len();
+    assert!(
+        after >= before + (1 << 20),
+        "the database file grew from {before} to {after} bytes only: the committed pages \
+         are still all in the log"
+    );
+    // Everything is readable, whoever copied it.
+    for a in &agents {
+        assert_eq!(store.history(&a.name, 1000).expect("history").len(), 40);
+    }
+    store.verify_counters().expect("counters");
+}
+
+/// With the background thread never woken, the writer's own checkpoints keep the log from
+/// growing past its threshold (plus the commit that crossed it).
+#[test]
+fn the_writer_bounds_the_log_when_the_background_thread_falls_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("net.db");
+    let store = SqliteStore::open_with(
+        &path,
+        CheckpointOptions {
+            background_after_bytes: u64::MAX,
+            writer_after_pages: 256,
+        },
+    )
+    .expect("open");
+    let mut agents = agents(4);
+    for a in &agents {
+        a.enroll(&store, true, 0);
+    }
+    let committed = commit_big_reports(&store, &mut agents, 100, 16 * 1024);
+    let wal = std::fs::metadata(path.with_extension("db-wal"))
+        .expect("the log")
+        .len();
+    // 256 pages of 4 KiB, plus one commit of four 16 KiB reports and the pages they touch.
+    assert!(
+        wal <= 2 << 20,
+        "the log is {wal} bytes after {committed} bytes were committed: it must stay near \
+         256 pages"
+    );
+    assert_eq!(
+        store.background_checkpoints(),
+        0,
+        "the thread was never woken"
+    );
+    for a in &agents {
+        assert_eq!(store.history(&a.name, 1000).expect("history").len(), 100);
+    }
+}

@@ -14,6 +14,12 @@
 //!   nodes, as index ranges; never the history, never a scan of the fleet. A run of
 //!   unchanged notices is one `reports` row rewritten in place, so a quiet fleet does not
 //!   grow the file.
+//! - Checkpoints: WAL mode writes every page twice, once into the log at commit and once
+//!   into the database when the log is checkpointed. SQLite would checkpoint inside the
+//!   committing call every 1,000 pages, on the one writer that every report waits for; a
+//!   background thread with its own connection does it instead ([`Checkpointer`]), while
+//!   the writer goes on committing. The writer still checkpoints itself past
+//!   [`WRITER_CHECKPOINT_PAGES`], so the log stays bounded even if the thread cannot keep up.
 //! - Schema: plain `.sql` files in `migrations/sqlite/`, embedded in the binary, applied in
 //!   order inside one transaction at open and recorded in `schema_migrations`. A database
 //!   that a newer collector migrated further is refused rather than misread.
@@ -22,7 +28,9 @@ use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nodeproof_proto::{Status, Summary};
@@ -59,12 +67,19 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_IDLE_READERS: usize = 4;
 /// Enough for every statement `commit` uses, so none is re-prepared per report.
 const STATEMENT_CACHE: usize = 64;
+/// What a committed report adds to the log beyond its envelope: its row, index entries,
+/// the node's row and check states (an estimate, only for waking the checkpointer).
+const PAGES_PER_REPORT_BYTES: u64 = 4096;
 
 /// The SQLite store. Cheap to share: `Send + Sync`, internally locked.
 pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    checkpointer: Checkpointer,
+    /// Bytes committed since the checkpointer was last woken (estimated).
+    uncheckpointed: AtomicU64,
+    background_after_bytes: u64,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -72,6 +87,27 @@ impl fmt::Debug for SqliteStore {
         f.debug_struct("SqliteStore")
             .field("path", &self.path)
             .finish_non_exhaustive()
+    }
+}
+
+/// When the log is checkpointed. The defaults suit the collector; tests make them small.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointOptions {
+    /// The background [`Checkpointer`] is woken after about this many bytes were
+    /// committed. Default 4 MiB (SQLite's own default is 1,000 pages, 4 MiB).
+    pub background_after_bytes: u64,
+    /// The writer checkpoints inside its commit only when the log has grown past this
+    /// many pages: the safety net for a checkpointer that falls behind, so the log cannot
+    /// grow without bound. Default 16,384 pages (64 MiB); 0 turns it off.
+    pub writer_after_pages: u32,
+}
+
+impl Default for CheckpointOptions {
+    fn default() -> Self {
+        CheckpointOptions {
+            background_after_bytes: 4 << 20,
+            writer_after_pages: 16_384,
+        }
     }
 }
 
@@ -88,6 +124,11 @@ impl SqliteStore {
     /// date. The directory must exist: a typo in the path should fail loudly, not leave
     /// the evidence somewhere unexpected.
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        SqliteStore::open_with(path, CheckpointOptions::default())
+    }
+
+    /// [`SqliteStore::open`] with other checkpoint thresholds.
+    pub fn open_with(path: &Path, checkpoints: CheckpointOptions) -> StoreResult<SqliteStore> {
         let shown = path.display();
         if path.as_os_str().is_empty() {
             return Err(StoreError::Backend(
@@ -118,11 +159,39 @@ impl SqliteStore {
         configure(&writer, false)
             .map_err(|e| StoreError::Backend(format!("cannot use {shown} as a database: {e}")))?;
         migrate(&mut writer, path)?;
+        writer.pragma_update(None, "wal_autocheckpoint", checkpoints.writer_after_pages)?;
+        let checkpointer = Checkpointer::start(path)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            checkpointer,
+            uncheckpointed: AtomicU64::new(0),
+            background_after_bytes: checkpoints.background_after_bytes,
         })
+    }
+
+    /// Counts `bytes` as committed and wakes the checkpointer once enough have been.
+    fn committed(&self, bytes: u64) {
+        let total = self
+            .uncheckpointed
+            .fetch_add(bytes, AtomicOrdering::Relaxed)
+            .saturating_add(bytes);
+        if total >= self.background_after_bytes {
+            self.uncheckpointed.store(0, AtomicOrdering::Relaxed);
+            self.checkpointer.wake();
+        }
+    }
+
+    /// How many checkpoints the background thread has completed.
+    pub fn background_checkpoints(&self) -> u64 {
+        self.checkpointer.done()
+    }
+
+    /// Waits until the background thread has completed at least `n` checkpoints, for at
+    /// most `timeout`; returns whether it had.
+    pub fn wait_for_background_checkpoints(&self, n: u64, timeout: Duration) -> bool {
+        self.checkpointer.wait_done(n, timeout)
     }
 
     /// The database file.
@@ -261,6 +330,122 @@ impl SqliteStore {
     }
 }
 
+/// The thread that checkpoints the log in the background, with its own connection.
+/// Checkpoints are `PASSIVE`: they copy what no reader still needs and never wait for the
+/// writer or readers, so the writer is never held up by them. Stopped and joined on drop.
+struct Checkpointer {
+    shared: Arc<CheckpointShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct CheckpointShared {
+    state: Mutex<CheckpointState>,
+    /// Signalled when a checkpoint is wanted or the thread must stop.
+    wake: Condvar,
+    /// Signalled after each checkpoint.
+    finished: Condvar,
+}
+
+#[derive(Default)]
+struct CheckpointState {
+    wanted: bool,
+    stop: bool,
+    /// Checkpoints completed.
+    done: u64,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> StoreResult<Checkpointer> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let shared = Arc::new(CheckpointShared::default());
+        let theirs = Arc::clone(&shared);
+        let shown = path.display().to_string();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(&conn, &theirs, &shown))
+            .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Checkpointer {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CheckpointState> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wake(&self) {
+        self.lock().wanted = true;
+        self.shared.wake.notify_one();
+    }
+
+    fn done(&self) -> u64 {
+        self.lock().done
+    }
+
+    fn wait_done(&self, n: u64, timeout: Duration) -> bool {
+        let state = self.lock();
+        let (state, _) = self
+            .shared
+            .finished
+            .wait_timeout_while(state, timeout, |s| s.done < n)
+            .unwrap_or_else(PoisonError::into_inner);
+        state.done >= n
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.lock().stop = true;
+        self.shared.wake.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn checkpoint_loop(conn: &Connection, shared: &CheckpointShared, path: &str) {
+    loop {
+        {
+            let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+            while !state.wanted && !state.stop {
+                state = shared
+                    .wake
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            if state.stop {
+                return;
+            }
+            state.wanted = false;
+        }
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        }) {
+            Ok((log, copied)) => {
+                tracing::debug!(database = path, log, copied, "checkpoint");
+                shared
+                    .state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .done += 1;
+                shared.finished.notify_all();
+            }
+            // Nothing is lost: the pages stay in the log, and the writer checkpoints
+            // itself once the log is large.
+            Err(e) => tracing::warn!(database = path, error = %e, "background checkpoint failed"),
+        }
+    }
+}
+
 /// Connection settings that durability and integrity depend on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -270,6 +455,8 @@ pub struct Settings {
     pub synchronous: i64,
     pub foreign_keys: bool,
     pub busy_timeout_ms: i64,
+    /// Log pages past which the writer checkpoints inside its commit.
+    pub wal_autocheckpoint: i64,
 }
 
 fn settings_of(conn: &Connection) -> StoreResult<Settings> {
@@ -294,6 +481,7 @@ fn settings_of(conn: &Connection) -> StoreResult<Settings> {
         synchronous: int("synchronous")?,
         foreign_keys: int("foreign_keys")? == 1,
         busy_timeout_ms: int("busy_timeout")?,
+        wal_autocheckpoint: int("wal_autocheckpoint")?,
     })
 }
 
@@ -1240,6 +1428,13 @@ impl Store for SqliteStore {
         deltas.apply(&tx)?;
         // With synchronous=FULL the WAL is synced before this returns: durable.
         tx.commit()?;
+        drop(conn);
+        self.committed(
+            batch
+                .iter()
+                .map(|a| a.envelope.len() as u64 + PAGES_PER_REPORT_BYTES)
+                .sum(),
+        );
         Ok(())
     }
 
@@ -1502,6 +1697,11 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("t.db")).expect("open");
         let writer = store.settings().expect("settings");
         let reader = store.read(settings_of).expect("reader settings");
+        // Readers never write, so when they would checkpoint does not matter.
+        let reader = Settings {
+            wal_autocheckpoint: writer.wal_autocheckpoint,
+            ..reader
+        };
         assert_eq!(writer, reader);
         assert_eq!(
             (
