@@ -27,7 +27,13 @@ fn main() -> ExitCode {
 
 fn lay_out(node: &std::path::Path, out: &std::path::Path) -> std::io::Result<()> {
     let cmdline = std::fs::read_to_string(node.join("cmdline"))?;
-    let argv: Vec<&str> = cmdline.lines().filter(|l| !l.trim().is_empty()).collect();
+    // One argument per line, as the fixture nodes have it: an empty line is an empty argument
+    // (systemd passes `"${EMPTY}"` as one), so only the file's final newline is dropped.
+    let argv: Vec<&str> = cmdline
+        .strip_suffix('\n')
+        .unwrap_or(&cmdline)
+        .split('\n')
+        .collect();
     let root = std::fs::canonicalize(node.join("root"))?;
     let fake = FakeProc::new(&out.join("proc"))?;
     fake.node("worker-1", "6.1.0-28-amd64", 1_764_300_000)?;

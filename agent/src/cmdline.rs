@@ -454,6 +454,33 @@ mod tests {
         assert_eq!(mode.written, "--authorization-mode Webhook");
     }
 
+    /// systemd passes `--register-with-taints "${NODE_TAINTS}"` with an empty variable as
+    /// one empty argument (Bottlerocket); pflag takes it as the flag's value. An empty
+    /// argument where a flag is expected is a positional, as in pflag.
+    #[test]
+    fn an_empty_argument_is_a_value() {
+        let c = parse_cmdline(&args(&[
+            "--register-with-taints",
+            "",
+            "--pod-infra-container-image",
+            "localhost/kubernetes/pause:0.1.0",
+        ]));
+        assert!(problems(&c).is_empty(), "{:?}", c.warnings);
+        assert_eq!(
+            c.last("register-with-taints").map(|f| f.value.as_str()),
+            Some("")
+        );
+        assert_eq!(
+            c.last("pod-infra-container-image")
+                .map(|f| f.value.as_str()),
+            Some("localhost/kubernetes/pause:0.1.0")
+        );
+        let c = parse_cmdline(&args(&["--read-only-port=0", ""]));
+        let p = problems(&c);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].message.contains("stray argument \"\""), "{p:?}");
+    }
+
     #[test]
     fn bare_boolean_never_takes_the_next_token() {
         let c = parse_cmdline(&args(&["--anonymous-auth", "false", "--read-only-port=0"]));

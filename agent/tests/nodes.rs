@@ -28,6 +28,7 @@ const SCAN_TIME: &str = "2026-01-01T00:00:00Z";
 /// in step.
 const NODES: &[&str] = &[
     "aks-flags",
+    "bottlerocket",
     "eks-al2",
     "eks-al2023",
     "gce",
@@ -430,6 +431,41 @@ fn eks_al2_node() {
     );
     let report = n.scan_and_compare();
     assert_digests_match_root(&n, &report);
+}
+
+#[test]
+fn bottlerocket_node() {
+    let n = Node::new("bottlerocket");
+    n.init(
+        "systemd",
+        &["/sbin/init", "systemd.log_target=journal-or-kmsg"],
+    );
+    n.other(1030, "containerd", &["/usr/bin/containerd"]);
+    // Bottlerocket's settings API server: named apiserver, not Kubernetes'.
+    n.other(
+        905,
+        "apiserver",
+        &[
+            "/usr/bin/apiserver",
+            "--datastore-path",
+            "/var/lib/bottlerocket/datastore/current",
+            "--socket-gid",
+            "274",
+        ],
+    );
+    n.kubelet(1288);
+    let report = n.scan_and_compare();
+    assert_digests_match_root(&n, &report);
+    // The empty argument after --register-with-taints is that flag's value, so nothing on
+    // the command line is left over as a positional.
+    assert!(
+        report
+            .warnings
+            .iter()
+            .all(|w| !w.message.contains("stray argument")),
+        "the empty argument was lost: {:?}",
+        report.warnings
+    );
 }
 
 #[test]
