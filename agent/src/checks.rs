@@ -18,6 +18,7 @@
 //! Scored (Automated) checks pass or fail; Manual checks pass or warn: `Check::run` maps a
 //! judged "not met" to the status, so no judging function can make a scored check warn.
 
+use crate::kubeconfig::ClientAuth;
 use nodeproof_proto::{CheckResult, Remediation, Setting, Source, Status};
 use serde_json::Value;
 
@@ -497,16 +498,59 @@ fn rotate_certificates(eff: &Effective) -> Result<Verdict, String> {
     const PATH: &str = "rotateCertificates";
     let s = eff.lookup(PATH)?;
     let on = as_bool(s, PATH)?;
-    let note = if on {
-        ""
-    } else if s.source == Source::Default {
+    if on {
+        return Ok(Verdict::on(s, PATH, true, ""));
+    }
+    // CIS: "This recommendation only applies if you let kubelets get their certificates
+    // from the API server." A kubeconfig whose user presents no client certificate has
+    // nothing to rotate, unless --bootstrap-kubeconfig is set: then the kubelet replaces
+    // a kubeconfig without a certificate by a bootstrapped one that has a certificate
+    // (client-go's bootstrap.LoadClientConfig treats it as invalid).
+    let bootstrap = eff.settings.contains_key("--bootstrap-kubeconfig");
+    let kubeconfig = eff
+        .settings
+        .get("--kubeconfig")
+        .map_or("the kubeconfig", |k| {
+            k.value.as_str().unwrap_or("the kubeconfig")
+        });
+    if let (Some(Ok(ClientAuth::NoCertificate(how))), false) = (&eff.client_auth, bootstrap) {
+        return Ok(Verdict {
+            met: true,
+            actual: format!(
+                "{}; {kubeconfig} authenticates with {how}",
+                config_form(PATH, &s.value)
+            ),
+            source: Some(s.source),
+            origin: Some(format!("{} and {kubeconfig}", s.origin)),
+            note: format!(
+                "Not applicable: the kubelet authenticates to the API server with {how}, not \
+                 a client certificate, so there is no client certificate to rotate (CIS: the \
+                 recommendation applies only when kubelets get their certificates from the \
+                 API server). Credentials the plugin or token file provide are rotated outside \
+                 the kubelet."
+            ),
+        });
+    }
+    let mut note = if s.source == Source::Default {
         "rotateCertificates is set nowhere and defaults to false, so the kubelet's client \
          certificate is not renewed before it expires. CIS's literal audit (\"not set to \
          false\") and kube-bench pass an absent setting; nodeproof judges the effective value."
+            .to_string()
     } else {
-        "The kubelet's client certificate is not renewed before it expires."
+        "The kubelet's client certificate is not renewed before it expires.".to_string()
     };
-    Ok(Verdict::on(s, PATH, on, note))
+    match (&eff.client_auth, bootstrap) {
+        (Some(Err(e)), _) => note.push_str(&format!(
+            " Whether the kubelet uses a client certificate at all could not be read from \
+             its kubeconfig ({e}), so this is judged as if it did."
+        )),
+        (Some(Ok(ClientAuth::NoCertificate(_))), true) => note.push_str(
+            " The kubeconfig presents no client certificate, but --bootstrap-kubeconfig is \
+             set, so the kubelet bootstraps one and uses it.",
+        ),
+        _ => {}
+    }
+    Ok(Verdict::on(s, PATH, false, note))
 }
 
 fn rotate_server_certificate(eff: &Effective) -> Result<Verdict, String> {
@@ -1167,6 +1211,71 @@ mod tests {
             Status::Fail
         );
         assert_eq!(status(&unreadable(), id), Status::Error);
+    }
+
+    /// CIS 4.2.10 applies only to a kubelet that presents a client certificate: with an
+    /// exec plugin or a token there is nothing to rotate, unless --bootstrap-kubeconfig
+    /// makes the kubelet get one; an unreadable kubeconfig changes nothing.
+    #[test]
+    fn rotate_certificates_is_moot_without_a_client_certificate() {
+        let id = "kubelet-rotate-certificates";
+        let off = |auth: Option<Result<ClientAuth, String>>, bootstrap: bool| {
+            let mut e = compliant();
+            put(&mut e, "rotateCertificates", json!(false), Source::Default);
+            put(
+                &mut e,
+                "--kubeconfig",
+                json!("/var/lib/kubelet/kubeconfig"),
+                Source::Flag,
+            );
+            if bootstrap {
+                put(
+                    &mut e,
+                    "--bootstrap-kubeconfig",
+                    json!("/var/lib/kubelet/bootstrap-kubeconfig"),
+                    Source::Flag,
+                );
+            }
+            e.client_auth = auth;
+            result(&e, id)
+        };
+        let plugin = || {
+            Some(Ok(ClientAuth::NoCertificate(
+                "the exec credential plugin /usr/bin/aws-iam-authenticator".into(),
+            )))
+        };
+        let r = off(plugin(), false);
+        assert_eq!(r.status, Status::Pass, "{r:?}");
+        assert!(r.note.starts_with("Not applicable"), "{}", r.note);
+        assert!(
+            r.actual.contains("aws-iam-authenticator")
+                && r.actual.contains("rotateCertificates: false"),
+            "{}",
+            r.actual
+        );
+        let r = off(plugin(), true);
+        assert_eq!(
+            r.status,
+            Status::Fail,
+            "bootstrapping gets a certificate: {r:?}"
+        );
+        assert!(r.note.contains("--bootstrap-kubeconfig"), "{}", r.note);
+        assert_eq!(
+            off(Some(Ok(ClientAuth::Certificate)), false).status,
+            Status::Fail
+        );
+        let r = off(
+            Some(Err("cannot read /var/lib/kubelet/kubeconfig: gone".into())),
+            false,
+        );
+        assert_eq!(r.status, Status::Fail);
+        assert!(r.note.contains("could not be read"), "{}", r.note);
+        assert_eq!(off(None, false).status, Status::Fail);
+        // Rotation on needs no kubeconfig at all.
+        let mut e = compliant();
+        e.client_auth = plugin();
+        assert_eq!(status(&e, id), Status::Pass);
+        assert!(result(&e, id).note.is_empty());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! 4. with either, every config-backed flag is parsed again on top, so flags win; feature
 //!    gates merge per key with the command line winning.
 
+use crate::kubeconfig::ClientAuth;
 use std::collections::BTreeMap;
 
 use nodeproof_proto::{Setting, Source, Warning};
@@ -36,6 +37,10 @@ pub struct Effective {
     /// (the kubelet would refuse to start with it, so the file changed after it started, or
     /// we misread it). Values that do not come from a flag are then unknown.
     pub config_error: Option<String>,
+    /// What the kubelet's `--kubeconfig` authenticates with: `None` when no `--kubeconfig`
+    /// is given (or it was not read), otherwise the answer or why it is not known. Filled
+    /// in by the scan (`scan::assemble`), not by the computation.
+    pub client_auth: Option<Result<ClientAuth, String>>,
 }
 
 impl Effective {

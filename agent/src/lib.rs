@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod effective;
 pub mod fakeproc;
+pub mod kubeconfig;
 pub mod process;
 pub mod render;
 pub mod scan;

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::checks;
 use crate::cmdline::parse_cmdline;
 use crate::effective::{self, compute_for, DropInDir, Effective, FileInput};
+use crate::kubeconfig;
 use crate::process::{self, find_kubelet, kubelet_minor, ExeInfo, FindError, KubeletProcess};
 
 #[derive(Debug, Clone)]
@@ -41,6 +42,9 @@ pub struct Snapshot {
     pub argv: Vec<String>,
     pub config_file: Option<FileInput>,
     pub dropins: Option<DropInDir>,
+    /// The file `--kubeconfig` names, when given: what the kubelet authenticates to the API
+    /// server with decides whether CIS 4.2.10 applies.
+    pub kubeconfig: Option<FileInput>,
     pub exe: Result<ExeInfo, String>,
     /// The kubelet's version: read from its binary, or set by the caller
     /// (`--kubelet-version`) before `assemble`.
@@ -76,6 +80,10 @@ pub fn collect(opts: &ScanOptions) -> Result<Snapshot, ScanError> {
             dir,
         }
     });
+    let kubeconfig = cmd
+        .last("kubeconfig")
+        .filter(|f| !f.value.is_empty())
+        .map(|f| read_text(&kp, &kp.resolve(&f.value), &mut files));
     let exe = kp.exe_info().map_err(|e| e.to_string());
     if let Err(e) = &exe {
         warnings.push(Warning {
@@ -93,6 +101,7 @@ pub fn collect(opts: &ScanOptions) -> Result<Snapshot, ScanError> {
         argv: kp.argv.clone(),
         config_file,
         dropins,
+        kubeconfig,
         kubelet_version: opts
             .kubelet_version
             .clone()
@@ -125,12 +134,18 @@ fn read_text(kp: &KubeletProcess, path: &str, files: &mut Vec<FileDigest>) -> Fi
 pub fn assemble(snap: &Snapshot, scan_time: String) -> Report {
     let cmd = parse_cmdline(snap.argv.get(1..).unwrap_or_default());
     let minor = snap.kubelet_version.as_deref().and_then(kubelet_minor);
-    let eff = compute_for(
+    let mut eff = compute_for(
         &cmd,
         snap.config_file.as_ref(),
         snap.dropins.as_ref(),
         minor,
     );
+    eff.client_auth = snap.kubeconfig.as_ref().map(|k| {
+        k.content
+            .as_deref()
+            .map_err(|e| format!("cannot read {}: {e}", k.path))
+            .and_then(|text| kubeconfig::client_auth(text).map_err(|e| format!("{}: {e}", k.path)))
+    });
     let checks = checks::evaluate(&eff);
     report_from(snap, &eff, checks, scan_time)
 }
