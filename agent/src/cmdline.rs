@@ -59,7 +59,7 @@ const REFUSED: &str = "a kubelet refuses to start with this, so either this proc
                        the kubelet nodeproof thinks it is, or its version knows flags that \
                        nodeproof does not";
 
-/// Parses the kubelet's arguments (without argv[0]) the way pflag does with the kubelet's
+/// Parses the kubelet's arguments (without `argv[0]`) the way pflag does with the kubelet's
 /// flag set and its `_`-to-`-` normalisation.
 pub fn parse_cmdline(args: &[String]) -> CommandLine {
     let mut out = CommandLine::default();

@@ -68,19 +68,16 @@ pub fn client_auth(text: &str) -> Result<ClientAuth, String> {
     if set("client-certificate")? || set("client-certificate-data")? {
         return Ok(ClientAuth::Certificate);
     }
-    if set("exec")? {
-        let exec = entry(auth, "exec", &what)?.map(|e| as_map(e, &format!("{what}: exec")));
-        let command = match exec {
-            Some(Ok(exec)) => match entry(exec, "command", &format!("{what}: exec"))? {
-                Some(Node::Str(c)) if !c.is_empty() => c.clone(),
-                _ => return Err(format!("{what}: exec names no command")),
-            },
-            Some(Err(e)) => return Err(e),
-            None => return Err(format!("{what}: exec names no command")),
-        };
-        return Ok(ClientAuth::NoCertificate(format!(
-            "the exec credential plugin {command}"
-        )));
+    if let (true, Some(exec)) = (set("exec")?, entry(auth, "exec", &what)?) {
+        let exec_what = format!("{what}: exec");
+        match entry(as_map(exec, &exec_what)?, "command", &exec_what)? {
+            Some(Node::Str(command)) if !command.is_empty() => {
+                return Ok(ClientAuth::NoCertificate(format!(
+                    "the exec credential plugin {command}"
+                )))
+            }
+            _ => return Err(format!("{exec_what} names no command")),
+        }
     }
     if set("token")? {
         return Ok(ClientAuth::NoCertificate("a bearer token".to_string()));
@@ -265,7 +262,18 @@ users:
                     "    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: /usr/bin/aws-iam-authenticator\n      args:\n        - \"token\"\n        - \"-i\"\n        - \"my-cluster\"\n",
                     "    {}\n",
                 ),
-                "",
+                "user \"kubelet\" has no credentials",
+            ),
+            (
+                EKS.replace("      command: /usr/bin/aws-iam-authenticator\n", ""),
+                "exec names no command",
+            ),
+            (
+                EKS.replace(
+                    "    exec:\n      apiVersion",
+                    "    exec: aws-iam-authenticator\n    x:\n      apiVersion",
+                ),
+                "exec is a string, not an object",
             ),
             ("users: [\n".to_string(), "not valid YAML"),
             ("[]".to_string(), "not an object"),

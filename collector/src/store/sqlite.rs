@@ -17,9 +17,10 @@
 //! - Checkpoints: WAL mode writes every page twice, once into the log at commit and once
 //!   into the database when the log is checkpointed. SQLite would checkpoint inside the
 //!   committing call every 1,000 pages, on the one writer that every report waits for; a
-//!   background thread with its own connection does it instead ([`Checkpointer`]), while
+//!   background thread with its own connection does it instead (`Checkpointer`), while
 //!   the writer goes on committing. The writer still checkpoints itself past
-//!   [`WRITER_CHECKPOINT_PAGES`], so the log stays bounded even if the thread cannot keep up.
+//!   [`CheckpointOptions::writer_after_pages`], so the log stays bounded even if the thread
+//!   cannot keep up.
 //! - Schema: plain `.sql` files in `migrations/sqlite/`, embedded in the binary, applied in
 //!   order inside one transaction at open and recorded in `schema_migrations`. A database
 //!   that a newer collector migrated further is refused rather than misread.
@@ -93,7 +94,7 @@ impl fmt::Debug for SqliteStore {
 /// When the log is checkpointed. The defaults suit the collector; tests make them small.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointOptions {
-    /// The background [`Checkpointer`] is woken after about this many bytes were
+    /// The background checkpoint thread is woken after about this many bytes were
     /// committed. Default 4 MiB (SQLite's own default is 1,000 pages, 4 MiB).
     pub background_after_bytes: u64,
     /// The writer checkpoints inside its commit only when the log has grown past this
