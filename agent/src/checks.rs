@@ -18,11 +18,11 @@
 //! Scored (Automated) checks pass or fail; Manual checks pass or warn: `Check::run` maps a
 //! judged "not met" to the status, so no judging function can make a scored check warn.
 
-use crate::kubeconfig::ClientAuth;
 use nodeproof_proto::{CheckResult, Remediation, Setting, Source, Status};
 use serde_json::Value;
 
 use crate::effective::Effective;
+use crate::kubeconfig::ClientAuth;
 
 /// What a check's function concludes about one node, before the catalogue turns it into a
 /// `CheckResult`. `Err(reason)` from the function means the value cannot be known.

@@ -11,7 +11,6 @@
 //! 4. with either, every config-backed flag is parsed again on top, so flags win; feature
 //!    gates merge per key with the command line winning.
 
-use crate::kubeconfig::ClientAuth;
 use std::collections::BTreeMap;
 
 use nodeproof_proto::{Setting, Source, Warning};
@@ -20,6 +19,7 @@ use serde_json::Value;
 use crate::cmdline::{format_go_duration, parse_bool_map, parse_go_bool, parse_go_duration};
 use crate::cmdline::{parse_int_bits, parse_string_list, CommandLine};
 use crate::config::{self, check_type_meta, decode_config_file, typed, warn, ConfigError};
+use crate::kubeconfig::ClientAuth;
 use crate::schema::{self, Field, FlagKind, Kind, KUBELET_CONFIGURATION};
 use crate::yaml::{self, Node};
 
