@@ -141,9 +141,10 @@ pub fn assemble(snap: &Snapshot, scan_time: String) -> Report {
         minor,
     );
     eff.client_auth = snap.kubeconfig.as_ref().map(|k| {
+        // A read error already names the file (and how the kubelet's root was reached).
         k.content
             .as_deref()
-            .map_err(|e| format!("cannot read {}: {e}", k.path))
+            .map_err(String::clone)
             .and_then(|text| kubeconfig::client_auth(text).map_err(|e| format!("{}: {e}", k.path)))
     });
     let checks = checks::evaluate(&eff);

@@ -12,7 +12,8 @@ use nodeproof_collector::store::Store;
 use nodeproof_proto::Status;
 
 fn cpu_secs() -> f64 {
-    // utime + stime of this process, from /proc/self/stat (fields 14 and 15, in ticks).
+    // utime + stime of this process, from /proc/self/stat (fields 14 and 15), in clock
+    // ticks of USER_HZ, which Linux fixes at 100 for this interface.
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = after.split_whitespace().collect();

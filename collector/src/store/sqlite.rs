@@ -70,7 +70,7 @@ const MAX_IDLE_READERS: usize = 4;
 const STATEMENT_CACHE: usize = 64;
 /// What a committed report adds to the log beyond its envelope: its row, index entries,
 /// the node's row and check states (an estimate, only for waking the checkpointer).
-const PAGES_PER_REPORT_BYTES: u64 = 4096;
+const LOG_BYTES_PER_REPORT: u64 = 4096;
 
 /// The SQLite store. Cheap to share: `Send + Sync`, internally locked.
 pub struct SqliteStore {
@@ -1433,7 +1433,7 @@ impl Store for SqliteStore {
         self.committed(
             batch
                 .iter()
-                .map(|a| a.envelope.len() as u64 + PAGES_PER_REPORT_BYTES)
+                .map(|a| a.envelope.len() as u64 + LOG_BYTES_PER_REPORT)
                 .sum(),
         );
         Ok(())
