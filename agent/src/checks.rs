@@ -18,7 +18,7 @@
 //! Scored (Automated) checks pass or fail; Manual checks pass or warn: `Check::run` maps a
 //! judged "not met" to the status, so no judging function can make a scored check warn.
 
-use nodeproof_proto::{CheckResult, Remediation, Setting, Source, Status};
+use nodeproof_proto::{CheckResult, Remediation, Setting, Severity, Source, Status};
 use serde_json::Value;
 
 use crate::effective::Effective;
@@ -73,6 +73,13 @@ pub struct Check {
 }
 
 impl Check {
+    /// The check's severity, from the catalogue both the agent and the collector share.
+    pub fn severity(&self) -> Severity {
+        nodeproof_proto::check_meta(self.id)
+            .map(|m| m.severity)
+            .expect("every check is in proto's catalogue (tested)")
+    }
+
     /// Judges `eff` and builds the report's entry for this check.
     pub fn run(&self, eff: &Effective) -> CheckResult {
         let (status, actual, source, origin, note) = match (self.judge)(eff) {
@@ -91,6 +98,7 @@ impl Check {
             cis: self.cis.to_string(),
             title: self.title.to_string(),
             scored: self.scored,
+            severity: self.severity(),
             status,
             expected: self.expected.to_string(),
             actual,
@@ -901,6 +909,16 @@ mod tests {
 
     fn status(eff: &Effective, id: &str) -> Status {
         result(eff, id).status
+    }
+
+    #[test]
+    fn catalogue_matches_protos_catalogue() {
+        let ours: Vec<_> = CATALOGUE.iter().map(|c| (c.id, c.cis, c.scored)).collect();
+        let protos: Vec<_> = nodeproof_proto::CHECKS
+            .iter()
+            .map(|c| (c.id, c.cis, c.scored))
+            .collect();
+        assert_eq!(ours, protos);
     }
 
     #[test]

@@ -178,6 +178,7 @@ mod tests {
             cis: cis.to_string(),
             title: format!("Ensure test {cis}"),
             scored,
+            severity: nodeproof_proto::Severity::Medium,
             status,
             expected: "readOnlyPort: 0".to_string(),
             actual: "readOnlyPort: 10255".to_string(),
@@ -194,6 +195,7 @@ mod tests {
     fn report(checks: Vec<CheckResult>) -> Report {
         Report {
             schema: REPORT_SCHEMA.to_string(),
+            catalogue: nodeproof_proto::CATALOGUE_VERSION.to_string(),
             scan_time: "2025-01-02T03:04:05Z".to_string(),
             agent_version: "0.1.0".to_string(),
             node: NodeFacts {

@@ -176,6 +176,7 @@ fn report_from(
     };
     Report {
         schema: REPORT_SCHEMA.to_string(),
+        catalogue: nodeproof_proto::CATALOGUE_VERSION.to_string(),
         scan_time,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         node: snap.node.clone(),

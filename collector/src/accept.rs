@@ -478,6 +478,7 @@ mod tests {
             cis: "4.2.1".into(),
             title: "anonymous auth".into(),
             scored: true,
+            severity: nodeproof_proto::Severity::Critical,
             status: Status::Fail,
             expected: "false".into(),
             actual: "true".into(),
@@ -491,6 +492,7 @@ mod tests {
         }];
         Report {
             schema: REPORT_SCHEMA.into(),
+            catalogue: nodeproof_proto::CATALOGUE_VERSION.into(),
             scan_time: at(scan_offset),
             agent_version: "0.1.0".into(),
             node: NodeFacts::default(),

@@ -4,12 +4,14 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod catalogue;
 pub mod dsse;
 pub mod keys;
 pub mod report;
 pub mod statement;
 
 pub use api::*;
+pub use catalogue::{check_meta, CheckMeta, Severity, CATALOGUE_VERSION, CHECKS};
 pub use dsse::{
     add_signature, pae, sign, sign_statement, verify, verify_envelope, verify_signed, Envelope,
     SignError, Signature, Verified, VerifyError, PAYLOAD_TYPE,

@@ -13,6 +13,8 @@ pub const REPORT_SCHEMA: &str = "nodeproof.dev/report/v1";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub schema: String,
+    /// The check catalogue the verdicts were judged against (`CATALOGUE_VERSION`).
+    pub catalogue: String,
     /// RFC 3339, UTC, when the scan read the node.
     pub scan_time: String,
     pub agent_version: String,
@@ -239,6 +241,8 @@ pub struct CheckResult {
     pub title: String,
     /// CIS "Automated" checks are scored; "Manual" ones can only warn.
     pub scored: bool,
+    /// From the catalogue (`crate::catalogue::CHECKS`); the collector uses its own copy.
+    pub severity: crate::Severity,
     pub status: Status,
     pub expected: String,
     pub actual: String,

@@ -273,6 +273,9 @@ impl TestAgent {
             cis: cis.into(),
             title: id.into(),
             scored: true,
+            severity: nodeproof_proto::check_meta(id)
+                .map(|m| m.severity)
+                .unwrap_or(nodeproof_proto::Severity::Low),
             status,
             expected: "x".into(),
             actual: "y".into(),
@@ -300,6 +303,7 @@ impl TestAgent {
         .expect("kubelet info");
         Report {
             schema: REPORT_SCHEMA.into(),
+            catalogue: nodeproof_proto::CATALOGUE_VERSION.into(),
             scan_time: scan_time.to_string(),
             agent_version: "0.1.0".into(),
             node: NodeFacts::default(),

@@ -46,6 +46,7 @@ pub fn sample_report() -> Report {
             cis: "4.2.4".into(),
             title: "Verify that the --read-only-port argument is set to 0".into(),
             scored: true,
+            severity: nodeproof_proto::Severity::Critical,
             status: Status::Pass,
             expected: "0".into(),
             actual: "0".into(),
@@ -62,6 +63,7 @@ pub fn sample_report() -> Report {
             cis: "4.2.1".into(),
             title: "Ensure that the --anonymous-auth argument is set to false".into(),
             scored: true,
+            severity: nodeproof_proto::Severity::Critical,
             status: Status::Fail,
             expected: "false".into(),
             actual: "true".into(),
@@ -76,6 +78,7 @@ pub fn sample_report() -> Report {
     ];
     Report {
         schema: REPORT_SCHEMA.into(),
+        catalogue: nodeproof_proto::CATALOGUE_VERSION.into(),
         scan_time: "2024-05-01T12:00:00Z".into(),
         agent_version: "0.1.0".into(),
         node: NodeFacts {
