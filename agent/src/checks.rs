@@ -15,8 +15,12 @@
 //! 2abf6ffc0b1e0a7f18c101bbcddafc8b63f927c7), words 4.2.4 without "if defined" and still allows
 //! the two `TLS_RSA_*` suites in 4.2.12; we follow `cfg/cis-1.12`, which release v0.15.0 ships.
 //!
-//! Scored (Automated) checks pass or fail; Manual checks pass or warn: `Check::run` maps a
-//! judged "not met" to the status, so no judging function can make a scored check warn.
+//! Verdict policy (docs/checks.md): a judge only says whether the recommendation is met;
+//! `Check::run` turns "not met" into the status the catalogue's `on_unmet` names. CIS's
+//! Automated/Manual (`scored`) is a label, not the policy: an open read-only port is a fact
+//! whether CIS can script its audit or not, so it fails. Only the two checks where a person
+//! must judge a known value warn: 4.2.7 (an override some distributions need) and 4.2.8
+//! (what event rate is "appropriate"). A judge's `Err` is `error` (unknown), never a verdict.
 
 use nodeproof_proto::{CheckResult, Remediation, Setting, Severity, Source, Status};
 use serde_json::Value;
@@ -54,6 +58,24 @@ impl Verdict {
 /// The judging function of one check.
 pub type Judge = fn(&Effective) -> Result<Verdict, String>;
 
+/// What a known value that does not meet the recommendation becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnmet {
+    /// The value settles it: the node is not compliant.
+    Fail,
+    /// The value is known but a person must judge whether it is acceptable here.
+    Warn,
+}
+
+impl OnUnmet {
+    fn status(self) -> Status {
+        match self {
+            OnUnmet::Fail => Status::Fail,
+            OnUnmet::Warn => Status::Warn,
+        }
+    }
+}
+
 /// One CIS recommendation: what the README and the report say about it, plus its judge.
 #[derive(Debug)]
 pub struct Check {
@@ -62,8 +84,11 @@ pub struct Check {
     pub cis: &'static str,
     /// The CIS title without its "(Automated)"/"(Manual)" suffix, which `scored` carries.
     pub title: &'static str,
-    /// CIS "Automated": pass or fail. "Manual": pass or warn.
+    /// CIS "Automated" (true) or "Manual" (false): a label from the benchmark, which does
+    /// not decide the status (`on_unmet` does).
     pub scored: bool,
+    /// The status of a known value that does not meet the recommendation.
+    pub on_unmet: OnUnmet,
     pub expected: &'static str,
     /// The command-line form of the fix.
     pub flag_fix: &'static str,
@@ -84,10 +109,10 @@ impl Check {
     pub fn run(&self, eff: &Effective) -> CheckResult {
         let (status, actual, source, origin, note) = match (self.judge)(eff) {
             Ok(v) => {
-                let status = match (v.met, self.scored) {
-                    (true, _) => Status::Pass,
-                    (false, true) => Status::Fail,
-                    (false, false) => Status::Warn,
+                let status = if v.met {
+                    Status::Pass
+                } else {
+                    self.on_unmet.status()
                 };
                 (status, v.actual, v.source, v.origin, v.note)
             }
@@ -147,6 +172,7 @@ pub static CATALOGUE: &[Check] = &[
         cis: "4.2.1",
         title: "Ensure that the --anonymous-auth argument is set to false",
         scored: true,
+        on_unmet: OnUnmet::Fail,
         expected: "authentication.anonymous.enabled: false",
         flag_fix: "--anonymous-auth=false",
         config_fix: "authentication:\n  anonymous:\n    enabled: false",
@@ -157,6 +183,7 @@ pub static CATALOGUE: &[Check] = &[
         cis: "4.2.2",
         title: "Ensure that the --authorization-mode argument is not set to AlwaysAllow",
         scored: true,
+        on_unmet: OnUnmet::Fail,
         expected: "authorization.mode: Webhook (anything but AlwaysAllow)",
         flag_fix: "--authorization-mode=Webhook",
         config_fix: "authorization:\n  mode: Webhook",
@@ -167,6 +194,7 @@ pub static CATALOGUE: &[Check] = &[
         cis: "4.2.3",
         title: "Ensure that the --client-ca-file argument is set as appropriate",
         scored: true,
+        on_unmet: OnUnmet::Fail,
         expected: "authentication.x509.clientCAFile: the path of the cluster's client CA",
         flag_fix: "--client-ca-file=<path/to/client-ca-file>",
         config_fix: "authentication:\n  x509:\n    clientCAFile: <path/to/client-ca-file>",
@@ -177,6 +205,7 @@ pub static CATALOGUE: &[Check] = &[
         cis: "4.2.4",
         title: "Verify that if defined, the --read-only-port argument is set to 0",
         scored: false,
+        on_unmet: OnUnmet::Fail,
         expected: "readOnlyPort: 0",
         flag_fix: "--read-only-port=0",
         config_fix: "readOnlyPort: 0",
@@ -187,6 +216,7 @@ pub static CATALOGUE: &[Check] = &[
         cis: "4.2.5",
         title: "Ensure that the --streaming-connection-idle-timeout argument is not set to 0",
         scored: false,
+        on_unmet: OnUnmet::Fail,
         expected: "streamingConnectionIdleTimeout: greater than 0 (default 4h0m0s)",
         flag_fix: "--streaming-connection-idle-timeout=5m",
         config_fix: "streamingConnectionIdleTimeout: 5m",
@@ -197,6 +227,7 @@ pub static CATALOGUE: &[Check] = &[
         cis: "4.2.6",
         title: "Ensure that the --make-iptables-util-chains argument is set to true",
         scored: true,
+        on_unmet: OnUnmet::Fail,
         expected: "makeIPTablesUtilChains: true",
         flag_fix: "--make-iptables-util-chains=true",
         config_fix: "makeIPTablesUtilChains: true",
@@ -207,6 +238,7 @@ pub static CATALOGUE: &[Check] = &[
         cis: "4.2.7",
         title: "Ensure that the --hostname-override argument is not set",
         scored: false,
+        on_unmet: OnUnmet::Warn,
         expected: "--hostname-override not given",
         flag_fix: "remove --hostname-override from the kubelet's command line",
         config_fix: "none: --hostname-override is a command-line flag only",
@@ -218,6 +250,7 @@ pub static CATALOGUE: &[Check] = &[
         title: "Ensure that the eventRecordQPS argument is set to a level which ensures \
                 appropriate event capture",
         scored: false,
+        on_unmet: OnUnmet::Warn,
         expected: "eventRecordQPS: greater than 0 (default 50; 0 means client-go's 5 QPS)",
         flag_fix: "--event-qps=50",
         config_fix: "eventRecordQPS: 50",
@@ -229,6 +262,7 @@ pub static CATALOGUE: &[Check] = &[
         title: "Ensure that the --tls-cert-file and --tls-private-key-file arguments are set \
                 as appropriate",
         scored: false,
+        on_unmet: OnUnmet::Fail,
         expected: "tlsCertFile and tlsPrivateKeyFile set, or serverTLSBootstrap: true",
         flag_fix: "--tls-cert-file=<path/to/tls-cert-file> \
                    --tls-private-key-file=<path/to/tls-key-file>",
@@ -241,6 +275,7 @@ pub static CATALOGUE: &[Check] = &[
         cis: "4.2.10",
         title: "Ensure that the --rotate-certificates argument is not set to false",
         scored: true,
+        on_unmet: OnUnmet::Fail,
         expected: "rotateCertificates: true",
         flag_fix: "--rotate-certificates=true",
         config_fix: "rotateCertificates: true",
@@ -251,6 +286,7 @@ pub static CATALOGUE: &[Check] = &[
         cis: "4.2.11",
         title: "Verify that the RotateKubeletServerCertificate argument is set to true",
         scored: false,
+        on_unmet: OnUnmet::Fail,
         expected: "featureGates.RotateKubeletServerCertificate: true (the default)",
         flag_fix: "--feature-gates=RotateKubeletServerCertificate=true \
                    (or drop RotateKubeletServerCertificate=false from --feature-gates)",
@@ -262,6 +298,7 @@ pub static CATALOGUE: &[Check] = &[
         cis: "4.2.12",
         title: "Ensure that the Kubelet only makes use of Strong Cryptographic Ciphers",
         scored: false,
+        on_unmet: OnUnmet::Fail,
         expected: "tlsCipherSuites: a non-empty subset of the CIS strong list, \
                    or tlsMinVersion: VersionTLS13",
         flag_fix: "--tls-cipher-suites=TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,\
@@ -282,6 +319,7 @@ pub static CATALOGUE: &[Check] = &[
         cis: "4.2.13",
         title: "Ensure that a limit is set on pod PIDs",
         scored: false,
+        on_unmet: OnUnmet::Fail,
         expected: "podPidsLimit: greater than 0, sized for the node's workloads",
         flag_fix: "--pod-max-pids=<limit>",
         config_fix: "podPidsLimit: <limit>",
@@ -292,6 +330,7 @@ pub static CATALOGUE: &[Check] = &[
         cis: "4.2.14",
         title: "Ensure that the --seccomp-default parameter is set to true",
         scored: false,
+        on_unmet: OnUnmet::Fail,
         expected: "seccompDefault: true",
         flag_fix: "--seccomp-default=true",
         config_fix: "seccompDefault: true",
@@ -952,12 +991,51 @@ mod tests {
     }
 
     #[test]
-    fn hostile_node_fails_scored_and_warns_manual_checks() {
+    fn hostile_node_fails_every_check_but_the_two_a_person_judges() {
         for r in evaluate(&hostile()) {
-            let want = if r.scored { Status::Fail } else { Status::Warn };
+            let want = match r.cis.as_str() {
+                "4.2.7" | "4.2.8" => Status::Warn,
+                _ => Status::Fail,
+            };
             assert_eq!(r.status, want, "{} {}: {}", r.cis, r.id, r.note);
             assert!(!r.note.is_empty(), "{} has no note", r.id);
         }
+    }
+
+    /// The issue's policy: a known value is pass or fail whatever CIS's Automated/Manual
+    /// label; only 4.2.7 and 4.2.8 leave the judgement to a person.
+    #[test]
+    fn only_hostname_override_and_event_qps_warn() {
+        let warn: Vec<&str> = CATALOGUE
+            .iter()
+            .filter(|c| c.on_unmet == OnUnmet::Warn)
+            .map(|c| c.cis)
+            .collect();
+        assert_eq!(warn, ["4.2.7", "4.2.8"]);
+        // Manual checks that fail on a known value exist: the label does not decide.
+        assert!(CATALOGUE
+            .iter()
+            .any(|c| !c.scored && c.on_unmet == OnUnmet::Fail));
+    }
+
+    #[test]
+    fn a_warn_check_is_still_error_when_its_value_is_unknown() {
+        let r = result(&with("eventRecordQPS", json!("fifty")), "kubelet-event-qps");
+        assert_eq!(r.status, Status::Error, "{r:?}");
+        assert_eq!(r.actual, "unknown");
+    }
+
+    #[test]
+    fn results_carry_the_shared_catalogues_severity() {
+        for r in evaluate(&hostile()) {
+            let meta = nodeproof_proto::check_meta(&r.id).expect("in proto's catalogue");
+            assert_eq!(r.severity, meta.severity, "{}", r.id);
+        }
+        let r = result(
+            &with("readOnlyPort", json!(10255)),
+            "kubelet-read-only-port",
+        );
+        assert_eq!(r.severity, Severity::Critical);
     }
 
     #[test]
@@ -1057,11 +1135,11 @@ mod tests {
     }
 
     #[test]
-    fn read_only_port_is_manual_and_warns() {
+    fn read_only_port_fails_though_cis_calls_it_manual() {
         let id = "kubelet-read-only-port";
         assert_eq!(status(&compliant(), id), Status::Pass);
         let r = result(&with("readOnlyPort", json!(10255)), id);
-        assert_eq!(r.status, Status::Warn);
+        assert_eq!(r.status, Status::Fail);
         assert_eq!(r.actual, "readOnlyPort: 10255");
         assert_eq!(status(&unreadable(), id), Status::Error);
     }
@@ -1078,7 +1156,7 @@ mod tests {
             },
         );
         let r = result(&e, "kubelet-read-only-port");
-        assert_eq!(r.status, Status::Warn);
+        assert_eq!(r.status, Status::Fail);
         assert!(r.note.contains("no --config"), "{}", r.note);
     }
 
@@ -1092,15 +1170,15 @@ mod tests {
         );
         assert_eq!(
             status(&with("streamingConnectionIdleTimeout", json!("0s")), id),
-            Status::Warn
+            Status::Fail
         );
         assert_eq!(
             status(&with("streamingConnectionIdleTimeout", json!("0")), id),
-            Status::Warn
+            Status::Fail
         );
         assert_eq!(
             status(&with("streamingConnectionIdleTimeout", json!("-1s")), id),
-            Status::Warn
+            Status::Fail
         );
         assert_eq!(
             status(
@@ -1182,7 +1260,7 @@ mod tests {
         put(&mut none, "tlsCertFile", json!(""), Source::Default);
         put(&mut none, "tlsPrivateKeyFile", json!(""), Source::Default);
         let r = result(&none, id);
-        assert_eq!(r.status, Status::Warn);
+        assert_eq!(r.status, Status::Fail);
         assert!(r.note.contains("self-signed"), "{}", r.note);
 
         put(
@@ -1196,7 +1274,7 @@ mod tests {
         assert_eq!(r.actual, "serverTLSBootstrap: true");
 
         let r = result(&with("tlsPrivateKeyFile", json!("")), id);
-        assert_eq!(r.status, Status::Warn);
+        assert_eq!(r.status, Status::Fail);
         assert!(r.note.contains("suspect"), "{}", r.note);
         assert_eq!(status(&unreadable(), id), Status::Error);
     }
@@ -1307,7 +1385,7 @@ mod tests {
         assert!(r.note.contains("serverTLSBootstrap is false"), "{}", r.note);
         assert_eq!(status(&with(gate, json!(true)), id), Status::Pass);
         let r = result(&with(gate, json!(false)), id);
-        assert_eq!(r.status, Status::Warn);
+        assert_eq!(r.status, Status::Fail);
         assert_eq!(
             r.actual,
             "featureGates.RotateKubeletServerCertificate: false"
@@ -1338,7 +1416,7 @@ mod tests {
         assert_eq!(status(&with("tlsCipherSuites", alias), id), Status::Pass);
 
         let r = result(&with("tlsCipherSuites", json!([])), id);
-        assert_eq!(r.status, Status::Warn);
+        assert_eq!(r.status, Status::Fail);
         assert_eq!(r.actual, "tlsCipherSuites: []");
         assert!(r.note.contains("Go's default"), "{}", r.note);
 
@@ -1347,7 +1425,7 @@ mod tests {
             "TLS_RSA_WITH_AES_128_GCM_SHA256"
         ]);
         let r = result(&with("tlsCipherSuites", mixed), id);
-        assert_eq!(r.status, Status::Warn);
+        assert_eq!(r.status, Status::Fail);
         assert!(
             r.note.contains("TLS_RSA_WITH_AES_128_GCM_SHA256"),
             "{}",
@@ -1372,8 +1450,8 @@ mod tests {
     fn pod_pids_limit() {
         let id = "kubelet-pod-pids-limit";
         assert_eq!(status(&compliant(), id), Status::Pass);
-        assert_eq!(status(&with("podPidsLimit", json!(-1)), id), Status::Warn);
-        assert_eq!(status(&with("podPidsLimit", json!(0)), id), Status::Warn);
+        assert_eq!(status(&with("podPidsLimit", json!(-1)), id), Status::Fail);
+        assert_eq!(status(&with("podPidsLimit", json!(0)), id), Status::Fail);
         assert_eq!(status(&unreadable(), id), Status::Error);
     }
 
@@ -1383,7 +1461,7 @@ mod tests {
         assert_eq!(status(&compliant(), id), Status::Pass);
         assert_eq!(
             status(&with("seccompDefault", json!(false)), id),
-            Status::Warn
+            Status::Fail
         );
         assert_eq!(status(&unreadable(), id), Status::Error);
     }

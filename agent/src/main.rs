@@ -20,7 +20,7 @@ use nodeproof_agent::process;
 use nodeproof_agent::render;
 use nodeproof_agent::scan::{self, ScanOptions};
 use nodeproof_proto::{
-    keyid, sign_statement, signing_key_from_pem, signing_key_to_pem, verifying_key_to_pem,
+    keyid, sign_statement, signing_key_from_pem, signing_key_to_pem, verifying_key_to_pem, Severity,
 };
 
 #[derive(Debug, Parser)]
@@ -38,8 +38,9 @@ struct Cli {
 enum Command {
     /// Scan this node's kubelet and print the report.
     ///
-    /// Exit codes: 0 every scored check passes; 1 a scored check fails or could not be
-    /// evaluated; 2 the scan could not run.
+    /// Exit codes: 0 no check fails at or above --fail-on and none is `error`; 1 a check at
+    /// or above --fail-on fails, or a check could not be evaluated (`error`, whatever its
+    /// severity); `warn` never changes it; 2 the scan could not run.
     Scan(ScanArgs),
     /// Create a signing key pair: DIR/agent.key (PKCS#8 PEM, mode 0600) and DIR/agent.pub.
     Keygen {
@@ -254,6 +255,18 @@ struct ScanArgs {
     /// stamp; it decides how --config-dir drop-ins merge (the rules changed in 1.32).
     #[arg(long, value_name = "VERSION", env = "NODEPROOF_KUBELET_VERSION", value_parser = parse_kubelet_version)]
     kubelet_version: Option<String>,
+    /// Exit 1 only when a check of this severity or higher fails: low (any failing check),
+    /// medium, high or critical. A check that could not be evaluated (`error`) exits 1
+    /// whatever its severity; `warn` never does.
+    #[arg(long, value_name = "SEVERITY", default_value = "low", env = "NODEPROOF_FAIL_ON", value_parser = parse_severity)]
+    fail_on: Severity,
+}
+
+/// The lowercase severity names, as the report and the collector spell them.
+fn parse_severity(s: &str) -> Result<Severity, String> {
+    Severity::parse(s).ok_or_else(|| {
+        format!("{s:?} is not a severity: use low, medium, high or critical (lowercase)")
+    })
 }
 
 /// Accepts `1.31`, `v1.31` or `v1.31.4`.
@@ -496,7 +509,7 @@ fn scan_cmd(args: ScanArgs) -> Result<u8> {
         }
     }
     stdout.flush()?;
-    Ok(scan::exit_code(&report))
+    Ok(scan::exit_code(&report, args.fail_on))
 }
 
 fn load_key(path: &Path) -> Result<SigningKey> {

@@ -1,6 +1,8 @@
 //! The human-readable report, laid out the way kube-bench prints one, so that people who
 //! know kube-bench can read ours at a glance: one `[PASS]`/`[FAIL]`/`[WARN]`/`[ERROR]` line
-//! per check, then what to do about each one that did not pass, then a summary.
+//! per check, then what to do about each one that did not pass, then a summary. Each line
+//! also shows the check's severity, so a reader sees which failure to fix first and what
+//! `--fail-on` will make of it.
 //!
 //! Why it escapes data: paths, values and warnings come from files on the node, which an
 //! attacker may write. Every such string is reduced to printable ASCII before it reaches a
@@ -41,13 +43,7 @@ fn write_report(out: &mut String, report: &Report, color: bool) -> std::fmt::Res
 
     writeln!(out, "{} 4.2 Kubelet", paint("[INFO]", None, color))?;
     for c in &report.checks {
-        writeln!(
-            out,
-            "{} {} {}",
-            tag(c.status, color),
-            clean(&c.cis),
-            heading(c)
-        )?;
+        writeln!(out, "{}", line(c, color))?;
     }
 
     writeln!(out)?;
@@ -60,14 +56,14 @@ fn write_report(out: &mut String, report: &Report, color: bool) -> std::fmt::Res
     if !open.is_empty() {
         writeln!(out, "== Remediations ==")?;
         for c in open {
-            writeln!(
-                out,
-                "{} {} {}",
-                tag(c.status, color),
-                clean(&c.cis),
-                heading(c)
-            )?;
+            writeln!(out, "{}", line(c, color))?;
             field(out, "id", &c.id)?;
+            // The reason comes from our own catalogue, never from the report.
+            let severity = match nodeproof_proto::check_meta(&c.id) {
+                Some(meta) => format!("{} ({})", c.severity, meta.why),
+                None => c.severity.to_string(),
+            };
+            field(out, "severity", &severity)?;
             field(out, "expected", &c.expected)?;
             field(out, "actual", &c.actual)?;
             let source = match (c.source, &c.origin) {
@@ -109,6 +105,18 @@ fn write_report(out: &mut String, report: &Report, color: bool) -> std::fmt::Res
         out,
         "== Summary: {} pass, {} fail, {} warn, {} error ==",
         s.pass, s.fail, s.warn, s.error
+    )
+}
+
+/// `[FAIL] 4.2.4  critical Verify that ... (Manual)`: status, CIS number and severity in
+/// aligned columns, then the title.
+fn line(c: &CheckResult, color: bool) -> String {
+    format!(
+        "{} {:<6} {:<8} {}",
+        tag(c.status, color),
+        clean(&c.cis),
+        c.severity.as_str(),
+        heading(c)
     )
 }
 
@@ -169,7 +177,7 @@ fn clean(s: &str) -> String {
 mod tests {
     use super::*;
     use nodeproof_proto::{
-        KubeletInfo, NodeFacts, Remediation, Source, Summary, Warning, REPORT_SCHEMA,
+        KubeletInfo, NodeFacts, Remediation, Severity, Source, Summary, Warning, REPORT_SCHEMA,
     };
 
     fn check(cis: &str, status: Status, scored: bool) -> CheckResult {
@@ -178,7 +186,7 @@ mod tests {
             cis: cis.to_string(),
             title: format!("Ensure test {cis}"),
             scored,
-            severity: nodeproof_proto::Severity::Medium,
+            severity: Severity::Medium,
             status,
             expected: "readOnlyPort: 0".to_string(),
             actual: "readOnlyPort: 10255".to_string(),
@@ -240,19 +248,19 @@ mod tests {
         assert!(!out.contains('\x1b'), "{out}");
         assert!(out.is_ascii());
         assert!(
-            out.contains("[PASS] 4.2.1 Ensure test 4.2.1 (Automated)\n"),
+            out.contains("[PASS] 4.2.1  medium   Ensure test 4.2.1 (Automated)\n"),
             "{out}"
         );
         assert!(
-            out.contains("[FAIL] 4.2.2 Ensure test 4.2.2 (Automated)\n"),
+            out.contains("[FAIL] 4.2.2  medium   Ensure test 4.2.2 (Automated)\n"),
             "{out}"
         );
         assert!(
-            out.contains("[WARN] 4.2.4 Ensure test 4.2.4 (Manual)\n"),
+            out.contains("[WARN] 4.2.4  medium   Ensure test 4.2.4 (Manual)\n"),
             "{out}"
         );
         assert!(
-            out.contains("[ERROR] 4.2.5 Ensure test 4.2.5 (Manual)\n"),
+            out.contains("[ERROR] 4.2.5  medium   Ensure test 4.2.5 (Manual)\n"),
             "{out}"
         );
         assert!(
@@ -313,6 +321,29 @@ mod tests {
             "passing checks need no remediation: {out}"
         );
         assert!(out.contains("- unknown field ReadOnlyPort ignored (file: /var/lib/kubelet/config.yaml) (field: ReadOnlyPort)"));
+    }
+
+    #[test]
+    fn severity_is_a_column_and_remediations_give_the_catalogues_reason() {
+        let mut port = check("4.2.4", Status::Fail, false);
+        port.id = "kubelet-read-only-port".to_string();
+        port.severity = Severity::Critical;
+        let mut timeout = check("4.2.10", Status::Pass, true);
+        timeout.severity = Severity::Low;
+        let out = text(&report(vec![port, timeout]), false);
+        assert!(
+            out.contains("\n[FAIL] 4.2.4  critical Ensure test 4.2.4 (Manual)\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\n[PASS] 4.2.10 low      Ensure test 4.2.10 (Automated)\n"),
+            "{out}"
+        );
+        let (_, remediations) = out.split_once("== Remediations ==").unwrap_or_default();
+        assert!(
+            remediations.contains("    severity: critical (port 10255 serves pods"),
+            "{out}"
+        );
     }
 
     #[test]

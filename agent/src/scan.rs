@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 
 use nodeproof_proto::{
-    CheckResult, FileDigest, KubeletInfo, NodeFacts, Report, Statement, Status, Subject, Summary,
-    Warning, REPORT_SCHEMA,
+    CheckResult, FileDigest, KubeletInfo, NodeFacts, Report, Severity, Statement, Status, Subject,
+    Summary, Warning, REPORT_SCHEMA,
 };
 use sha2::{Digest, Sha256};
 
@@ -217,13 +217,17 @@ pub fn statement(report: &Report) -> Statement {
     Statement::new(subjects, report.clone())
 }
 
-/// 0: every scored check passes; 1: a scored check fails or could not be evaluated.
-/// (2, the scan could not run, is decided by the caller.)
-pub fn exit_code(report: &Report) -> u8 {
-    let bad = report
-        .checks
-        .iter()
-        .any(|c| c.scored && matches!(c.status, Status::Fail | Status::Error));
+/// The scan's exit code under `--fail-on` (docs/checks.md, "Exit codes"): 1 when a check at
+/// or above `fail_on` fails, or when any check is `error` whatever its severity (a value
+/// that could not be known is not a pass, and its severity says nothing about what the
+/// value is); `warn` never changes it; otherwise 0. (2, the scan could not run, is decided
+/// by the caller.)
+pub fn exit_code(report: &Report, fail_on: Severity) -> u8 {
+    let bad = report.checks.iter().any(|c| match c.status {
+        Status::Fail => c.severity >= fail_on,
+        Status::Error => true,
+        Status::Pass | Status::Warn => false,
+    });
     u8::from(bad)
 }
 
@@ -234,4 +238,102 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
     now.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nodeproof_proto::{Remediation, CATALOGUE_VERSION};
+
+    fn report(checks: &[(Status, Severity)]) -> Report {
+        let checks: Vec<CheckResult> = checks
+            .iter()
+            .enumerate()
+            .map(|(i, &(status, severity))| CheckResult {
+                id: format!("kubelet-test-{i}"),
+                cis: format!("4.2.{}", i + 1),
+                title: "test".to_string(),
+                scored: false,
+                severity,
+                status,
+                expected: String::new(),
+                actual: String::new(),
+                source: None,
+                origin: None,
+                note: String::new(),
+                remediation: Remediation {
+                    flag: String::new(),
+                    config: String::new(),
+                },
+            })
+            .collect();
+        Report {
+            schema: REPORT_SCHEMA.to_string(),
+            catalogue: CATALOGUE_VERSION.to_string(),
+            scan_time: "2026-01-01T00:00:00Z".to_string(),
+            agent_version: "0".to_string(),
+            node: NodeFacts::default(),
+            kubelet: KubeletInfo {
+                pid: 1,
+                cmdline: vec![],
+                config_file: None,
+                config_dir: None,
+                exe: None,
+                exe_sha256: None,
+                exe_error: None,
+                version: None,
+            },
+            settings: Default::default(),
+            summary: Summary::of(&checks),
+            checks,
+            warnings: vec![],
+            files: vec![],
+            link: None,
+        }
+    }
+
+    #[test]
+    fn any_failing_check_exits_1_by_default() {
+        let r = report(&[
+            (Status::Pass, Severity::Critical),
+            (Status::Fail, Severity::Low),
+        ]);
+        assert_eq!(exit_code(&r, Severity::Low), 1);
+        let r = report(&[
+            (Status::Pass, Severity::Critical),
+            (Status::Pass, Severity::Low),
+        ]);
+        assert_eq!(exit_code(&r, Severity::Low), 0);
+    }
+
+    #[test]
+    fn fail_on_raises_the_bar_inclusively() {
+        let r = report(&[
+            (Status::Fail, Severity::Medium),
+            (Status::Fail, Severity::High),
+        ]);
+        assert_eq!(exit_code(&r, Severity::Medium), 1);
+        assert_eq!(exit_code(&r, Severity::High), 1);
+        assert_eq!(exit_code(&r, Severity::Critical), 0);
+    }
+
+    #[test]
+    fn warn_never_changes_the_exit_code() {
+        let r = report(&[
+            (Status::Warn, Severity::Critical),
+            (Status::Pass, Severity::Low),
+        ]);
+        assert_eq!(exit_code(&r, Severity::Low), 0);
+    }
+
+    #[test]
+    fn error_exits_1_whatever_fail_on() {
+        let r = report(&[
+            (Status::Error, Severity::Low),
+            (Status::Pass, Severity::Critical),
+        ]);
+        for bar in Severity::ALL {
+            assert_eq!(exit_code(&r, bar), 1, "--fail-on {bar}");
+        }
+    }
 }
