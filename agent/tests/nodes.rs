@@ -646,7 +646,7 @@ fn relative_config_resolves_against_kubelet_cwd() {
 #[test]
 fn dropin_zero_duration_depends_on_the_kubelet_version() {
     for (stamp, value, source, status) in [
-        (Some("v1.31.4"), Some("0s"), Some("drop-in"), "warn"),
+        (Some("v1.31.4"), Some("0s"), Some("drop-in"), "fail"),
         (Some("v1.32.1"), Some("4h0m0s"), Some("default"), "pass"),
         (None, None, None, "error"),
     ] {
