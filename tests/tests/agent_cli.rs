@@ -103,10 +103,157 @@ fn json_report_has_effective_settings_with_sources_and_exit_1_on_failure() {
 }
 
 #[test]
-fn exit_0_when_every_scored_check_passes() {
+fn exit_0_when_every_check_passes() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (r, code) = scan_json(&secure_node(tmp.path()));
     assert_eq!(code, 0, "{}", r["checks"]);
+    assert_eq!(r["summary"]["pass"], 14, "{}", r["summary"]);
+}
+
+/// A secure node with `args` added to the kubelet's command line and `extra` to its config.
+fn node_with(tmp: &std::path::Path, args: &[&str], extra: &str) -> std::path::PathBuf {
+    let mut argv = vec!["/usr/bin/kubelet", "--config=/var/lib/kubelet/config.yaml"];
+    argv.extend_from_slice(args);
+    fake_node(
+        tmp,
+        &argv,
+        &[("/var/lib/kubelet/config.yaml", &secure_config(extra))],
+    )
+}
+
+/// `scan --format json [extra]`: the exit code and the status of each CIS number.
+fn scan_with(proc_dir: &std::path::Path, extra: &[&str]) -> (i32, Value) {
+    let out = run(agent()
+        .args(["scan", "--format", "json", "--proc"])
+        .arg(proc_dir)
+        .args(extra));
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stderr(&out)));
+    let statuses = r["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["status"] != "pass")
+        .map(|c| {
+            (
+                c["cis"].as_str().unwrap_or("").to_string(),
+                c["status"].clone(),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>();
+    (
+        out.status.code().expect("exit code"),
+        Value::Object(statuses),
+    )
+}
+
+/// CIS calls 4.2.14 Manual, but seccompDefault: false is a known value: it fails and the
+/// scan exits 1, unless --fail-on raises the bar above its severity (medium).
+#[test]
+fn a_failing_manual_check_exits_1_unless_fail_on_is_above_its_severity() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let proc_dir = fake_node(
+        tmp.path(),
+        &["/usr/bin/kubelet", "--config=/var/lib/kubelet/config.yaml"],
+        &[(
+            "/var/lib/kubelet/config.yaml",
+            &secure_config("").replace("seccompDefault: true", "seccompDefault: false"),
+        )],
+    );
+    let want = serde_json::json!({"4.2.14": "fail"});
+    assert_eq!(scan_with(&proc_dir, &[]), (1, want.clone()));
+    assert_eq!(
+        scan_with(&proc_dir, &["--fail-on", "low"]),
+        (1, want.clone())
+    );
+    assert_eq!(
+        scan_with(&proc_dir, &["--fail-on", "medium"]),
+        (1, want.clone())
+    );
+    assert_eq!(
+        scan_with(&proc_dir, &["--fail-on", "high"]),
+        (0, want.clone())
+    );
+    assert_eq!(
+        scan_with(&proc_dir, &["--fail-on", "critical"]),
+        (0, want.clone())
+    );
+    // The environment sets the bar too, and the flag wins over it.
+    let out = run(agent()
+        .args(["scan", "--proc"])
+        .arg(&proc_dir)
+        .env("NODEPROOF_FAIL_ON", "critical"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(agent()
+        .args(["scan", "--fail-on", "low", "--proc"])
+        .arg(&proc_dir)
+        .env("NODEPROOF_FAIL_ON", "critical"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+/// The seed's control: an open read-only port is critical, so even --fail-on critical exits 1.
+#[test]
+fn an_open_read_only_port_fails_even_with_fail_on_critical() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let proc_dir = node_with(tmp.path(), &["--read-only-port=10255"], "");
+    let (code, statuses) = scan_with(&proc_dir, &["--fail-on", "critical"]);
+    assert_eq!((code, statuses), (1, serde_json::json!({"4.2.4": "fail"})));
+}
+
+/// 4.2.7 is one of the two checks a person judges: it warns, and a warning never changes
+/// the exit code.
+#[test]
+fn a_warning_does_not_change_the_exit_code() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let proc_dir = node_with(tmp.path(), &["--hostname-override=node-1.internal"], "");
+    assert_eq!(
+        scan_with(&proc_dir, &[]),
+        (0, serde_json::json!({"4.2.7": "warn"}))
+    );
+}
+
+/// A config file the kubelet could not load makes every check it feeds `error`: unknown is
+/// not a pass, so the scan exits 1 whatever --fail-on says.
+#[test]
+fn an_unknown_value_exits_1_whatever_fail_on() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let proc_dir = fake_node(
+        tmp.path(),
+        &["/usr/bin/kubelet", "--config=/var/lib/kubelet/config.yaml"],
+        &[(
+            "/var/lib/kubelet/config.yaml",
+            "apiVersion: kubelet.config.k8s.io/v1alpha9\nkind: KubeletConfiguration\n",
+        )],
+    );
+    let (code, statuses) = scan_with(&proc_dir, &["--fail-on", "critical"]);
+    assert_eq!(code, 1, "{statuses}");
+    assert_eq!(statuses["4.2.14"], "error", "{statuses}");
+    assert!(
+        statuses
+            .as_object()
+            .expect("map")
+            .values()
+            .all(|s| s == "error"),
+        "{statuses}"
+    );
+}
+
+#[test]
+fn fail_on_an_unknown_severity_is_a_usage_error() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let proc_dir = secure_node(tmp.path());
+    for bad in ["severe", "Critical", ""] {
+        let out = run(agent()
+            .args(["scan", "--fail-on", bad, "--proc"])
+            .arg(&proc_dir));
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("low, medium, high or critical"),
+            "{bad:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "no report on a usage error");
+    }
 }
 
 #[test]
@@ -157,7 +304,8 @@ fn text_output_is_plain_when_piped() {
     let proc_dir = secure_node(tmp.path());
     let out = run(agent().args(["scan", "--proc"]).arg(&proc_dir));
     let text = stdout(&out);
-    assert!(text.contains("[PASS] 4.2.1"), "{text}");
+    assert!(text.contains("\n[PASS] 4.2.1  critical Ensure"), "{text}");
+    assert!(text.contains("\n[PASS] 4.2.13 medium   Ensure"), "{text}");
     assert!(text.contains("== Summary:"), "{text}");
     assert!(!text.contains('\u{1b}'), "ANSI escape in piped output");
 }
@@ -370,7 +518,7 @@ fn kubelet_version_flag_decides_how_drop_ins_merge() {
     };
     assert_eq!(
         setting(Some("1.31")),
-        (Value::from("0s"), Value::from("warn"))
+        (Value::from("0s"), Value::from("fail"))
     );
     assert_eq!(
         setting(Some("v1.32.0")),

@@ -67,17 +67,27 @@ pub fn fake_node(tmp: &Path, argv: &[&str], files: &[(&str, &str)]) -> PathBuf {
     proc_dir
 }
 
-/// A node whose kubelet passes every scored check.
+/// A KubeletConfiguration that passes every check: the v1beta1 defaults leave the serving
+/// certificate self-signed, the cipher suites Go's, no pod PID limit and seccomp off, so
+/// each is set here. `extra` (whole lines, keys not set here) is appended.
+pub fn secure_config(extra: &str) -> String {
+    format!(
+        "{HEAD}authentication:\n  anonymous:\n    enabled: false\n  x509:\n    clientCAFile: /etc/kubernetes/pki/ca.crt\n\
+         rotateCertificates: true\n\
+         tlsCertFile: /var/lib/kubelet/pki/kubelet.crt\n\
+         tlsPrivateKeyFile: /var/lib/kubelet/pki/kubelet.key\n\
+         tlsCipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384]\n\
+         podPidsLimit: 4096\n\
+         seccompDefault: true\n{extra}"
+    )
+}
+
+/// A node whose kubelet passes every check.
 pub fn secure_node(tmp: &Path) -> PathBuf {
     fake_node(
         tmp,
         &["/usr/bin/kubelet", "--config=/var/lib/kubelet/config.yaml"],
-        &[(
-            "/var/lib/kubelet/config.yaml",
-            &format!(
-                "{HEAD}authentication:\n  anonymous:\n    enabled: false\n  x509:\n    clientCAFile: /etc/kubernetes/pki/ca.crt\nrotateCertificates: true\n"
-            ),
-        )],
+        &[("/var/lib/kubelet/config.yaml", &secure_config(""))],
     )
 }
 
