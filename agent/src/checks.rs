@@ -32,7 +32,8 @@ use crate::kubeconfig::ClientAuth;
 /// `CheckResult`. `Err(reason)` from the function means the value cannot be known.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
-    /// Whether the benchmark's recommendation (or, for Manual checks, our heuristic) holds.
+    /// Whether the recommendation holds for the effective value; the catalogue's `on_unmet`
+    /// decides what "not met" becomes.
     pub met: bool,
     /// The effective value in config-file form, e.g. `readOnlyPort: 10255`.
     pub actual: String,

@@ -201,7 +201,7 @@ pub struct Setting {
 pub enum Status {
     Pass,
     Fail,
-    /// A manual CIS check whose heuristic is not met: a person has to look.
+    /// The value is known but a person must judge it (4.2.7 and 4.2.8 only; docs/checks.md).
     Warn,
     /// The check could not be evaluated; `note` says why.
     Error,
@@ -239,7 +239,8 @@ pub struct CheckResult {
     /// The CIS Kubernetes Benchmark number, e.g. `4.2.4`.
     pub cis: String,
     pub title: String,
-    /// CIS "Automated" checks are scored; "Manual" ones can only warn.
+    /// CIS "Automated" (true) or "Manual" (false): the benchmark's label, kept for readers;
+    /// it decides neither the status nor the exit code.
     pub scored: bool,
     /// From the catalogue (`crate::catalogue::CHECKS`); the collector uses its own copy.
     pub severity: crate::Severity,
