@@ -321,6 +321,19 @@ pub fn parse_base_url(url: &str) -> Result<Url, ClientError> {
     Ok(parsed)
 }
 
+/// Whether `url`'s host is this machine's loopback (`127.0.0.0/8`, `::1`, `localhost`):
+/// nothing sent there crosses a network.
+pub fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
 fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, ClientError> {
     fs::read(path).map_err(|source| ClientError::ReadFile {
         what,
@@ -797,6 +810,22 @@ mod tests {
             u.join("v1/rotate").unwrap().as_str(),
             "http://127.0.0.1:3000/v1/rotate"
         );
+    }
+
+    #[test]
+    fn loopback_is_only_this_machine() {
+        for (url, local) in [
+            ("http://127.0.0.1:3000", true),
+            ("http://127.8.9.10", true),
+            ("http://[::1]:80", true),
+            ("http://LocalHost:8080", true),
+            ("http://0.0.0.0:80", false),
+            ("http://10.0.0.1", false),
+            ("http://collector.example", false),
+            ("http://localhost.example.com", false),
+        ] {
+            assert_eq!(is_loopback(&Url::parse(url).unwrap()), local, "{url}");
+        }
     }
 
     #[test]

@@ -22,13 +22,14 @@ pub enum Follow {
 /// Opens `path` for reading without blocking on a FIFO or a device, and checks that it is
 /// a regular file. Returns the open file, so that what is checked is what is read.
 pub fn open_regular(path: &Path, follow: Follow) -> io::Result<File> {
-    let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
+    use rustix::fs::OFlags;
+    let mut flags = OFlags::NONBLOCK | OFlags::CLOEXEC;
     if follow == Follow::NoSymlink {
-        flags |= libc::O_NOFOLLOW;
+        flags |= OFlags::NOFOLLOW;
     }
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(flags)
+        .custom_flags(flags.bits() as i32)
         .open(path)?;
     let kind = file.metadata()?.file_type();
     if !kind.is_file() {
@@ -87,6 +88,70 @@ pub fn describe_type(kind: &std::fs::FileType) -> &'static str {
     }
 }
 
+/// Why a private key file was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("could not read the private key {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "the private key {} is {who} (mode {mode:04o}): whoever can read it can sign reports \
+         as this node, and whoever can write it can swap it. Run `chmod 600 {}` (and make it \
+         owned by the user the agent runs as)",
+        path.display(),
+        path.display()
+    )]
+    TooOpen {
+        path: std::path::PathBuf,
+        mode: u32,
+        who: &'static str,
+    },
+}
+
+/// Reads a private key file (at most 64 KiB), refusing one that others may read or write,
+/// as ssh does (openssh `sshkey_perm_ok`): any permission for "other" is refused; any for
+/// "group" is refused when the agent's user owns the file. A file owned by another user
+/// with group bits is that owner's decision, as in ssh; it is also what a systemd
+/// credential looks like (root's file, mode 0400 plus an ACL entry for the service user,
+/// which shows as group bits in the mode).
+pub fn read_private_key(path: &Path) -> Result<Vec<u8>, KeyFileError> {
+    use std::os::unix::fs::MetadataExt;
+    let read = |source| KeyFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = open_regular(path, Follow::Symlinks).map_err(read)?;
+    let meta = file.metadata().map_err(read)?;
+    let mode = meta.mode() & 0o7777;
+    let ours = meta.uid() == rustix::process::geteuid().as_raw();
+    let who = if mode & 0o007 != 0 {
+        Some(if mode & 0o002 != 0 {
+            "writable by others"
+        } else {
+            "readable by others"
+        })
+    } else if ours && mode & 0o070 != 0 {
+        Some(if mode & 0o020 != 0 {
+            "writable by its group"
+        } else {
+            "readable by its group"
+        })
+    } else {
+        None
+    };
+    if let Some(who) = who {
+        return Err(KeyFileError::TooOpen {
+            path: path.to_path_buf(),
+            mode,
+            who,
+        });
+    }
+    read_bounded(file, 64 * 1024).map_err(read)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +169,31 @@ mod tests {
         assert!(read_regular(&link, Follow::Symlinks, 5).is_ok());
         let err = read_regular(tmp.path(), Follow::NoSymlink, 5).unwrap_err();
         assert!(err.to_string().contains("directory"), "{err}");
+    }
+
+    #[test]
+    fn group_readable_key_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("agent.key");
+        std::fs::write(&p, b"k").unwrap();
+        for (mode, ok) in [
+            (0o600, true),
+            (0o400, true),
+            (0o640, false),
+            (0o620, false),
+            (0o604, false),
+            (0o602, false),
+            (0o644, false),
+            (0o700, true),
+            (0o610, false),
+        ] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            let got = read_private_key(&p);
+            assert_eq!(got.is_ok(), ok, "{mode:o}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.to_string().contains("chmod 600"), "{e}");
+            }
+        }
     }
 }

@@ -17,6 +17,7 @@ pub mod chain;
 pub mod client;
 pub mod enroll;
 pub mod files;
+pub mod node;
 mod run;
 pub mod spool;
 #[cfg(test)]

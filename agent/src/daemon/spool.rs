@@ -88,10 +88,14 @@ pub enum SpoolError {
     Locked { dir: PathBuf, pid: u32 },
 
     #[error(
-        "the spool {} holds the chain of node \"{found}\", but this agent reports as \
-         \"{expected}\": run with --node-name {found}, or give node \"{expected}\" its own \
-         --spool directory (a chain belongs to one node)",
-        dir.display()
+        "the spool {dir} holds the chain of node \"{found}\", but this agent reports as \
+         \"{expected}\" (its name comes from --node-name, else the kubelet's \
+         --hostname-override, else the hostname; `nodeproof-agent enroll` prints it). If \
+         \"{expected}\" is the name the node is enrolled under, move the old chain aside: \
+         `mv {dir} {dir}.{found}` (a new chain starts; what was spooled for \"{found}\" stays \
+         in the moved directory). If the node is enrolled as \"{found}\", run with \
+         --node-name {found} (NODEPROOF_NODE_NAME={found})",
+        dir = dir.display()
     )]
     OtherNode {
         dir: PathBuf,
