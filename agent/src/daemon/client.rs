@@ -615,7 +615,7 @@ mod tests {
     }
 
     #[test]
-    fn captive_portal_200_keeps_the_statement() {
+    fn two_hundreds_without_an_ack_are_retried() {
         for (status, body) in [
             (
                 200,
@@ -634,7 +634,7 @@ mod tests {
     }
 
     #[test]
-    fn ack_for_another_digest_keeps_the_statement() {
+    fn an_ack_for_another_digest_is_retried() {
         let body = r#"{"node":"n","sequence":3,"digest":"e","duplicate":false}"#;
         match classify_(&answer(201, body)) {
             Delivery::Retry { reason, .. } => assert!(reason.contains("not this"), "{reason}"),
