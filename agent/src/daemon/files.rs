@@ -91,11 +91,10 @@ pub fn describe_type(kind: &std::fs::FileType) -> &'static str {
 /// Why a private key file was not read.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
-    #[error("could not read the private key {}: {source}", path.display())]
+    #[error("could not read the private key {}: {cause}", path.display())]
     Read {
         path: std::path::PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     #[error(
         "the private key {} is {who} (mode {mode:04o}): whoever can read it can sign reports \
@@ -119,9 +118,9 @@ pub enum KeyFileError {
 /// which shows as group bits in the mode).
 pub fn read_private_key(path: &Path) -> Result<Vec<u8>, KeyFileError> {
     use std::os::unix::fs::MetadataExt;
-    let read = |source| KeyFileError::Read {
+    let read = |cause| KeyFileError::Read {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let file = open_regular(path, Follow::Symlinks).map_err(read)?;
     let meta = file.metadata().map_err(read)?;

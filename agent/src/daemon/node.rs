@@ -29,8 +29,9 @@ pub enum NameSource {
     Explicit,
     /// The kubelet's `--hostname-override` (the kubelet's pid).
     HostnameOverride { pid: i32 },
-    /// The hostname; `why` says why the kubelet's override was not used.
-    Hostname { why: String },
+    /// The hostname; `why` says why the kubelet's override was not used, `kubelet`
+    /// whether a kubelet was found at all (without one, the name is a guess).
+    Hostname { why: String, kubelet: bool },
 }
 
 impl std::fmt::Display for NameSource {
@@ -40,7 +41,7 @@ impl std::fmt::Display for NameSource {
             NameSource::HostnameOverride { pid } => {
                 write!(f, "from the kubelet's --hostname-override (pid {pid})")
             }
-            NameSource::Hostname { why } => write!(f, "from the hostname ({why})"),
+            NameSource::Hostname { why, .. } => write!(f, "from the hostname ({why})"),
         }
     }
 }
@@ -83,14 +84,21 @@ pub fn resolve(
         (Some(name), derived) => Ok(NodeName {
             name: name.to_string(),
             source: NameSource::Explicit,
-            derived_differs: derived.ok().map(|d| d.name).filter(|d| d.as_str() != name),
+            // Compared only with what a running kubelet says, not with a guess.
+            derived_differs: derived
+                .ok()
+                .filter(|d| !matches!(d.source, NameSource::Hostname { kubelet: false, .. }))
+                .map(|d| d.name)
+                .filter(|d| d.as_str() != name),
         }),
         (None, derived) => derived,
     }
 }
 
 fn derive(proc_dir: &Path, pid: Option<i32>) -> Result<NodeName, NodeNameError> {
-    let why = match find_kubelet(proc_dir, pid) {
+    let found = find_kubelet(proc_dir, pid);
+    let kubelet = found.is_ok();
+    let why = match found {
         Ok(kubelet) => {
             let args = kubelet.argv.get(1..).unwrap_or_default();
             match parse_cmdline(args).last("hostname-override") {
@@ -123,7 +131,7 @@ fn derive(proc_dir: &Path, pid: Option<i32>) -> Result<NodeName, NodeNameError> 
     match node_facts(proc_dir).hostname {
         Some(h) if !h.trim().is_empty() => Ok(NodeName {
             name: h.trim().to_lowercase(),
-            source: NameSource::Hostname { why },
+            source: NameSource::Hostname { why, kubelet },
             derived_differs: None,
         }),
         _ => Err(NodeNameError::NoHostname {
@@ -184,6 +192,9 @@ mod tests {
         let n = resolve(None, fake.path(), None).unwrap();
         assert_eq!(n.name, "host-a");
         assert!(n.source.to_string().contains("no kubelet"), "{}", n.source);
+        // An explicit name is not compared with a guess.
+        let n = resolve(Some("node-9"), fake.path(), None).unwrap();
+        assert_eq!(n.derived_differs, None);
     }
 
     #[test]
