@@ -450,13 +450,22 @@ fn rotate_cmd(args: RotateArgs) -> Result<u8> {
     let answer = runtime()?
         .block_on(client.rotate(&envelope))
         .map_err(collector_error)?;
+    // Rotated only when the collector says the node now has the new key.
+    let new_id = keyid(&new.verifying_key());
+    if answer.key_id != new_id || answer.node != node {
+        bail!(
+            "the collector's answer does not confirm the rotation: it names node \"{}\" with \
+             key {}, not \"{node}\" with the new key {new_id}; keep using --key {} and check \
+             --collector (is a proxy answering?)",
+            escape(&answer.node),
+            escape(&answer.key_id),
+            args.key.display()
+        );
+    }
     println!("node: {node}");
     println!("old keyid: {}", keyid(&old.verifying_key()));
-    println!("keyid: {}", keyid(&new.verifying_key()));
-    println!("status: rotated");
-    if !answer.is_null() {
-        eprintln!("collector: {}", escape(&answer.to_string()));
-    }
+    println!("keyid: {new_id}");
+    println!("status: rotated ({})", escape(&answer.status));
     eprintln!(
         "restart `nodeproof-agent run` with --key {}: reports signed by the old key are refused \
          from now on; the daemon re-signs what it still has spooled with the new key when it \

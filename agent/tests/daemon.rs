@@ -1808,3 +1808,46 @@ fn an_explicit_node_name_wins_over_the_override() {
     assert!(stderr.contains("kubelet_registers_as=worker-7"), "{stderr}");
     assert!(Spool::open(&tmp.path().join("spool"), "node-9", key(1), 100).is_ok());
 }
+
+#[test]
+fn empty_200_to_a_rotation_is_not_a_rotation() {
+    let tmp = TempDir::new().unwrap();
+    let old = write_key(tmp.path());
+    let new = tmp.path().join("new.key");
+    fs::write(&new, signing_key_to_pem(&key(2)).unwrap()).unwrap();
+    fs::set_permissions(&new, fs::Permissions::from_mode(0o600)).unwrap();
+    let new_id = nodeproof_proto::keyid(&key(2).verifying_key());
+    let answers = [
+        (http(200, ""), Some(2)),
+        (
+            http(
+                200,
+                &format!(r#"{{"node":"{NODE}","key_id":"other","status":"approved"}}"#),
+            ),
+            Some(2),
+        ),
+        (
+            http(
+                200,
+                &format!(r#"{{"node":"{NODE}","key_id":"{new_id}","status":"approved"}}"#),
+            ),
+            Some(0),
+        ),
+    ];
+    for (reply, code) in answers {
+        let Reply::Raw(bytes) = reply else {
+            unreachable!()
+        };
+        let stand = stand_in(move |_, _| Reply::Raw(bytes.clone()));
+        let out = agent()
+            .args(["rotate-key", "--collector", &stand.url, "--node-name", NODE])
+            .arg("--key")
+            .arg(&old)
+            .arg("--new-key")
+            .arg(&new)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), code, "{stderr}");
+    }
+}

@@ -251,13 +251,11 @@ impl Collector {
         self.expect_json(answer, "v1/enroll")
     }
 
-    /// `POST /v1/rotate` with a signed and co-signed rotation envelope. Returns the body the
-    /// collector sent (JSON), for the operator.
-    pub async fn rotate(&self, envelope: &Envelope) -> Result<serde_json::Value, ClientError> {
+    /// `POST /v1/rotate` with a signed and co-signed rotation envelope. The answer names
+    /// the node and the key it now has; the caller checks that it is the new key (an empty
+    /// or foreign 2xx proves nothing).
+    pub async fn rotate(&self, envelope: &Envelope) -> Result<EnrollResponse, ClientError> {
         let answer = self.post("v1/rotate", envelope.to_json_bytes()).await?;
-        if (200..300).contains(&answer.status) && answer.body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(serde_json::Value::Null);
-        }
         self.expect_json(answer, "v1/rotate")
     }
 
