@@ -1851,3 +1851,23 @@ fn empty_200_to_a_rotation_is_not_a_rotation() {
         assert_eq!(out.status.code(), code, "{stderr}");
     }
 }
+
+#[test]
+fn symlink_named_like_a_slot_is_set_aside_unread() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    let mut spool = open(&dir, 100);
+    spool.append(report(1, 0), 300).unwrap();
+    spool.append(report(2, 1), 300).unwrap();
+    drop(spool);
+    // Slot 1 swapped for a link to an endless file.
+    let first = dir.join("00000000000000000001.json");
+    fs::remove_file(&first).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &first).unwrap();
+    let mut spool = open_bounded(&dir);
+    assert_eq!(foreign_files(&dir), ["00000000000000000001.json"]);
+    assert_eq!(spool.set_aside_here(), 1);
+    // The statement behind is linked over the hole when it is sent.
+    assert_eq!(kinds(&spool), ["report"]);
+    assert_eq!(deliver_all(&mut spool, &key(1)).len(), 1);
+}

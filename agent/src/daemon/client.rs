@@ -191,9 +191,10 @@ impl Collector {
     /// one (connect, TLS, timeout, reset) is `Err`.
     pub async fn post(&self, path: &str, body: Vec<u8>) -> Result<Answer, ClientError> {
         let url = self.endpoint(path)?;
+        // Escaped: a transport error can quote what the peer sent (a malformed header).
         let transport = |e: reqwest::Error| ClientError::Transport {
             url: url.to_string(),
-            detail: describe(&e),
+            detail: escape(&describe(&e)),
         };
         let mut resp = self
             .http
