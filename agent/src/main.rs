@@ -67,7 +67,9 @@ enum Command {
     ///
     /// Exit codes: 0 stopped by SIGTERM/SIGINT, or with --once everything was delivered;
     /// 1 with --once, something is left undelivered (still spooled, set aside in
-    /// rejected/, or dropped); 2 it could not start, or with --once the scan could not run.
+    /// rejected/, or dropped: only the collector's acknowledgement of a statement's digest
+    /// counts as delivered) or a file the agent did not write was moved out of the spool
+    /// to foreign/; 2 it could not start, or with --once the scan could not run.
     Run(RunArgs),
 }
 
@@ -234,7 +236,7 @@ struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = daemon::DEFAULT_SPOOL_MAX)]
     spool_max: usize,
     /// One cycle: deliver the spool, scan, deliver; then exit (0 all delivered, 1 something
-    /// left undelivered, 2 the scan could not run).
+    /// left undelivered or set aside, 2 the scan could not run).
     #[arg(long)]
     once: bool,
     /// The first retry after a failed delivery waits up to this long, doubling each time.
