@@ -164,6 +164,16 @@ impl NodeArgs {
 /// kubelet registers.
 fn announce(node: &NodeName) {
     eprintln!("node name: {} ({})", node.name, node.source);
+    if matches!(
+        node.source,
+        daemon::node::NameSource::Hostname { kubelet: false, .. }
+    ) {
+        eprintln!(
+            "warning: no running kubelet was found, so the name is the hostname; if the \
+             kubelet will run with --hostname-override, or Kubernetes names this node \
+             otherwise, pass --node-name (NODEPROOF_NODE_NAME) here and to `run`"
+        );
+    }
     if let Some(derived) = &node.derived_differs {
         eprintln!(
             "warning: the kubelet on this machine registers as \"{derived}\", not \"{}\"; \
@@ -490,6 +500,17 @@ fn run_cmd(args: RunArgs) -> Result<u8> {
     let key = load_key(&args.key)?;
     let node = args.node.node_name(args.pid)?;
     tracing::info!(node = %node.name, source = %node.source, "node name");
+    if matches!(
+        node.source,
+        daemon::node::NameSource::Hostname { kubelet: false, .. }
+    ) {
+        tracing::warn!(
+            node = %node.name,
+            "no running kubelet was found, so the node name is the hostname; if the kubelet \
+             runs with --hostname-override, set --node-name (NODEPROOF_NODE_NAME) to the \
+             enrolled name"
+        );
+    }
     if let Some(derived) = &node.derived_differs {
         tracing::warn!(
             node = %node.name,
