@@ -13,10 +13,12 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use ed25519_dalek::SigningKey;
 use nodeproof_agent::daemon::enroll::{enroll_envelope, rotate_envelope};
+use nodeproof_agent::daemon::files::read_private_key;
+use nodeproof_agent::daemon::node::NodeName;
+use nodeproof_agent::daemon::text::escape;
 use nodeproof_agent::daemon::{
     self, parse_duration, ClientError, Collector, Config, Timeouts, TlsOptions,
 };
-use nodeproof_agent::process;
 use nodeproof_agent::render;
 use nodeproof_agent::scan::{self, ScanOptions};
 use nodeproof_proto::{
@@ -50,9 +52,11 @@ enum Command {
     },
     /// Enrol this node's key with a collector (POST /v1/enroll, signed by the key).
     ///
-    /// Prints the node, keyid and status. Exit codes: 0 approved; 3 pending (enrolled, but
-    /// waiting for `nodeproof-collector nodes approve NAME`: no or a spent token); 2 error
-    /// (the collector's message says why).
+    /// Prints the node name it enrols (and where the name came from), the keyid and the
+    /// status. Exit codes: 0 approved; 3 pending: enrolled without a token, waiting for
+    /// `nodeproof-collector nodes approve NAME` (reports are spooled, not accepted, until
+    /// then); 2 error, including a wrong, expired or used-up token (the collector's 401/403
+    /// message says which), and a token the collector did not honour.
     Enroll(EnrollArgs),
     /// Replace this node's key at the collector (POST /v1/rotate, signed by the current key
     /// and co-signed by the new one). Then restart `run` with --key NEW.
@@ -64,7 +68,9 @@ enum Command {
     ///
     /// Exit codes: 0 stopped by SIGTERM/SIGINT, or with --once everything was delivered;
     /// 1 with --once, something is left undelivered (still spooled, set aside in
-    /// rejected/, or dropped); 2 it could not start, or with --once the scan could not run.
+    /// rejected/, or dropped: only the collector's acknowledgement of a statement's digest
+    /// counts as delivered) or a file the agent did not write was moved out of the spool
+    /// to foreign/; 2 it could not start, or with --once the scan could not run.
     Run(RunArgs),
 }
 
@@ -129,8 +135,9 @@ impl CollectorArgs {
 
 #[derive(Debug, clap::Args)]
 struct NodeArgs {
-    /// The node's name at the collector [default: the hostname, from
-    /// PROC/sys/kernel/hostname].
+    /// The node's name at the collector. When given (and not empty) it wins; otherwise the
+    /// name the kubelet registers: its --hostname-override, else the hostname
+    /// (PROC/sys/kernel/hostname), trimmed and lowercased as the kubelet does.
     #[arg(long, value_name = "NAME", env = "NODEPROOF_NODE_NAME")]
     node_name: Option<String>,
     /// The /proc to read (the host's, or the host's mounted into a pod).
@@ -144,18 +151,36 @@ struct NodeArgs {
 }
 
 impl NodeArgs {
-    fn node_name(&self) -> Result<String> {
-        if let Some(name) = &self.node_name {
-            return Ok(name.clone());
-        }
-        process::node_facts(&self.proc_dir)
-            .hostname
-            .with_context(|| {
-                format!(
-                    "could not read the hostname from {}: pass --node-name NAME",
-                    self.proc_dir.join("sys/kernel/hostname").display()
-                )
-            })
+    /// The node's name, decided once for every subcommand ([`daemon::node::resolve`]).
+    fn node_name(&self, pid: Option<i32>) -> Result<NodeName> {
+        Ok(daemon::node::resolve(
+            self.node_name.as_deref(),
+            &self.proc_dir,
+            pid,
+        )?)
+    }
+}
+
+/// Says which name is used and why, and warns when an explicit name is not the one the
+/// kubelet registers.
+fn announce(node: &NodeName) {
+    eprintln!("node name: {} ({})", node.name, node.source);
+    if matches!(
+        node.source,
+        daemon::node::NameSource::Hostname { kubelet: false, .. }
+    ) {
+        eprintln!(
+            "warning: no running kubelet was found, so the name is the hostname; if the \
+             kubelet will run with --hostname-override, or Kubernetes names this node \
+             otherwise, pass --node-name (NODEPROOF_NODE_NAME) here and to `run`"
+        );
+    }
+    if let Some(derived) = &node.derived_differs {
+        eprintln!(
+            "warning: the kubelet on this machine registers as \"{derived}\", not \"{}\"; \
+             reports carry \"{}\" (--node-name wins)",
+            node.name, node.name
+        );
     }
 }
 
@@ -222,7 +247,7 @@ struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = daemon::DEFAULT_SPOOL_MAX)]
     spool_max: usize,
     /// One cycle: deliver the spool, scan, deliver; then exit (0 all delivered, 1 something
-    /// left undelivered, 2 the scan could not run).
+    /// left undelivered or set aside, 2 the scan could not run).
     #[arg(long)]
     once: bool,
     /// The first retry after a failed delivery waits up to this long, doubling each time.
@@ -350,10 +375,16 @@ fn api_hint(code: &str) -> &'static str {
 }
 
 fn collector_error(err: ClientError) -> anyhow::Error {
-    if let ClientError::Api { api, .. } = &err {
+    if let ClientError::Api { api, status } = &err {
         let hint = api_hint(&api.error);
         if !hint.is_empty() {
             return anyhow::anyhow!("{err}; {hint}");
+        }
+        if matches!(status, 401 | 403) {
+            return anyhow::anyhow!(
+                "{err}; check the token (`nodeproof-collector token create` makes a new one) \
+                 or ask an operator to approve the node"
+            );
         }
     }
     anyhow::Error::new(err)
@@ -361,7 +392,9 @@ fn collector_error(err: ClientError) -> anyhow::Error {
 
 fn enroll_cmd(args: EnrollArgs) -> Result<u8> {
     let key = load_key(&args.key)?;
-    let node = args.node.node_name()?;
+    let node = args.node.node_name(None)?;
+    announce(&node);
+    let node = node.name;
     let token = match (&args.token, &args.token_file) {
         (Some(t), _) => Some(t.trim().to_string()),
         (None, Some(path)) => Some(
@@ -372,52 +405,92 @@ fn enroll_cmd(args: EnrollArgs) -> Result<u8> {
         ),
         (None, None) => None,
     };
+    let sent_token = token.is_some();
     let envelope = enroll_envelope(&node, &key, token, scan::now_rfc3339())?;
     let client = args.collector.client()?;
+    if sent_token && client.url().scheme() == "http" && !daemon::client::is_loopback(client.url()) {
+        eprintln!(
+            "warning: sending the enrolment token over plain http to {}: anyone on the path \
+             can read it and enrol a machine of their own with it before this one; use https",
+            client.url()
+        );
+    }
     let answer = runtime()?
         .block_on(client.enroll(&envelope))
         .map_err(collector_error)?;
-    println!("node: {}", answer.node);
-    println!("keyid: {}", answer.key_id);
-    println!("status: {}", answer.status);
+    // Printed escaped: it is the collector's text.
+    println!("node: {}", escape(&answer.node));
+    println!("keyid: {}", escape(&answer.key_id));
+    println!("status: {}", escape(&answer.status));
+    if answer.node != node {
+        eprintln!(
+            "warning: the collector enrolled the node as \"{}\", not \"{node}\"",
+            escape(&answer.node)
+        );
+    }
     if answer.key_id != keyid(&key.verifying_key()) {
         eprintln!(
             "warning: the collector names key {}, but {} is key {}",
-            answer.key_id,
+            escape(&answer.key_id),
             args.key.display(),
             keyid(&key.verifying_key())
         );
     }
     match answer.status.as_str() {
         "approved" => Ok(0),
+        // A token was sent and did not approve the node: it was not honoured (an older
+        // collector answers a wrong or spent token this way). Not "pending": an init
+        // container or script must not take it for enrolled.
+        "pending" if sent_token => bail!(
+            "the collector left node \"{}\" pending although a token was sent: the token was \
+             not accepted (wrong, expired or used up?); create a new one with \
+             `nodeproof-collector token create`, or have an operator run \
+             `nodeproof-collector nodes approve {}`",
+            escape(&answer.node),
+            escape(&answer.node)
+        ),
         "pending" => {
             eprintln!(
                 "the node is enrolled but pending: an operator approves it with \
                  `nodeproof-collector nodes approve {}` (or enrol again with a valid --token)",
-                answer.node
+                escape(&answer.node)
             );
             Ok(3)
         }
-        other => bail!("the collector answered an unknown enrolment status \"{other}\""),
+        other => bail!(
+            "the collector answered an unknown enrolment status \"{}\"",
+            escape(other)
+        ),
     }
 }
 
 fn rotate_cmd(args: RotateArgs) -> Result<u8> {
     let old = load_key(&args.key)?;
     let new = load_key(&args.new_key)?;
-    let node = args.node.node_name()?;
+    let node = args.node.node_name(None)?;
+    announce(&node);
+    let node = node.name;
     let envelope = rotate_envelope(&node, &old, &new, scan::now_rfc3339())?;
     let client = args.collector.client()?;
     let answer = runtime()?
         .block_on(client.rotate(&envelope))
         .map_err(collector_error)?;
+    // Rotated only when the collector says the node now has the new key.
+    let new_id = keyid(&new.verifying_key());
+    if answer.key_id != new_id || answer.node != node {
+        bail!(
+            "the collector's answer does not confirm the rotation: it names node \"{}\" with \
+             key {}, not \"{node}\" with the new key {new_id}; keep using --key {} and check \
+             --collector (is a proxy answering?)",
+            escape(&answer.node),
+            escape(&answer.key_id),
+            args.key.display()
+        );
+    }
     println!("node: {node}");
     println!("old keyid: {}", keyid(&old.verifying_key()));
-    println!("keyid: {}", keyid(&new.verifying_key()));
-    println!("status: rotated");
-    if !answer.is_null() {
-        eprintln!("collector: {answer}");
-    }
+    println!("keyid: {new_id}");
+    println!("status: rotated ({})", escape(&answer.status));
     eprintln!(
         "restart `nodeproof-agent run` with --key {}: reports signed by the old key are refused \
          from now on; the daemon re-signs what it still has spooled with the new key when it \
@@ -438,7 +511,27 @@ fn run_cmd(args: RunArgs) -> Result<u8> {
         )
         .init();
     let key = load_key(&args.key)?;
-    let node = args.node.node_name()?;
+    let node = args.node.node_name(args.pid)?;
+    tracing::info!(node = %node.name, source = %node.source, "node name");
+    if matches!(
+        node.source,
+        daemon::node::NameSource::Hostname { kubelet: false, .. }
+    ) {
+        tracing::warn!(
+            node = %node.name,
+            "no running kubelet was found, so the node name is the hostname; if the kubelet \
+             runs with --hostname-override, set --node-name (NODEPROOF_NODE_NAME) to the \
+             enrolled name"
+        );
+    }
+    if let Some(derived) = &node.derived_differs {
+        tracing::warn!(
+            node = %node.name,
+            kubelet_registers_as = %derived,
+            "--node-name differs from the name the kubelet registers; reports carry --node-name"
+        );
+    }
+    let node = node.name;
     let mut config = Config::new(args.collector.collector.clone(), key, node);
     config.tls = args.collector.tls();
     config.timeouts = args.collector.timeouts();
@@ -513,8 +606,9 @@ fn scan_cmd(args: ScanArgs) -> Result<u8> {
 }
 
 fn load_key(path: &Path) -> Result<SigningKey> {
-    let pem = fs::read_to_string(path)
-        .with_context(|| format!("could not read the signing key {}", path.display()))?;
+    let bytes = read_private_key(path)?;
+    let pem = String::from_utf8(bytes)
+        .with_context(|| format!("{} is not a PEM text file", path.display()))?;
     signing_key_from_pem(&pem).with_context(|| {
         format!(
             "{} is not an ed25519 PKCS#8 private key (create one with `nodeproof-agent keygen`)",

@@ -1,13 +1,20 @@
 //! The daemon's spool and loop on real files: statements written, read back, chained,
 //! dropped, set aside, re-chained and recovered after a restart or a crash, in temporary
-//! directories. No collector here: the HTTP side is tested end to end against the real
-//! one. `run` is driven only where no collector is needed (nothing listening, no kubelet).
+//! directories. The real collector is tested end to end elsewhere; here a stand-in HTTP
+//! server on 127.0.0.1:0 plays whatever answers in its place (a captive portal, an endless
+//! body, a wrong acknowledgement, a hostile message), which the real one never sends.
 
 use std::fs;
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::process::Stdio;
+use std::sync::mpsc;
 use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
+use std::thread;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -822,7 +829,12 @@ fn a_spool_of_another_node_is_refused() {
     drop(open(&dir, 100));
     let err = Spool::open(&dir, "node-2", key(1), 100).unwrap_err();
     assert!(matches!(err, SpoolError::OtherNode { .. }));
-    assert!(err.to_string().contains("--node-name node-1"), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("--node-name node-1"), "{text}");
+    assert!(
+        text.contains(&format!("mv {} {}.node-1", dir.display(), dir.display())),
+        "{text}"
+    );
 }
 
 #[test]
@@ -983,6 +995,7 @@ fn agent() -> Command {
 fn write_key(dir: &Path) -> PathBuf {
     let path = dir.join("agent.key");
     fs::write(&path, signing_key_to_pem(&key(1)).unwrap()).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
     path
 }
 
@@ -1063,4 +1076,798 @@ fn cli_rotate_key_refuses_the_same_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("keygen"), "{stderr}");
+}
+
+// --- A stand-in for whatever answers at the collector's URL ------------------------------
+
+/// What the stand-in answers to one request.
+enum Reply {
+    /// These bytes, as the whole HTTP response.
+    Raw(Vec<u8>),
+    /// A 200 whose body never ends; the number of bytes written before the client hung up
+    /// is sent on the channel.
+    Endless(mpsc::Sender<u64>),
+}
+
+/// An HTTP/1.1 response with `body`.
+fn http(status: u16, body: &str) -> Reply {
+    Reply::Raw(
+        format!(
+            "HTTP/1.1 {status} Whatever\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
+/// The collector's acknowledgement of the envelope `body`.
+fn ack(body: &[u8]) -> Reply {
+    http(
+        201,
+        &format!(
+            r#"{{"node":"{NODE}","sequence":1,"digest":"{}","duplicate":false}}"#,
+            sha256_hex(body)
+        ),
+    )
+}
+
+/// (path, body) of one request.
+type Request = (String, Vec<u8>);
+
+struct Stand {
+    url: String,
+    /// Every request, in order.
+    seen: Arc<Mutex<Vec<Request>>>,
+}
+
+impl Stand {
+    fn requests(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+/// Serves `respond` on 127.0.0.1:0, one connection at a time, in a thread that lives as
+/// long as the test process. The listener is bound before this returns.
+fn stand_in<F>(respond: F) -> Stand
+where
+    F: Fn(&str, &[u8]) -> Reply + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let Some((path, body)) = read_request(&mut stream) else {
+                continue;
+            };
+            log.lock().unwrap().push((path.clone(), body.clone()));
+            match respond(&path, &body) {
+                Reply::Raw(bytes) => {
+                    let _ = stream.write_all(&bytes);
+                }
+                Reply::Endless(tx) => {
+                    let mut sent = 0u64;
+                    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n";
+                    if stream.write_all(head.as_bytes()).is_ok() {
+                        let chunk = [b'x'; 16 * 1024];
+                        while stream.write_all(&chunk).is_ok() {
+                            sent += chunk.len() as u64;
+                        }
+                    }
+                    let _ = tx.send(sent);
+                }
+            }
+        }
+    });
+    Stand { url, seen }
+}
+
+fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let path = line.split_whitespace().nth(1)?.to_string();
+    let mut length = 0usize;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).ok()? == 0 {
+            return None;
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().ok()?;
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((path, body))
+}
+
+/// One `run --once` against `url` with the fake node, in the library.
+fn once_against(tmp: &Path, url: &str) -> daemon::RunOutcome {
+    let proc_dir = fake_node(tmp, 0);
+    let mut c = config(tmp, proc_dir);
+    c.collector = url.to_string();
+    c.once = true;
+    block_on(daemon::run(c, std::future::pending())).unwrap()
+}
+
+fn spooled(tmp: &Path) -> usize {
+    Spool::open(&tmp.join("spool"), NODE, key(1), 100)
+        .unwrap()
+        .pending()
+        .len()
+}
+
+// --- Delivery is proven, not assumed ----------------------------------------------------
+
+#[test]
+fn the_collectors_ack_deletes_the_statement() {
+    let tmp = TempDir::new().unwrap();
+    let stand = stand_in(|_, body| ack(body));
+    let out = once_against(tmp.path(), &stand.url);
+    assert_eq!((out.delivered, out.pending), (1, 0), "{out:?}");
+    assert_eq!(out.exit_code(), 0);
+    assert_eq!(spooled(tmp.path()), 0);
+}
+
+#[test]
+fn captive_portal_200_keeps_the_statement() {
+    let tmp = TempDir::new().unwrap();
+    let stand = stand_in(|_, _| {
+        Reply::Raw(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 44\r\n\r\n<html>Log in to the hotel wifi first</html>\n"
+                .to_vec(),
+        )
+    });
+    let out = once_against(tmp.path(), &stand.url);
+    assert!(stand.requests() >= 1);
+    assert_eq!((out.delivered, out.pending), (0, 1), "{out:?}");
+    assert_eq!(out.exit_code(), 1);
+    assert_eq!(spooled(tmp.path()), 1);
+}
+
+#[test]
+fn empty_200_keeps_the_statement() {
+    let tmp = TempDir::new().unwrap();
+    let stand = stand_in(|_, _| http(200, ""));
+    let out = once_against(tmp.path(), &stand.url);
+    assert_eq!((out.delivered, out.pending), (0, 1), "{out:?}");
+    assert_eq!(out.exit_code(), 1);
+    assert_eq!(spooled(tmp.path()), 1);
+}
+
+#[test]
+fn ack_for_another_digest_keeps_the_statement() {
+    let tmp = TempDir::new().unwrap();
+    let stand = stand_in(|_, _| {
+        http(
+            201,
+            &format!(
+                r#"{{"node":"{NODE}","sequence":1,"digest":"{}","duplicate":false}}"#,
+                "a".repeat(64)
+            ),
+        )
+    });
+    let out = once_against(tmp.path(), &stand.url);
+    assert_eq!((out.delivered, out.pending), (0, 1), "{out:?}");
+    assert_eq!(out.exit_code(), 1);
+    assert_eq!(spooled(tmp.path()), 1);
+    // The next run, with the real acknowledgement, delivers what was kept, in order.
+    let stand = stand_in(|_, body| ack(body));
+    let out = once_against(tmp.path(), &stand.url);
+    assert_eq!((out.delivered, out.pending), (2, 0), "{out:?}");
+}
+
+// --- Bounded answers ----------------------------------------------------------------------
+
+#[test]
+fn endless_answer_is_cut_off() {
+    let (tx, rx) = mpsc::channel();
+    let stand = stand_in(move |_, _| Reply::Endless(tx.clone()));
+    let url = stand.url.clone();
+    let (done_tx, done_rx) = mpsc::channel();
+    thread::spawn(move || {
+        let timeouts = daemon::Timeouts {
+            connect: Duration::from_secs(5),
+            // Far longer than the test waits: only the size limit can end this request.
+            request: Duration::from_secs(3600),
+        };
+        let client =
+            daemon::Collector::new(&url, &daemon::TlsOptions::default(), timeouts).unwrap();
+        let _ = done_tx.send(block_on(client.send_report(b"{}".to_vec())));
+    });
+    let delivery = done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the agent stopped reading the endless answer");
+    match delivery {
+        daemon::Delivery::Retry { reason, .. } => {
+            assert!(reason.contains("larger than 65536 bytes"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The connection was closed: the server's writes failed.
+    let sent = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert!(sent >= 64 * 1024, "{sent}");
+}
+
+#[test]
+fn huge_declared_answer_is_refused_unread() {
+    let stand = stand_in(|_, _| {
+        Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 999999999999\r\n\r\n{\"node\":".to_vec())
+    });
+    let client = daemon::Collector::new(
+        &stand.url,
+        &daemon::TlsOptions::default(),
+        daemon::Timeouts::default(),
+    )
+    .unwrap();
+    match block_on(client.send_report(b"{}".to_vec())) {
+        daemon::Delivery::Retry { reason, .. } => {
+            assert!(reason.contains("larger than"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+// --- Untrusted text -------------------------------------------------------------------------
+
+#[test]
+fn collector_message_cannot_forge_log_lines() {
+    let tmp = TempDir::new().unwrap();
+    let proc_dir = fake_node(tmp.path(), 0);
+    let key_path = write_key(tmp.path());
+    let stand = stand_in(|_, _| {
+        http(
+            422,
+            r#"{"error":"bad_statement","message":"no\n2026-01-01T00:00:00Z  INFO delivered sequence=1 FORGED\u001b[2J\u202e"}"#,
+        )
+    });
+    let out = agent()
+        .args(["run", "--once", "--collector", &stand.url])
+        .arg("--key")
+        .arg(&key_path)
+        .arg("--proc")
+        .arg(&proc_dir)
+        .arg("--spool")
+        .arg(tmp.path().join("spool"))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("FORGED"), "the message is logged: {stderr}");
+    for line in stderr.lines() {
+        assert!(
+            !line.starts_with("2026-01-01T00:00:00Z"),
+            "forged line: {line}"
+        );
+    }
+    assert!(!stderr.contains(['\x1b', '\u{202e}']), "{stderr}");
+    assert!(stderr.contains("\\u{1b}"), "{stderr}");
+}
+
+// --- Foreign files in the spool ------------------------------------------------------------
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(status.success());
+}
+
+/// Opens the spool in a thread and waits at most a minute: a blocking open would hang.
+fn open_bounded(dir: &Path) -> Spool {
+    let (tx, rx) = mpsc::channel();
+    let dir = dir.to_path_buf();
+    thread::spawn(move || {
+        let _ = tx.send(Spool::open(&dir, NODE, key(1), 100));
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the spool open blocked")
+        .expect("the spool opens")
+}
+
+fn foreign_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = match fs::read_dir(dir.join("foreign")) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+}
+
+#[test]
+fn fifo_named_like_a_slot_is_set_aside_without_blocking() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    let mut spool = open(&dir, 100);
+    spool.append(report(1, 0), 300).unwrap();
+    drop(spool);
+    // The next slot, and one the counter gave out already.
+    mkfifo(&dir.join("00000000000000000002.json"));
+    mkfifo(&dir.join("00000000000000000001.json.x"));
+    let spool = open_bounded(&dir);
+    assert_eq!(spool.pending().len(), 1);
+    assert_eq!(spool.set_aside_here(), 2);
+    assert_eq!(
+        foreign_files(&dir),
+        ["00000000000000000001.json.x", "00000000000000000002.json"]
+    );
+    check_chain(&spool, &key(1));
+}
+
+#[test]
+fn fifo_as_the_state_or_the_lock_does_not_block() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    let mut spool = open(&dir, 100);
+    spool.append(report(1, 0), 300).unwrap();
+    drop(spool);
+    fs::remove_file(dir.join(STATE_FILE)).unwrap();
+    mkfifo(&dir.join(STATE_FILE));
+    mkfifo(&dir.join("lock"));
+    let spool = open_bounded(&dir);
+    // The state is rebuilt from the statement.
+    assert_eq!(spool.pending().len(), 1);
+    check_chain(&spool, &key(1));
+}
+
+#[test]
+fn fifo_in_the_spool_does_not_stop_sigterm() {
+    let tmp = TempDir::new().unwrap();
+    let proc_dir = fake_node(tmp.path(), 0);
+    let key_path = write_key(tmp.path());
+    let dir = tmp.path().join("spool");
+    fs::create_dir_all(&dir).unwrap();
+    mkfifo(&dir.join("00000000000000000001.json"));
+    let mut child = agent()
+        .args(["run", "--collector", &dead_url(), "--interval", "1h"])
+        .arg("--key")
+        .arg(&key_path)
+        .arg("--proc")
+        .arg(&proc_dir)
+        .arg("--spool")
+        .arg(&dir)
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (by reading its log) until the daemon runs: its signal handlers are in place.
+    let mut log = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut seen = String::new();
+        let mut line = String::new();
+        while log.read_line(&mut line).unwrap_or(0) > 0 {
+            if line.contains("daemon starting") {
+                let _ = tx.send(());
+            }
+            seen.push_str(&line);
+            line.clear();
+        }
+    });
+    let started = rx.recv_timeout(Duration::from_secs(60));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (wtx, wrx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = wtx.send(child.wait());
+    });
+    let exit = wrx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the agent ignored SIGTERM")
+        .unwrap();
+    assert!(started.is_ok(), "the daemon never started");
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+    assert_eq!(foreign_files(&dir), ["00000000000000000001.json"]);
+}
+
+#[test]
+fn a_foreign_file_makes_once_exit_1() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("notes.txt"), "left here by someone").unwrap();
+    let stand = stand_in(|_, body| ack(body));
+    let out = once_against(tmp.path(), &stand.url);
+    assert_eq!((out.delivered, out.pending, out.set_aside), (1, 0, 1));
+    assert_eq!(out.exit_code(), 1);
+    assert_eq!(foreign_files(&dir), ["notes.txt"]);
+    // Set aside once: the next run is clean.
+    let out = once_against(tmp.path(), &stand.url);
+    assert_eq!((out.delivered, out.set_aside, out.exit_code()), (1, 0, 0));
+}
+
+#[test]
+fn max_slot_name_does_not_pin_the_counter() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    let mut spool = open(&dir, 100);
+    spool.append(report(1, 0), 300).unwrap();
+    drop(spool);
+    let max = format!("{}.json", u64::MAX);
+    fs::write(dir.join(&max), "not ours").unwrap();
+    let mut spool = open(&dir, 100);
+    assert_eq!(foreign_files(&dir), [max]);
+    spool.append(report(2, 1), 300).unwrap();
+    spool.append(report(3, 0), 300).unwrap();
+    let slots: Vec<u64> = spool.pending().iter().map(|e| e.slot).collect();
+    assert_eq!(slots, [1, 2, 3]);
+    check_chain(&spool, &key(1));
+}
+
+#[test]
+fn max_slot_name_without_a_state_does_not_pin_the_counter() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    let mut spool = open(&dir, 100);
+    spool.append(report(1, 0), 300).unwrap();
+    drop(spool);
+    fs::remove_file(dir.join(STATE_FILE)).unwrap();
+    let max = format!("{}.json", u64::MAX);
+    fs::write(dir.join(&max), "not ours").unwrap();
+    let mut spool = open(&dir, 100);
+    // Not a statement of ours: set aside as damaged, and the counter ignores it.
+    assert!(
+        rejected_files(&dir).contains(&max),
+        "{:?}",
+        rejected_files(&dir)
+    );
+    spool.append(report(2, 1), 300).unwrap();
+    spool.append(report(3, 0), 300).unwrap();
+    let slots: Vec<u64> = spool.pending().iter().map(|e| e.slot).collect();
+    assert_eq!(slots, [1, 2, 3]);
+    check_chain(&spool, &key(1));
+}
+
+#[test]
+fn a_counter_at_its_end_is_renumbered_not_stuck() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    let mut spool = open(&dir, 100);
+    spool.append(report(1, 0), 300).unwrap();
+    spool.append(report(2, 1), 300).unwrap();
+    drop(spool);
+    // A state whose counter was pushed to the end (edited, or copied from elsewhere).
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join(STATE_FILE)).unwrap()).unwrap();
+    state["next_slot"] = serde_json::json!(u64::MAX);
+    fs::write(dir.join(STATE_FILE), serde_json::to_vec(&state).unwrap()).unwrap();
+    let mut spool = open(&dir, 100);
+    assert!(spool.next_slot() < daemon::spool::SLOT_LIMIT);
+    spool.append(report(3, 0), 300).unwrap();
+    spool.append(report(4, 1), 300).unwrap();
+    let slots: Vec<u64> = spool.pending().iter().map(|e| e.slot).collect();
+    assert_eq!(slots, [1, 2, 3, 4]);
+    assert_eq!(kinds(&spool).len(), 4);
+    check_chain(&spool, &key(1));
+}
+
+// --- Enrolment ------------------------------------------------------------------------------
+
+fn enroll_cli(tmp: &Path, url: &str, extra: &[&str]) -> std::process::Output {
+    let key_path = write_key(tmp);
+    agent()
+        .args(["enroll", "--collector", url])
+        .args(extra)
+        .arg("--key")
+        .arg(&key_path)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn refused_token_exits_2_with_the_collectors_message() {
+    for status in [401, 403] {
+        let tmp = TempDir::new().unwrap();
+        let stand = stand_in(move |_, _| {
+            http(
+                status,
+                r#"{"error":"token_expired","message":"the token expired at 2026-01-01T00:00:00Z\nstatus: approved"}"#,
+            )
+        });
+        let out = enroll_cli(
+            tmp.path(),
+            &stand.url,
+            &["--token", "npt_x", "--node-name", NODE],
+        );
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("the token expired at"), "{stderr}");
+        assert!(stderr.contains("token create"), "{stderr}");
+        assert!(
+            !stderr.lines().any(|l| l.starts_with("status:")),
+            "{stderr}"
+        );
+        assert!(
+            !stdout.contains("pending") && !stdout.contains("approved"),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn a_proxys_403_page_is_an_enrolment_error() {
+    let tmp = TempDir::new().unwrap();
+    let stand = stand_in(|_, _| {
+        Reply::Raw(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\nForbidden".to_vec())
+    });
+    let out = enroll_cli(
+        tmp.path(),
+        &stand.url,
+        &["--token", "npt_x", "--node-name", NODE],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("403"), "{stderr}");
+}
+
+#[test]
+fn a_token_left_pending_is_not_success() {
+    let tmp = TempDir::new().unwrap();
+    let stand = stand_in(|_, _| {
+        http(
+            202,
+            &format!(r#"{{"node":"{NODE}","key_id":"x","status":"pending"}}"#),
+        )
+    });
+    let out = enroll_cli(
+        tmp.path(),
+        &stand.url,
+        &["--token", "npt_x", "--node-name", NODE],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("token was not accepted"), "{stderr}");
+    // Without a token, pending is pending: exit 3.
+    let out = enroll_cli(tmp.path(), &stand.url, &["--node-name", NODE]);
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn token_over_plain_http_to_a_remote_address_is_warned() {
+    let tmp = TempDir::new().unwrap();
+    // 0.0.0.0 is not loopback by address, yet a connection to it stays on this machine
+    // (and is refused at once here: nothing listens on that port).
+    let port = dead_url().rsplit(':').next().unwrap().to_string();
+    let out = enroll_cli(
+        tmp.path(),
+        &format!("http://0.0.0.0:{port}"),
+        &["--token", "npt_x", "--node-name", NODE],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("warning: sending the enrolment token over plain http"),
+        "{stderr}"
+    );
+    // To the loopback address: no warning.
+    let out = enroll_cli(
+        tmp.path(),
+        &dead_url(),
+        &["--token", "npt_x", "--node-name", NODE],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("plain http"), "{stderr}");
+}
+
+// --- Private keys ---------------------------------------------------------------------------
+
+#[test]
+fn group_readable_key_is_refused() {
+    let tmp = TempDir::new().unwrap();
+    let proc_dir = fake_node(tmp.path(), 0);
+    let key_path = write_key(tmp.path());
+    for mode in [0o640, 0o604, 0o660, 0o666] {
+        fs::set_permissions(&key_path, fs::Permissions::from_mode(mode)).unwrap();
+        let spool = tmp.path().join("spool");
+        for args in [
+            vec!["run", "--once", "--spool", spool.to_str().unwrap()],
+            vec!["enroll", "--token", "npt_x"],
+        ] {
+            let out = agent()
+                .args(&args)
+                .args(["--collector", &dead_url()])
+                .arg("--key")
+                .arg(&key_path)
+                .arg("--proc")
+                .arg(&proc_dir)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{mode:o} {args:?}: {stderr}");
+            assert!(
+                stderr.contains(&format!("chmod 600 {}", key_path.display())),
+                "{stderr}"
+            );
+        }
+    }
+    assert!(!tmp.path().join("spool").exists(), "nothing ran");
+}
+
+// --- The node's name ------------------------------------------------------------------------
+
+/// A fake node whose kubelet runs with `--hostname-override=Worker-7`.
+fn overridden_node(dir: &Path) -> PathBuf {
+    let fake = FakeProc::new(&dir.join("proc")).expect("fake proc");
+    fake.node(NODE, "6.1.0", 1_700_000_000).expect("node facts");
+    fake.process(
+        4242,
+        "kubelet",
+        &["/usr/bin/kubelet", "--hostname-override= Worker-7 "],
+    )
+    .and_then(|p| p.root(&dir.join("host")))
+    .expect("kubelet");
+    fake.path().to_path_buf()
+}
+
+#[test]
+fn enroll_and_run_agree_on_the_kubelets_hostname_override() {
+    let tmp = TempDir::new().unwrap();
+    let proc_dir = overridden_node(tmp.path());
+    let enrolled = Arc::new(Mutex::new(None::<String>));
+    let names = Arc::clone(&enrolled);
+    let stand = stand_in(move |path, body| {
+        if path.ends_with("/v1/enroll") {
+            let env = nodeproof_proto::Envelope::from_json_bytes(body).unwrap();
+            let (payload, _) = nodeproof_proto::verify_signed(
+                &env,
+                &key(1).verifying_key(),
+                nodeproof_proto::ENROLL_PAYLOAD_TYPE,
+            )
+            .unwrap();
+            let req: nodeproof_proto::EnrollRequest = serde_json::from_slice(&payload).unwrap();
+            *names.lock().unwrap() = Some(req.node.clone());
+            http(
+                201,
+                &format!(
+                    r#"{{"node":"{}","key_id":"x","status":"approved"}}"#,
+                    req.node
+                ),
+            )
+        } else {
+            ack(body)
+        }
+    });
+    let key_path = write_key(tmp.path());
+    let out = agent()
+        .args(["enroll", "--collector", &stand.url, "--token", "npt_x"])
+        .arg("--key")
+        .arg(&key_path)
+        .arg("--proc")
+        .arg(&proc_dir)
+        .env_remove("NODEPROOF_NODE_NAME")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("node name: worker-7 (from the kubelet's --hostname-override (pid 4242))"),
+        "{stderr}"
+    );
+    assert_eq!(enrolled.lock().unwrap().as_deref(), Some("worker-7"));
+    let out = agent()
+        .args(["run", "--once", "--collector", &stand.url])
+        .arg("--key")
+        .arg(&key_path)
+        .arg("--proc")
+        .arg(&proc_dir)
+        .arg("--spool")
+        .arg(tmp.path().join("spool"))
+        .env_remove("NODEPROOF_NODE_NAME")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // The spool's chain is worker-7's.
+    assert!(Spool::open(&tmp.path().join("spool"), "worker-7", key(1), 100).is_ok());
+    let (_, body) = stand.seen.lock().unwrap().last().cloned().unwrap();
+    let v = verify(&body, &key(1).verifying_key()).unwrap();
+    assert_eq!(v.statement.link().unwrap().node, "worker-7");
+}
+
+#[test]
+fn an_explicit_node_name_wins_over_the_override() {
+    let tmp = TempDir::new().unwrap();
+    let proc_dir = overridden_node(tmp.path());
+    let key_path = write_key(tmp.path());
+    let out = agent()
+        .args([
+            "run",
+            "--once",
+            "--collector",
+            &dead_url(),
+            "--retry-base",
+            "0s",
+        ])
+        .arg("--key")
+        .arg(&key_path)
+        .arg("--proc")
+        .arg(&proc_dir)
+        .arg("--spool")
+        .arg(tmp.path().join("spool"))
+        .env("NODEPROOF_NODE_NAME", "node-9")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("kubelet_registers_as=worker-7"), "{stderr}");
+    assert!(Spool::open(&tmp.path().join("spool"), "node-9", key(1), 100).is_ok());
+}
+
+#[test]
+fn empty_200_to_a_rotation_is_not_a_rotation() {
+    let tmp = TempDir::new().unwrap();
+    let old = write_key(tmp.path());
+    let new = tmp.path().join("new.key");
+    fs::write(&new, signing_key_to_pem(&key(2)).unwrap()).unwrap();
+    fs::set_permissions(&new, fs::Permissions::from_mode(0o600)).unwrap();
+    let new_id = nodeproof_proto::keyid(&key(2).verifying_key());
+    let answers = [
+        (http(200, ""), Some(2)),
+        (
+            http(
+                200,
+                &format!(r#"{{"node":"{NODE}","key_id":"other","status":"approved"}}"#),
+            ),
+            Some(2),
+        ),
+        (
+            http(
+                200,
+                &format!(r#"{{"node":"{NODE}","key_id":"{new_id}","status":"approved"}}"#),
+            ),
+            Some(0),
+        ),
+    ];
+    for (reply, code) in answers {
+        let Reply::Raw(bytes) = reply else {
+            unreachable!()
+        };
+        let stand = stand_in(move |_, _| Reply::Raw(bytes.clone()));
+        let out = agent()
+            .args(["rotate-key", "--collector", &stand.url, "--node-name", NODE])
+            .arg("--key")
+            .arg(&old)
+            .arg("--new-key")
+            .arg(&new)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), code, "{stderr}");
+    }
+}
+
+#[test]
+fn symlink_named_like_a_slot_is_set_aside_unread() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("spool");
+    let mut spool = open(&dir, 100);
+    spool.append(report(1, 0), 300).unwrap();
+    spool.append(report(2, 1), 300).unwrap();
+    drop(spool);
+    // Slot 1 swapped for a link to an endless file.
+    let first = dir.join("00000000000000000001.json");
+    fs::remove_file(&first).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &first).unwrap();
+    let mut spool = open_bounded(&dir);
+    assert_eq!(foreign_files(&dir), ["00000000000000000001.json"]);
+    assert_eq!(spool.set_aside_here(), 1);
+    // The statement behind is linked over the hole when it is sent.
+    assert_eq!(kinds(&spool), ["report"]);
+    assert_eq!(deliver_all(&mut spool, &key(1)).len(), 1);
 }

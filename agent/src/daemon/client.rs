@@ -2,7 +2,13 @@
 //!
 //! What an answer *means* for the spool is decided by [`classify`], a pure function of the
 //! status and body, tested without a server; [`Collector`] only moves bytes (HTTPS with
-//! rustls, a private CA and a client certificate when asked, no redirects, timeouts).
+//! rustls, a private CA and a client certificate when asked, no redirects, timeouts, and
+//! at most [`MAX_ANSWER`] bytes of any answer).
+//!
+//! Whatever answers is not trusted to be the collector: a proxy or a captive portal answers
+//! 200 with HTML. A report counts as delivered only on the collector's JSON acknowledgement
+//! naming that envelope's digest, and every text from an answer is escaped before it is
+//! logged ([`super::text::escape`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,6 +19,11 @@ use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Certificate, Identity, Url};
 
 use super::chain::ChainPoint;
+use super::text::escape;
+
+/// The most the agent reads of any answer. The collector's answers are a few hundred
+/// bytes; a peer that sends more (an endless body) is cut off, not buffered.
+pub const MAX_ANSWER: usize = 64 * 1024;
 
 /// How to reach the collector over TLS.
 #[derive(Debug, Clone, Default)]
@@ -81,8 +92,15 @@ pub enum ClientError {
     )]
     Transport { url: String, detail: String },
 
+    /// `api`'s texts are escaped ([`escape`]) already.
     #[error("the collector refused the request ({status} {}): {}", .api.error, .api.message)]
     Api { status: u16, api: ApiError },
+
+    #[error(
+        "the answer from {url} is larger than {limit} bytes, far more than the collector \
+         ever sends; cut off (is --collector the collector, or a proxy in front of it?)"
+    )]
+    AnswerTooLarge { url: String, limit: usize },
 
     #[error("unexpected answer from {url}: HTTP {status}: {body}")]
     Unexpected {
@@ -173,11 +191,12 @@ impl Collector {
     /// one (connect, TLS, timeout, reset) is `Err`.
     pub async fn post(&self, path: &str, body: Vec<u8>) -> Result<Answer, ClientError> {
         let url = self.endpoint(path)?;
+        // Escaped: a transport error can quote what the peer sent (a malformed header).
         let transport = |e: reqwest::Error| ClientError::Transport {
             url: url.to_string(),
-            detail: describe(&e),
+            detail: escape(&describe(&e)),
         };
-        let resp = self
+        let mut resp = self
             .http
             .post(url.clone())
             .header(CONTENT_TYPE, "application/json")
@@ -192,7 +211,22 @@ impl Collector {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = resp.bytes().await.map_err(transport)?.to_vec();
+        let too_large = || ClientError::AnswerTooLarge {
+            url: url.to_string(),
+            limit: MAX_ANSWER,
+        };
+        if resp.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
+            return Err(too_large());
+        }
+        // Chunk by chunk, so an endless body costs at most MAX_ANSWER bytes; dropping the
+        // response closes the connection.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok(Answer {
             status,
             body,
@@ -202,8 +236,9 @@ impl Collector {
 
     /// Sends one report envelope (`POST /v1/reports`) and says what the answer means.
     pub async fn send_report(&self, envelope: Vec<u8>) -> Delivery {
+        let digest = nodeproof_proto::sha256_hex(&envelope);
         match self.post("v1/reports", envelope).await {
-            Ok(answer) => classify(&answer),
+            Ok(answer) => classify(&answer, &digest),
             Err(e) => Delivery::Retry {
                 reason: e.to_string(),
                 after: None,
@@ -217,13 +252,11 @@ impl Collector {
         self.expect_json(answer, "v1/enroll")
     }
 
-    /// `POST /v1/rotate` with a signed and co-signed rotation envelope. Returns the body the
-    /// collector sent (JSON), for the operator.
-    pub async fn rotate(&self, envelope: &Envelope) -> Result<serde_json::Value, ClientError> {
+    /// `POST /v1/rotate` with a signed and co-signed rotation envelope. The answer names
+    /// the node and the key it now has; the caller checks that it is the new key (an empty
+    /// or foreign 2xx proves nothing).
+    pub async fn rotate(&self, envelope: &Envelope) -> Result<EnrollResponse, ClientError> {
         let answer = self.post("v1/rotate", envelope.to_json_bytes()).await?;
-        if (200..300).contains(&answer.status) && answer.body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(serde_json::Value::Null);
-        }
         self.expect_json(answer, "v1/rotate")
     }
 
@@ -245,7 +278,7 @@ impl Collector {
         match serde_json::from_slice::<ApiError>(&answer.body) {
             Ok(api) => Err(ClientError::Api {
                 status: answer.status,
-                api,
+                api: escaped(api),
             }),
             Err(_) => Err(ClientError::Unexpected {
                 url,
@@ -287,6 +320,19 @@ pub fn parse_base_url(url: &str) -> Result<Url, ClientError> {
     Ok(parsed)
 }
 
+/// Whether `url`'s host is this machine's loopback (`127.0.0.0/8`, `::1`, `localhost`):
+/// nothing sent there crosses a network.
+pub fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
 fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, ClientError> {
     fs::read(path).map_err(|source| ClientError::ReadFile {
         what,
@@ -310,7 +356,7 @@ pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// At most 200 characters of a body, on one line, for a log or an error.
+/// At most 200 characters of a body, on one line, escaped, for a log or an error.
 fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let one_line: String = text
@@ -321,19 +367,32 @@ fn snippet(body: &[u8]) -> String {
     if one_line.trim().is_empty() {
         "(empty body)".to_string()
     } else {
-        one_line.trim().to_string()
+        escape(one_line.trim())
+    }
+}
+
+/// The collector's error with its texts escaped, for logs and messages.
+fn escaped(api: ApiError) -> ApiError {
+    ApiError {
+        error: escape(&api.error),
+        message: escape(&api.message),
+        last_sequence: api.last_sequence,
+        last_digest: api.last_digest,
     }
 }
 
 /// What the collector's answer to a report means for the spool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
-    /// Stored (201), or already stored (200, `duplicate`): delete it from the spool.
+    /// Stored (201), or already stored (200, `duplicate`), as the collector's JSON
+    /// acknowledgement naming this envelope's digest says: delete it from the spool.
     Delivered {
         duplicate: bool,
-        accepted: Option<ReportAccepted>,
+        accepted: ReportAccepted,
     },
-    /// Try again later: no answer, a timeout, 5xx, 408, 429.
+    /// Try again later: no answer, a timeout, 5xx, 408, 429, and a 2xx that is not the
+    /// collector's acknowledgement of this very envelope (a proxy's page, an empty body,
+    /// another digest): delivery is proven, not assumed.
     Retry {
         reason: String,
         after: Option<Duration>,
@@ -372,18 +431,39 @@ const NODE_CODES: &[&str] = &["unknown_key", "node_pending", "node_revoked", "ba
 /// Error codes after which the agent re-chains after the collector's last statement.
 const CHAIN_CODES: &[&str] = &["replay", "chain_fork", "chain_gap"];
 
-/// What an answer to `POST /v1/reports` means. Pure.
-pub fn classify(answer: &Answer) -> Delivery {
+/// What an answer to `POST /v1/reports` of the envelope whose digest ([`sha256_hex`] of
+/// its bytes) is `digest` means. Pure.
+///
+/// [`sha256_hex`]: nodeproof_proto::sha256_hex
+pub fn classify(answer: &Answer, digest: &str) -> Delivery {
     let status = answer.status;
-    let api = serde_json::from_slice::<ApiError>(&answer.body).ok();
+    let api = serde_json::from_slice::<ApiError>(&answer.body)
+        .ok()
+        .map(escaped);
     match status {
-        200..=299 => {
-            let accepted = serde_json::from_slice::<ReportAccepted>(&answer.body).ok();
-            Delivery::Delivered {
-                duplicate: accepted.as_ref().map_or(status == 200, |a| a.duplicate),
+        200..=299 => match serde_json::from_slice::<ReportAccepted>(&answer.body) {
+            Ok(accepted) if accepted.digest == digest => Delivery::Delivered {
+                duplicate: accepted.duplicate,
                 accepted,
-            }
-        }
+            },
+            Ok(other) => Delivery::Retry {
+                reason: format!(
+                    "HTTP {status} acknowledges digest {}, not this statement's {digest}: not \
+                     counted as delivered, the statement stays spooled",
+                    escape(&other.digest)
+                ),
+                after: answer.retry_after,
+            },
+            Err(_) => Delivery::Retry {
+                reason: format!(
+                    "HTTP {status} without the collector's acknowledgement ({}): a proxy or \
+                     captive portal in the way? not counted as delivered, the statement stays \
+                     spooled; check --collector",
+                    snippet(&answer.body)
+                ),
+                after: answer.retry_after,
+            },
+        },
         408 | 425 | 429 | 500..=599 => Delivery::Retry {
             reason: match &api {
                 Some(a) => format!("HTTP {status} {}: {}", a.error, a.message),
@@ -502,6 +582,13 @@ mod tests {
         }
     }
 
+    /// The digest the tests' envelope has.
+    const D: &str = "d";
+
+    fn classify_(a: &Answer) -> Delivery {
+        classify(a, D)
+    }
+
     fn api(code: &str) -> String {
         format!(r#"{{"error":"{code}","message":"because"}}"#)
     }
@@ -510,38 +597,78 @@ mod tests {
     fn created_and_duplicate_are_delivered() {
         let body = r#"{"node":"n","sequence":3,"digest":"d","duplicate":false}"#;
         assert!(matches!(
-            classify(&answer(201, body)),
+            classify_(&answer(201, body)),
             Delivery::Delivered {
                 duplicate: false,
-                accepted: Some(_)
+                ..
             }
         ));
         let body = r#"{"node":"n","sequence":3,"digest":"d","duplicate":true}"#;
         assert!(matches!(
-            classify(&answer(200, body)),
+            classify_(&answer(200, body)),
             Delivery::Delivered {
                 duplicate: true,
                 ..
             }
         ));
-        // A 2xx with a body we do not understand still means stored.
-        assert!(matches!(
-            classify(&answer(201, "ok")),
-            Delivery::Delivered { accepted: None, .. }
-        ));
+    }
+
+    #[test]
+    fn two_hundreds_without_an_ack_are_retried() {
+        for (status, body) in [
+            (
+                200,
+                "<html><body>Please log in to the hotel wifi</body></html>",
+            ),
+            (200, ""),
+            (201, "ok"),
+            (204, ""),
+            (200, r#"{"node":"n","sequence":3,"duplicate":true}"#),
+        ] {
+            assert!(
+                matches!(classify_(&answer(status, body)), Delivery::Retry { .. }),
+                "{status} {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_ack_for_another_digest_is_retried() {
+        let body = r#"{"node":"n","sequence":3,"digest":"e","duplicate":false}"#;
+        match classify_(&answer(201, body)) {
+            Delivery::Retry { reason, .. } => assert!(reason.contains("not this"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn collector_messages_are_escaped() {
+        let body = r#"{"error":"too_old","message":"no\nINFO delivered sequence=9\u001b[2J"}"#;
+        match classify_(&answer(422, body)) {
+            Delivery::Reject { message, .. } => {
+                assert_eq!(message, "no\\nINFO delivered sequence=9\\u{1b}[2J");
+            }
+            other => panic!("{other:?}"),
+        }
+        match classify_(&answer(502, "bad\u{202e}gateway\r\nX")) {
+            Delivery::Retry { reason, .. } => {
+                assert!(!reason.contains(['\n', '\r', '\u{202e}']), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
     fn server_errors_and_throttling_are_retried() {
         for status in [500, 502, 503, 504, 408, 429] {
             assert!(
-                matches!(classify(&answer(status, "")), Delivery::Retry { .. }),
+                matches!(classify_(&answer(status, "")), Delivery::Retry { .. }),
                 "{status}"
             );
         }
         let mut a = answer(503, &api("overloaded"));
         a.retry_after = Some(Duration::from_secs(7));
-        match classify(&a) {
+        match classify_(&a) {
             Delivery::Retry { reason, after } => {
                 assert!(reason.contains("overloaded"));
                 assert_eq!(after, Some(Duration::from_secs(7)));
@@ -558,7 +685,7 @@ mod tests {
                 r#"{{"error":"{code}","message":"m","last_sequence":12,"last_digest":"{d}"}}"#
             );
             assert_eq!(
-                classify(&answer(409, &body)),
+                classify_(&answer(409, &body)),
                 Delivery::Chain {
                     code: code.into(),
                     message: "m".into(),
@@ -572,7 +699,7 @@ mod tests {
         // A node with nothing stored yet: the chain starts over.
         let body = r#"{"error":"chain_gap","message":"m","last_sequence":0}"#;
         assert!(matches!(
-            classify(&answer(409, body)),
+            classify_(&answer(409, body)),
             Delivery::Chain { point, .. } if point == ChainPoint::GENESIS
         ));
     }
@@ -581,13 +708,13 @@ mod tests {
     fn a_chain_error_without_a_point_blocks_instead_of_guessing() {
         let body = r#"{"error":"chain_fork","message":"m"}"#;
         assert!(matches!(
-            classify(&answer(409, body)),
+            classify_(&answer(409, body)),
             Delivery::Blocked { .. }
         ));
         let body =
             r#"{"error":"chain_fork","message":"m","last_sequence":4,"last_digest":"nothex"}"#;
         assert!(matches!(
-            classify(&answer(409, body)),
+            classify_(&answer(409, body)),
             Delivery::Blocked { .. }
         ));
     }
@@ -595,7 +722,7 @@ mod tests {
     #[test]
     fn unknown_base_is_its_own_case() {
         assert!(matches!(
-            classify(&answer(409, &api("unknown_base"))),
+            classify_(&answer(409, &api("unknown_base"))),
             Delivery::UnknownBase { status: 409, .. }
         ));
     }
@@ -612,7 +739,7 @@ mod tests {
             (422, "too_old"),
             (418, "something_new"),
         ] {
-            match classify(&answer(status, &api(code))) {
+            match classify_(&answer(status, &api(code))) {
                 Delivery::Reject {
                     status: s,
                     code: c,
@@ -625,7 +752,7 @@ mod tests {
         }
         // A proxy's 413 page: still too large, whoever says so.
         assert!(matches!(
-            classify(&answer(413, "<html>too big</html>")),
+            classify_(&answer(413, "<html>too big</html>")),
             Delivery::Reject { status: 413, .. }
         ));
     }
@@ -638,7 +765,7 @@ mod tests {
             (403, "node_revoked"),
             (422, "bad_link"),
         ] {
-            match classify(&answer(status, &api(code))) {
+            match classify_(&answer(status, &api(code))) {
                 Delivery::Blocked { code: c, hint, .. } => {
                     assert_eq!(c, code);
                     assert!(!hint.is_empty());
@@ -653,14 +780,14 @@ mod tests {
         for status in [401, 403, 404, 405] {
             assert!(
                 matches!(
-                    classify(&answer(status, "<html>nope</html>")),
+                    classify_(&answer(status, "<html>nope</html>")),
                     Delivery::Blocked { .. }
                 ),
                 "{status}"
             );
         }
         assert!(matches!(
-            classify(&answer(308, "")),
+            classify_(&answer(308, "")),
             Delivery::Blocked { .. }
         ));
     }
@@ -682,6 +809,22 @@ mod tests {
             u.join("v1/rotate").unwrap().as_str(),
             "http://127.0.0.1:3000/v1/rotate"
         );
+    }
+
+    #[test]
+    fn loopback_is_only_this_machine() {
+        for (url, local) in [
+            ("http://127.0.0.1:3000", true),
+            ("http://127.8.9.10", true),
+            ("http://[::1]:80", true),
+            ("http://LocalHost:8080", true),
+            ("http://0.0.0.0:80", false),
+            ("http://10.0.0.1", false),
+            ("http://collector.example", false),
+            ("http://localhost.example.com", false),
+        ] {
+            assert_eq!(is_loopback(&Url::parse(url).unwrap()), local, "{url}");
+        }
     }
 
     #[test]

@@ -16,10 +16,13 @@ pub mod backoff;
 pub mod chain;
 pub mod client;
 pub mod enroll;
+pub mod files;
+pub mod node;
 mod run;
 pub mod spool;
 #[cfg(test)]
 mod testutil;
+pub mod text;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -164,6 +167,9 @@ pub struct RunOutcome {
     pub rejected: u64,
     /// Statements dropped because the spool was full.
     pub dropped: u64,
+    /// Files the spool set aside on its own this run: foreign files moved to `foreign/`
+    /// (a FIFO or a stray file named like a statement), damaged statements.
+    pub set_aside: u64,
     /// Chain errors answered by re-chaining.
     pub chain_errors: u64,
     /// Undelivered statements left in the spool.
@@ -186,6 +192,7 @@ impl RunOutcome {
             duplicates: 0,
             rejected: 0,
             dropped: 0,
+            set_aside: 0,
             chain_errors: 0,
             pending: 0,
             blocked: None,
@@ -194,11 +201,12 @@ impl RunOutcome {
 
     /// Every statement of this run reached the collector and none is left over.
     pub fn all_delivered(&self) -> bool {
-        self.pending == 0 && self.rejected == 0 && self.dropped == 0
+        self.pending == 0 && self.rejected == 0 && self.dropped == 0 && self.set_aside == 0
     }
 
     /// The process exit code: after a shutdown 0; after `once`, 2 when the scan could not
-    /// run, 1 when anything is left undelivered (spooled, set aside or dropped), else 0.
+    /// run, 1 when anything is left undelivered (spooled, set aside or dropped) or the spool
+    /// had to set a file aside, else 0.
     pub fn exit_code(&self) -> u8 {
         match self.stopped {
             Stopped::Shutdown => 0,
@@ -321,6 +329,9 @@ mod tests {
         assert_eq!(o.exit_code(), 1);
         o.pending = 0;
         o.rejected = 1;
+        assert_eq!(o.exit_code(), 1);
+        o.rejected = 0;
+        o.set_aside = 1;
         assert_eq!(o.exit_code(), 1);
         o.scans_failed = 1;
         assert_eq!(o.exit_code(), 2);

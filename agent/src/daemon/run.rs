@@ -78,11 +78,13 @@ where
         daemon.forever(&mut stop).await;
     }
     daemon.out.pending = daemon.spool.pending().len();
+    daemon.out.set_aside = daemon.spool.set_aside_here();
     info!(
         delivered = daemon.out.delivered,
         pending = daemon.out.pending,
         rejected = daemon.out.rejected,
         dropped = daemon.out.dropped,
+        set_aside = daemon.out.set_aside,
         "nodeproof-agent daemon stopped"
     );
     Ok(daemon.out)
@@ -282,18 +284,12 @@ impl Daemon {
                 }
             };
             let done = match delivery {
+                // classify() checked that the acknowledgement names the digest of the bytes
+                // sent, which are the head's.
                 Delivery::Delivered {
                     duplicate,
-                    accepted,
+                    accepted: _,
                 } => {
-                    if let Some(a) = accepted.as_ref().filter(|a| a.digest != entry.digest) {
-                        warn!(
-                            sequence = entry.sequence,
-                            ours = %entry.digest,
-                            theirs = %a.digest,
-                            "the collector acknowledged the report under another digest"
-                        );
-                    }
                     info!(
                         sequence = entry.sequence,
                         kind = entry.kind.name(),

@@ -13,8 +13,18 @@
 //!                                is chain order; the chain sequence is inside
 //! rejected/NNN...N.json          statements the collector refused (or found damaged here),
 //! rejected/NNN...N.reason.json   set aside byte for byte, with why; never retried
+//! foreign/NAME                   anything else found in the directory, moved aside unopened
 //! .NAME.tmp                      a write in progress; removed on open
 //! ```
+//!
+//! Only names the agent wrote are slots: a regular file (never a FIFO, device, symlink or
+//! directory, which are moved to `foreign/` by name, without being opened), named as above,
+//! whose number the slot counter has already given out (at most one past it: the crash
+//! between writing a statement and saving the state). A file named with a larger number
+//! was not written here and would pin the counter, so it is set aside too. Files are read
+//! non-blocking and bounded (see [`super::files`]). The counter stays far below the largest
+//! 20-digit name: before it reaches [`SLOT_LIMIT`] the spooled statements are renumbered
+//! from 1, so it can neither wrap nor stick.
 //!
 //! `state.json` holds what the statements cannot say: the chain point the first spooled
 //! statement follows (`base`: the last statement the collector acknowledged, or the one it
@@ -46,10 +56,17 @@ use super::chain::{
     self, build_statement, decide, next_link, plan_eviction, same_base, with_dependents,
     ChainPoint, Decision, FullRef, Kind, Run, Spooled,
 };
+use super::files::{self, read_regular, Follow};
 
 pub const STATE_FILE: &str = "state.json";
 pub const LOCK_FILE: &str = "lock";
 pub const REJECTED_DIR: &str = "rejected";
+pub const FOREIGN_DIR: &str = "foreign";
+const DAMAGED_STATE: &str = "state.json.damaged";
+/// The slot counter never goes past this; the spool is renumbered from 1 before it would.
+pub const SLOT_LIMIT: u64 = 1_000_000_000_000_000_000;
+/// No statement the agent writes comes near this (the collector takes at most 1 MiB).
+const MAX_FILE_BYTES: u64 = 16 << 20;
 const STATE_VERSION: u32 = 1;
 
 /// Why the spool could not be used or changed.
@@ -71,10 +88,14 @@ pub enum SpoolError {
     Locked { dir: PathBuf, pid: u32 },
 
     #[error(
-        "the spool {} holds the chain of node \"{found}\", but this agent reports as \
-         \"{expected}\": run with --node-name {found}, or give node \"{expected}\" its own \
-         --spool directory (a chain belongs to one node)",
-        dir.display()
+        "the spool {dir} holds the chain of node \"{found}\", but this agent reports as \
+         \"{expected}\" (its name comes from --node-name, else the kubelet's \
+         --hostname-override, else the hostname; `nodeproof-agent enroll` prints it). If \
+         \"{expected}\" is the name the node is enrolled under, move the old chain aside: \
+         `mv {dir} {dir}.{found}` (a new chain starts; what was spooled for \"{found}\" stays \
+         in the moved directory). If the node is enrolled as \"{found}\", run with \
+         --node-name {found} (NODEPROOF_NODE_NAME={found})",
+        dir = dir.display()
     )]
     OtherNode {
         dir: PathBuf,
@@ -187,6 +208,9 @@ pub struct Spool {
     node: String,
     state: State,
     pending: Vec<Entry>,
+    /// Files set aside since the spool was opened without the collector refusing them:
+    /// foreign files, damaged statements.
+    set_aside_here: u64,
     _lock: Lock,
 }
 
@@ -239,6 +263,7 @@ impl Spool {
             },
             key,
             pending: Vec::new(),
+            set_aside_here: 0,
             _lock: lock,
         };
         spool.recover()?;
@@ -249,7 +274,8 @@ impl Spool {
     /// after an I/O error left the in-memory view in doubt.
     pub fn recover(&mut self) -> Result<(), SpoolError> {
         let dir = self.dir.clone();
-        remove_temp_files(&dir)?;
+        let (slots, moved) = sort_directory(&dir)?;
+        self.set_aside_here += moved;
         let current_id = keyid(&self.key.verifying_key());
         let fresh = match read_state(&dir)? {
             Some(s) => {
@@ -283,11 +309,31 @@ impl Spool {
         }
         self.pending.clear();
 
-        let slots = list_slots(&dir)?;
-        if let Some(max_slot) = slots.last() {
-            self.state.next_slot = self.state.next_slot.max(max_slot.saturating_add(1));
+        // Slots the counter never gave out were not written here (a file copied in, or
+        // named to pin the counter); one past it is the crash before the state was saved.
+        // Without a state, every verifiable statement counts.
+        let (slots, strays): (Vec<u64>, Vec<u64>) = if fresh {
+            (slots, Vec::new())
+        } else {
+            let limit = self.state.next_slot;
+            slots.into_iter().partition(|s| *s <= limit)
+        };
+        for slot in strays {
+            let name = slot_name(slot);
+            tracing::warn!(
+                file = %dir.join(&name).display(),
+                next_slot = self.state.next_slot,
+                "a statement file numbered beyond the spool's counter was not written by this \
+                 agent; moved to foreign/ unread"
+            );
+            set_aside_foreign(&dir, &name)?;
+            self.set_aside_here += 1;
         }
         let mut loaded = self.load_slots(&slots)?;
+        if let Some((last, _)) = loaded.last() {
+            self.state.next_slot = self.state.next_slot.max(last.slot.saturating_add(1));
+        }
+        self.state.next_slot = self.state.next_slot.max(1);
         if fresh {
             // No state (first start, or it was lost): the first spooled statement says
             // where the chain stood.
@@ -317,6 +363,9 @@ impl Spool {
         if self.pending.len() > self.max {
             let need = self.pending.len() - self.max;
             self.evict(need, false)?;
+        }
+        if self.state.next_slot >= SLOT_LIMIT {
+            self.renumber()?;
         }
         self.state.key_id = current_id;
         self.state.public_key =
@@ -372,6 +421,17 @@ impl Spool {
         self.state.last_drop.as_ref()
     }
 
+    /// Files set aside since the spool was opened for a reason of the spool's own, not the
+    /// collector's: foreign files moved to `foreign/`, damaged statements to `rejected/`.
+    pub fn set_aside_here(&self) -> u64 {
+        self.set_aside_here
+    }
+
+    /// The slot the next statement is written to.
+    pub fn next_slot(&self) -> u64 {
+        self.state.next_slot
+    }
+
     /// Statements set aside in `rejected/`, since the spool was created.
     pub fn rejected_total(&self) -> u64 {
         self.state.rejected_total
@@ -380,7 +440,8 @@ impl Spool {
     /// The bytes of a spooled statement as they are on disk now.
     pub fn read(&self, entry: &Entry) -> Result<Vec<u8>, SpoolError> {
         let path = self.slot_path(entry.slot);
-        fs::read(&path).map_err(io_err("read the spooled statement", &path))
+        read_regular(&path, Follow::NoSymlink, MAX_FILE_BYTES)
+            .map_err(io_err("read the spooled statement", &path))
     }
 
     /// The next statement to send and its exact bytes, linked to the base: when it does
@@ -473,6 +534,9 @@ impl Spool {
         let statement = build_statement(report, &decision, link);
         let bytes = sign_statement(&statement, &self.key)?.to_json_bytes();
         let digest = sha256_hex(&bytes);
+        if self.state.next_slot >= SLOT_LIMIT {
+            self.renumber()?;
+        }
         let slot = self.state.next_slot;
         self.write_slot(slot, &bytes)?;
         let entry = Entry {
@@ -701,6 +765,7 @@ impl Spool {
         let Some(e) = self.pending.get(index) else {
             return Ok(());
         };
+        self.set_aside_here = self.set_aside_here.saturating_add(1);
         tracing::error!(
             slot = e.slot,
             sequence = e.sequence,
@@ -719,6 +784,30 @@ impl Spool {
             },
         )?;
         Ok(())
+    }
+
+    /// Gives the spooled statements the slots 1, 2, ... in their order, so the counter
+    /// starts low again. Renaming upwards in order never overwrites: the i-th slot is at
+    /// least i. A crash halfway leaves the order intact and the state's counter high, so
+    /// the next open finishes the job.
+    fn renumber(&mut self) -> Result<(), SpoolError> {
+        tracing::warn!(
+            next_slot = self.state.next_slot,
+            pending = self.pending.len(),
+            "the spool's slot counter is near its end; renumbering the spooled statements from 1"
+        );
+        for i in 0..self.pending.len() {
+            let to = i as u64 + 1;
+            let from = self.pending[i].slot;
+            if from != to {
+                let (a, b) = (self.slot_path(from), self.slot_path(to));
+                fs::rename(&a, &b).map_err(io_err("renumber", &a))?;
+                self.pending[i].slot = to;
+            }
+        }
+        sync_dir(&self.dir)?;
+        self.state.next_slot = self.pending.len() as u64 + 1;
+        self.save_state()
     }
 
     fn fulls(&self) -> Vec<bool> {
@@ -771,6 +860,7 @@ impl Spool {
         message: String,
         entry: Option<&Entry>,
     ) -> Result<(), SpoolError> {
+        self.set_aside_here = self.set_aside_here.saturating_add(1);
         self.set_aside_file(
             slot,
             &Rejection {
@@ -787,7 +877,8 @@ impl Spool {
     }
 
     fn load_slot(&self, slot: u64) -> Result<(Entry, Spooled), String> {
-        let bytes = fs::read(self.slot_path(slot)).map_err(|e| format!("unreadable: {e}"))?;
+        let bytes = read_regular(&self.slot_path(slot), Follow::NoSymlink, MAX_FILE_BYTES)
+            .map_err(|e| format!("unreadable: {e}"))?;
         let envelope = Envelope::from_json_bytes(&bytes).map_err(|e| e.to_string())?;
         let verified = match verify_envelope(&envelope, &self.key.verifying_key()) {
             Ok(v) => v,
@@ -972,26 +1063,94 @@ fn list_slots(dir: &Path) -> Result<Vec<u64>, SpoolError> {
     Ok(slots)
 }
 
-fn remove_temp_files(dir: &Path) -> Result<(), SpoolError> {
+/// Sorts what the spool directory holds by name and type, opening nothing: removes the
+/// temp files of unfinished writes, moves everything the agent did not write to `foreign/`
+/// and returns the statement slots (ascending) and how many files were moved.
+fn sort_directory(dir: &Path) -> Result<(Vec<u64>, u64), SpoolError> {
+    let mut slots = Vec::new();
+    let mut moved = 0u64;
     for item in fs::read_dir(dir).map_err(io_err("list", dir))? {
         let item = item.map_err(io_err("list", dir))?;
         let name = item.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') && name.ends_with(".tmp") {
-            let path = item.path();
-            fs::remove_file(&path).map_err(io_err("remove the unfinished write", &path))?;
+        // `file_type` comes from the directory entry (or lstat): it never follows a link.
+        let kind = item.file_type().map_err(io_err("inspect", &item.path()))?;
+        let Some(text) = name.to_str() else {
+            tracing::warn!(file = ?item.path(), "a file the agent did not write (its name is not UTF-8) moved to foreign/");
+            set_aside_foreign_os(dir, &name)?;
+            moved += 1;
+            continue;
+        };
+        let ours = match text {
+            STATE_FILE | LOCK_FILE | DAMAGED_STATE => kind.is_file(),
+            REJECTED_DIR | FOREIGN_DIR => kind.is_dir(),
+            t if t.starts_with('.') && t.ends_with(".tmp") && kind.is_file() => {
+                let path = item.path();
+                fs::remove_file(&path).map_err(io_err("remove the unfinished write", &path))?;
+                continue;
+            }
+            t => match parse_slot(t) {
+                Some(slot) if kind.is_file() && slot > 0 => {
+                    slots.push(slot);
+                    true
+                }
+                _ => false,
+            },
+        };
+        if !ours {
+            tracing::warn!(
+                file = %item.path().display(),
+                kind = files::describe_type(&kind),
+                "a file the agent did not write is in the spool; moved to foreign/ unopened"
+            );
+            set_aside_foreign(dir, text)?;
+            moved += 1;
         }
     }
-    Ok(())
+    slots.sort_unstable();
+    Ok((slots, moved))
+}
+
+/// Moves `name` into `foreign/` by renaming it (which opens nothing), under a name not
+/// yet taken there.
+fn set_aside_foreign(dir: &Path, name: &str) -> Result<(), SpoolError> {
+    set_aside_foreign_os(dir, std::ffi::OsStr::new(name))
+}
+
+fn set_aside_foreign_os(dir: &Path, name: &std::ffi::OsStr) -> Result<(), SpoolError> {
+    let foreign = dir.join(FOREIGN_DIR);
+    if !foreign.is_dir() {
+        fs::create_dir_all(&foreign).map_err(io_err("create", &foreign))?;
+    }
+    let from = dir.join(name);
+    let mut to = foreign.join(name);
+    let mut n = 1u32;
+    while fs::symlink_metadata(&to).is_ok() {
+        let mut alt = name.to_os_string();
+        alt.push(format!(".{n}"));
+        to = foreign.join(alt);
+        n = n.saturating_add(1);
+    }
+    fs::rename(&from, &to).map_err(io_err("move aside the foreign file", &from))?;
+    sync_dir(&foreign)?;
+    sync_dir(dir)
 }
 
 /// Reads `state.json`: `None` when there is none. One that cannot be parsed is moved aside
 /// (`state.json.damaged`) with a warning and rebuilt from the spooled statements.
 fn read_state(dir: &Path) -> Result<Option<State>, SpoolError> {
     let path = dir.join(STATE_FILE);
-    let bytes = match fs::read(&path) {
+    let bytes = match read_regular(&path, Follow::NoSymlink, MAX_FILE_BYTES) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            tracing::warn!(
+                "spool state {} is unusable ({e}); moved to state.json.damaged and rebuilt \
+                 from the spooled statements",
+                path.display()
+            );
+            set_aside_state(dir, &path)?;
+            return Ok(None);
+        }
         Err(e) => return Err(io_err("read the spool state", &path)(e)),
     };
     match serde_json::from_slice::<State>(&bytes) {
@@ -1017,7 +1176,7 @@ fn read_state(dir: &Path) -> Result<Option<State>, SpoolError> {
 }
 
 fn set_aside_state(dir: &Path, path: &Path) -> Result<(), SpoolError> {
-    let to = dir.join("state.json.damaged");
+    let to = dir.join(DAMAGED_STATE);
     fs::rename(path, &to).map_err(io_err("move aside the damaged state", path))?;
     sync_dir(dir)
 }
@@ -1079,7 +1238,9 @@ impl Lock {
                     return Ok(Lock { path, me });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let held = fs::read_to_string(&path).unwrap_or_default();
+                    let held = read_regular(&path, Follow::NoSymlink, 256)
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default();
                     let mut parts = held.split_whitespace();
                     let holder = parts.next().and_then(|p| p.parse::<u32>().ok());
                     let started = parts.next().and_then(|s| s.parse::<u64>().ok());
@@ -1110,7 +1271,9 @@ impl Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        if fs::read_to_string(&self.path).is_ok_and(|s| s.trim() == self.me) {
+        if read_regular(&self.path, Follow::NoSymlink, 256)
+            .is_ok_and(|b| String::from_utf8_lossy(&b).trim() == self.me)
+        {
             let _ = fs::remove_file(&self.path);
         }
     }
