@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use nodeproof_collector::accept::Policy;
 use nodeproof_collector::server::{self, admin, AdminToken, ServeConfig, TlsFiles};
 use nodeproof_collector::store::{self, NodeStatus, Store};
+use nodeproof_collector::text::escape;
 
 #[derive(Debug, Parser)]
 #[command(name = "nodeproof-collector", version, about)]
@@ -101,8 +102,19 @@ enum NodesCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Approve a pending node: its reports are accepted from now on.
+    /// Approve a pending node: its reports are accepted from now on. Prints the key id
+    /// and source address of the claim; compare the key id with the one the node printed.
     Approve {
+        name: String,
+        /// Approve only if the claim's key is this one (a claim by someone else is left).
+        #[arg(long)]
+        key_id: Option<String>,
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Delete a pending or revoked node and everything kept about it, so that the name
+    /// can be enrolled again (an approved node must be revoked first).
+    Delete {
         name: String,
         #[command(flatten)]
         db: Db,
@@ -154,7 +166,10 @@ fn init_logging(flag: Option<&str>) {
         eprintln!("nodeproof-collector: ignoring log filter {filter:?} ({e}); using info");
         EnvFilter::new("info")
     });
+    // Colour codes only for a person at a terminal, never into files or journald.
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
@@ -203,8 +218,39 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Nodes(NodesCommand::Approve { name, db }) => {
-            set_status(&db, &name, NodeStatus::Approved, now)
+        Command::Nodes(NodesCommand::Approve { name, key_id, db }) => {
+            let store = open(&db)?;
+            let claim = store
+                .pending_claims()
+                .context("cannot read pending nodes")?
+                .into_iter()
+                .find(|c| c.name == name);
+            if let Some(c) = &claim {
+                eprintln!("{}", admin::describe_claim(c));
+            }
+            let node = store
+                .approve(&name, key_id.as_deref(), now)
+                .with_context(|| format!("cannot approve node {}", escape(&name)))?;
+            eprintln!(
+                "node {} (key {}) is now {}",
+                escape(&node.name),
+                escape(&node.key_id),
+                node.status.as_str()
+            );
+            Ok(())
+        }
+        Command::Nodes(NodesCommand::Delete { name, db }) => {
+            let node = open(&db)?
+                .delete_node(&name)
+                .with_context(|| format!("cannot delete node {}", escape(&name)))?;
+            eprintln!(
+                "node {} ({}, key {}) deleted with its stored reports; the name can be \
+                 enrolled again",
+                escape(&node.name),
+                node.status.as_str(),
+                escape(&node.key_id)
+            );
+            Ok(())
         }
         Command::Nodes(NodesCommand::Revoke { name, db }) => {
             set_status(&db, &name, NodeStatus::Revoked, now)
@@ -225,8 +271,8 @@ fn run(command: Command) -> anyhow::Result<()> {
 fn set_status(db: &Db, name: &str, status: NodeStatus, now: i64) -> anyhow::Result<()> {
     open(db)?
         .set_status(name, status, now)
-        .with_context(|| format!("cannot mark node {name:?} {}", status.as_str()))?;
-    eprintln!("node {name} is now {}", status.as_str());
+        .with_context(|| format!("cannot mark node {} {}", escape(name), status.as_str()))?;
+    eprintln!("node {} is now {}", escape(name), status.as_str());
     Ok(())
 }
 
@@ -263,6 +309,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         allow_plain_http: args.allow_plain_http,
         admin_token,
         policy,
+        limits: Default::default(),
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -41,11 +41,12 @@ use tokio::sync::{mpsc, oneshot};
 use super::body::{read_limited, MAX_BODY};
 use super::error::HttpError;
 use super::stats::Stats;
-use super::{now_unix, AppState};
+use super::{now_unix, AppState, Peer};
 use crate::accept::{
     advance, decide_claim, link_needs_stored_check, Claim, Outcome, Policy, Rejection,
 };
 use crate::store::{Accepted, ChainEvent, NodeKey, NodeRecord, NodeStatus, Store, StoreError};
+use crate::text::escape;
 
 /// At most this many signatures are looked up by keyid: DSSE allows several signers, but an
 /// envelope with hundreds would only make the collector query its key table hundreds of times.
@@ -132,6 +133,7 @@ impl KeyCache {
 /// The handler of `POST /v1/reports`.
 pub async fn post_report(
     State(state): State<Arc<AppState>>,
+    peer: Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -140,32 +142,35 @@ pub async fn post_report(
     match result {
         Ok(Reply::Created(answer)) => {
             stats.accepted();
-            tracing::debug!(node = %answer.node, sequence = answer.sequence, digest = %answer.digest, "report accepted");
+            tracing::debug!(%peer, node = %escape(&answer.node), sequence = answer.sequence, digest = %answer.digest, "report accepted");
             (StatusCode::CREATED, Json(answer)).into_response()
         }
         Ok(Reply::Duplicate(answer)) => {
             stats.duplicate();
-            tracing::debug!(node = %answer.node, sequence = answer.sequence, digest = %answer.digest, "duplicate report, already stored");
+            tracing::debug!(%peer, node = %escape(&answer.node), sequence = answer.sequence, digest = %answer.digest, "duplicate report, already stored");
             (StatusCode::OK, Json(answer)).into_response()
         }
-        Ok(Reply::Rejected(rejection)) => refuse(stats, node.as_deref(), rejection.into()),
-        Ok(Reply::Failed(err)) | Err(err) => refuse(stats, node.as_deref(), err),
+        Ok(Reply::Rejected(rejection)) => refuse(stats, peer, node.as_deref(), rejection.into()),
+        Ok(Reply::Failed(err)) | Err(err) => refuse(stats, peer, node.as_deref(), err),
         Ok(Reply::Stale(_)) => refuse(
             stats,
+            peer,
             node.as_deref(),
             HttpError::internal("a report was sent back unanswered"),
         ),
     }
 }
 
-/// Counts and logs a refusal, then answers it.
-fn refuse(stats: &Stats, node: Option<&str>, err: HttpError) -> Response {
+/// Counts and logs a refusal (naming the peer; what the peer sent is escaped), then
+/// answers it.
+fn refuse(stats: &Stats, peer: Peer, node: Option<&str>, err: HttpError) -> Response {
     stats.rejected(err.code());
-    let node = node.unwrap_or("-");
+    let node = escape(node.unwrap_or("-"));
+    let message = escape(&err.body.message);
     if err.status.is_server_error() {
-        tracing::error!(node, code = err.code(), message = %err.body.message, "report failed");
+        tracing::error!(%peer, %node, code = err.code(), %message, "report failed");
     } else {
-        tracing::warn!(node, code = err.code(), message = %err.body.message, "report rejected");
+        tracing::warn!(%peer, %node, code = err.code(), %message, "report rejected");
     }
     err.into_response()
 }
@@ -268,7 +273,8 @@ async fn submit(
         } else {
             bytes
         };
-        check(store.as_ref(), &cache, &keyids, &envelope, bytes)
+        drop(bytes);
+        check(store.as_ref(), &cache, &keyids, &envelope)
     })
     .await;
     let checked = match checked {
@@ -290,6 +296,23 @@ async fn submit(
 async fn send(state: &AppState, checked: Checked) -> (Option<String>, Result<Reply, HttpError>) {
     let name = Some(checked.node.clone());
     let key_id = checked.key_id.clone();
+    let per_minute = state.limits.reports_per_minute;
+    if !state
+        .report_rate
+        .allow(&checked.node, now_unix(), per_minute)
+    {
+        return (
+            name,
+            Err(HttpError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "this node sent more than {per_minute} reports in a minute, the \
+                     collector's per-node quota: nothing was stored; send it again in a minute"
+                ),
+            )),
+        );
+    }
 
     let (reply, answer) = oneshot::channel();
     let job = Job {
@@ -330,14 +353,14 @@ fn check_cached(
     let Some(hit) = cache.get(first) else {
         return Err(bytes);
     };
-    match verified_claim(&hit.key, envelope, &bytes) {
-        Ok((key_id, claim, digest)) => Ok(Checked {
+    match verified_claim(&hit.key, envelope) {
+        Ok((key_id, claim, digest, evidence)) => Ok(Checked {
             node: hit.node,
             key_id,
             cached: true,
             claim,
             digest,
-            envelope: bytes,
+            envelope: evidence,
         }),
         Err(_) => {
             cache.forget(first);
@@ -354,7 +377,6 @@ fn check(
     cache: &KeyCache,
     keyids: &[String],
     envelope: &Envelope,
-    bytes: Vec<u8>,
 ) -> (Option<String>, Result<Checked, HttpError>) {
     let node = match find_node(store, keyids) {
         Ok(n) => n,
@@ -375,14 +397,14 @@ fn check(
                 key,
             },
         );
-        let (key_id, claim, digest) = verified_claim(&key, envelope, &bytes)?;
+        let (key_id, claim, digest, evidence) = verified_claim(&key, envelope)?;
         Ok(Checked {
             node: node.name.clone(),
             key_id,
             cached: false,
             claim,
             digest,
-            envelope: bytes,
+            envelope: evidence,
         })
     })();
     (Some(node.name), result)
@@ -390,16 +412,26 @@ fn check(
 
 /// The signature check, then what the writer needs of the statement: the verifying keyid,
 /// the [`Claim`] and the envelope's digest.
+///
+/// What is stored, and what the digest is of, is the envelope's evidence form
+/// ([`Envelope::evidence`]): the payload type, the payload and the one signature that
+/// verified, as compact JSON. That is byte for byte what the agent sent (and hashed for its
+/// next `previous`), and the same for a copy re-sent with other whitespace, unsigned extra
+/// fields or extra signatures: such a copy is a duplicate, never a new row.
 fn verified_claim(
     key: &VerifyingKey,
     envelope: &Envelope,
-    bytes: &[u8],
-) -> Result<(String, Box<Claim>, String), HttpError> {
+) -> Result<(String, Box<Claim>, String, Vec<u8>), HttpError> {
     let verified = verify_envelope(envelope, key).map_err(verify_error)?;
+    let evidence = envelope
+        .evidence(&verified.keyid)
+        .ok_or_else(|| HttpError::internal("the verified signature could not be found again"))?
+        .to_json_bytes();
     Ok((
         verified.keyid,
         Box::new(Claim::of(verified.statement)),
-        crate::digest::sha256_hex(bytes),
+        crate::digest::sha256_hex(&evidence),
+        evidence,
     ))
 }
 
@@ -800,6 +832,8 @@ impl Writer {
                     node: name.to_string(),
                     kind: rejection.code.to_string(),
                     at: now,
+                    last_at: now,
+                    count: 1,
                     expected_sequence: node.last_sequence.saturating_add(1),
                     got_sequence,
                     digest,
