@@ -11,6 +11,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use nodeproof_collector::accept::Policy;
+use nodeproof_collector::server::limits::Limits;
 use nodeproof_collector::server::{self, admin, AdminToken, ServeConfig, TlsFiles};
 use nodeproof_collector::store::{self, NodeStatus, Store};
 use nodeproof_collector::text::escape;
@@ -76,6 +77,18 @@ struct ServeArgs {
     /// The oldest scan accepted.
     #[arg(long, env = "NODEPROOF_MAX_AGE", default_value = "7d", value_parser = admin::parse_duration)]
     max_age: u64,
+    /// Reports a node may send per minute (then 429).
+    #[arg(long, env = "NODEPROOF_REPORTS_PER_MINUTE", default_value_t = Limits::default().reports_per_minute)]
+    reports_per_minute: u32,
+    /// Enrolments without a token per source address per minute (then 429).
+    #[arg(long, env = "NODEPROOF_ENROLLS_PER_MINUTE", default_value_t = Limits::default().enrolls_per_minute)]
+    enrolls_per_minute: u32,
+    /// Pending nodes at most (then token-less enrolments are refused with 503).
+    #[arg(long, env = "NODEPROOF_MAX_PENDING", default_value_t = Limits::default().max_pending)]
+    max_pending: usize,
+    /// How long a pending claim waits for approval before it is dropped.
+    #[arg(long, env = "NODEPROOF_PENDING_TTL", default_value = "24h", value_parser = admin::parse_duration)]
+    pending_ttl: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -309,7 +322,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         allow_plain_http: args.allow_plain_http,
         admin_token,
         policy,
-        limits: Default::default(),
+        limits: Limits {
+            reports_per_minute: args.reports_per_minute,
+            enrolls_per_minute: args.enrolls_per_minute,
+            max_pending: args.max_pending,
+            pending_ttl_secs: i64::try_from(args.pending_ttl).unwrap_or(i64::MAX),
+        },
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
