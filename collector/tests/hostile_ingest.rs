@@ -26,9 +26,9 @@ fn reformatted(envelope: &[u8], i: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn resent_envelope_with_other_whitespace_is_counted_not_stored() {
-    // Quota off: this is about what is stored, not how often a node may send.
+    // A small quota: the copies must not use it up either.
     let server = TestServer::start_limited(Limits {
-        reports_per_minute: u32::MAX,
+        reports_per_minute: 3,
         ..Limits::default()
     })
     .await;
@@ -76,6 +76,10 @@ async fn resent_envelope_with_other_whitespace_is_counted_not_stored() {
     // 250 refused or repeated requests cost (almost) nothing on disk.
     let grown = server.store.size_bytes().unwrap() - size_before;
     assert!(grown < 64 * 1024, "the database grew by {grown} bytes");
+    // And the node's quota (3 a minute: its first report and the one recorded replay
+    // used two) is still there for its next real report.
+    let (status, body) = server.post("/v1/reports", agent.next_full()).await;
+    assert_eq!(status, 201, "{body}");
 }
 
 #[tokio::test]

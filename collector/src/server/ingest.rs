@@ -40,6 +40,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::body::{read_limited, MAX_BODY};
 use super::error::HttpError;
+use super::limits::RateLimiter;
 use super::stats::Stats;
 use super::{now_unix, AppState, Peer};
 use crate::accept::{
@@ -296,23 +297,6 @@ async fn submit(
 async fn send(state: &AppState, checked: Checked) -> (Option<String>, Result<Reply, HttpError>) {
     let name = Some(checked.node.clone());
     let key_id = checked.key_id.clone();
-    let per_minute = state.limits.reports_per_minute;
-    if !state
-        .report_rate
-        .allow(&checked.node, now_unix(), per_minute)
-    {
-        return (
-            name,
-            Err(HttpError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!(
-                    "this node sent more than {per_minute} reports in a minute, the \
-                     collector's per-node quota: nothing was stored; send it again in a minute"
-                ),
-            )),
-        );
-    }
 
     let (reply, answer) = oneshot::channel();
     let job = Job {
@@ -541,6 +525,11 @@ pub struct Writer {
     stats: Arc<Stats>,
     /// Chain state by node name. Only this task moves it; see the module comment.
     chains: HashMap<String, NodeRecord>,
+    /// Statements that add to the store, per node per minute (see [`Limits`]).
+    ///
+    /// [`Limits`]: super::limits::Limits
+    quota: Arc<RateLimiter<String>>,
+    per_minute: u32,
 }
 
 impl std::fmt::Debug for Writer {
@@ -568,6 +557,28 @@ impl Writer {
             policy,
             stats,
             chains: HashMap::new(),
+            quota: Arc::default(),
+            per_minute: u32::MAX,
+        }
+    }
+
+    /// With at most `per_minute` statements per node that add to the store.
+    pub fn with_quota(mut self, quota: Arc<RateLimiter<String>>, per_minute: u32) -> Writer {
+        self.quota = quota;
+        self.per_minute = per_minute;
+        self
+    }
+
+    fn over_quota(node: &str, per_minute: u32) -> Rejection {
+        Rejection {
+            status: 429,
+            code: "rate_limited",
+            message: format!(
+                "node {node:?} sent more than {per_minute} new statements in a minute, the \
+                 collector's per-node quota: nothing was stored; send it again in a minute"
+            ),
+            last_sequence: None,
+            last_digest: None,
         }
     }
 
@@ -579,6 +590,7 @@ impl Writer {
             self.policy,
             Arc::clone(&self.stats),
         );
+        let (quota, per_minute) = (Arc::clone(&self.quota), self.per_minute);
         let mut writer = Some(self);
         let mut stop = std::pin::pin!(stop);
         let mut stopping = false;
@@ -601,9 +613,10 @@ impl Writer {
             }
             // The store is synchronous: decide and commit on a blocking thread, taking the
             // writer along and getting it back.
-            let w = writer
-                .take()
-                .unwrap_or_else(|| Writer::new(Arc::clone(&store), policy, Arc::clone(&stats)));
+            let w = writer.take().unwrap_or_else(|| {
+                Writer::new(Arc::clone(&store), policy, Arc::clone(&stats))
+                    .with_quota(Arc::clone(&quota), per_minute)
+            });
             match tokio::task::spawn_blocking(move || {
                 let mut w = w;
                 let answers = w.process(batch);
@@ -720,9 +733,15 @@ impl Writer {
                     (None, Pending::Rejected(r, None)) => Reply::Rejected(r),
                     (None, Pending::Rejected(r, Some(event))) => {
                         // Detected and recorded, not silently refused: when the record
-                        // cannot be written the refusal is not final either.
+                        // cannot be written the refusal is not final either. Only a
+                        // break not recorded before counts against the node's quota.
                         match self.store.record_chain_event(&event) {
-                            Ok(()) => Reply::Rejected(r),
+                            Ok(new) => {
+                                if new {
+                                    self.quota.allow(&node, now, self.per_minute);
+                                }
+                                Reply::Rejected(r)
+                            }
                             Err(e) => Reply::Failed(HttpError::store(&e)),
                         }
                     }
@@ -784,6 +803,7 @@ impl Writer {
     ) -> (Pending, Option<Accepted>) {
         let store = Arc::clone(&self.store);
         let policy = self.policy;
+        let (quota, per_minute) = (Arc::clone(&self.quota), self.per_minute);
         let node = match self.chain(name) {
             Ok(n) => n,
             Err(e) => return (Pending::Failed(e), None),
@@ -807,6 +827,10 @@ impl Writer {
 
         let got_sequence = claim.link.as_ref().map_or(0, |l| l.sequence);
         match decide_claim(node, claim, &digest, now, &policy, already_stored) {
+            Ok(Outcome::New(_)) if !quota.allow(&name.to_string(), now, per_minute) => (
+                Pending::Rejected(Writer::over_quota(name, per_minute), None),
+                None,
+            ),
             Ok(Outcome::New(accepted)) => {
                 advance(node, &accepted);
                 let answer = ReportAccepted {
@@ -827,6 +851,17 @@ impl Writer {
                 }),
                 None,
             ),
+            // A break is recorded only within the quota (once it is used up, breaks are
+            // refused with 429, unrecorded); a repeat of one already recorded is only
+            // counted (below) and does not use the quota up.
+            Err(breaks)
+                if breaks.is_chain_break() && !quota.peek(&name.to_string(), now, per_minute) =>
+            {
+                (
+                    Pending::Rejected(Writer::over_quota(name, per_minute), None),
+                    None,
+                )
+            }
             Err(rejection) => {
                 let event = rejection.is_chain_break().then(|| ChainEvent {
                     node: name.to_string(),

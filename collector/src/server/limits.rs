@@ -17,7 +17,10 @@ pub struct Limits {
     pub max_pending: usize,
     /// How long a pending claim waits for approval before it is dropped.
     pub pending_ttl_secs: i64,
-    /// Reports (accepted or not, once the signature holds) per node per minute.
+    /// Statements per node per minute that would add something to the store: accepted
+    /// reports and chain breaks not recorded before. Duplicates and repeats of a recorded
+    /// break add nothing and are not counted, so a peer re-sending a node's captured
+    /// envelopes cannot use up the node's quota.
     pub reports_per_minute: u32,
 }
 
@@ -51,6 +54,18 @@ impl<K: Eq + Hash> Default for RateLimiter<K> {
 }
 
 impl<K: Eq + Hash + Clone> RateLimiter<K> {
+    /// Whether `key` could do one more thing in the minute of `now` with at most
+    /// `per_minute`, without counting it.
+    pub fn peek(&self, key: &K, now: i64, per_minute: u32) -> bool {
+        let window = now.div_euclid(60);
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match map.get(key) {
+            Some((w, n)) if *w == window => *n < per_minute,
+            Some(_) => per_minute > 0,
+            None => per_minute > 0 && map.len() < MAX_TRACKED,
+        }
+    }
+
     /// Whether `key` may do one more thing in the minute of `now` (Unix seconds) with at
     /// most `per_minute`; counts it when so.
     pub fn allow(&self, key: &K, now: i64, per_minute: u32) -> bool {
@@ -90,6 +105,9 @@ mod tests {
         );
         assert!(limiter.allow(&"b", 179, 3), "another key has its own quota");
         assert!(limiter.allow(&"a", 180, 3), "the next minute starts over");
+        assert!(limiter.peek(&"a", 180, 3) && limiter.peek(&"a", 180, 3));
+        assert!(limiter.allow(&"a", 180, 3) && limiter.allow(&"a", 180, 3));
+        assert!(!limiter.peek(&"a", 180, 3), "peeking does not count");
     }
 
     #[test]

@@ -106,8 +106,6 @@ pub struct AppState {
     pub limits: limits::Limits,
     /// Token-less enrolments by source IP.
     enroll_rate: limits::RateLimiter<std::net::IpAddr>,
-    /// Reports by node name.
-    report_rate: limits::RateLimiter<String>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -145,7 +143,8 @@ pub async fn serve(
     let stats = Arc::new(Stats::default());
     let (jobs, queue) = mpsc::channel(QUEUE);
     let (stop_writer, writer_stop) = oneshot::channel();
-    let writer = ingest::Writer::new(Arc::clone(&config.store), config.policy, Arc::clone(&stats));
+    let writer = ingest::Writer::new(Arc::clone(&config.store), config.policy, Arc::clone(&stats))
+        .with_quota(Arc::default(), config.limits.reports_per_minute);
     let writer = tokio::spawn(writer.run(queue, writer_stop));
 
     let state = Arc::new(AppState {
@@ -157,7 +156,6 @@ pub async fn serve(
         key_cache: Arc::default(),
         limits: config.limits,
         enroll_rate: Default::default(),
-        report_rate: Default::default(),
     });
     let app = router(state);
 

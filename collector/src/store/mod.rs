@@ -323,8 +323,9 @@ pub trait Store: Send + Sync {
     /// unchanged notice replaced by the next notice of its run is no longer stored.
     fn has_digest(&self, digest: &str) -> StoreResult<bool>;
     /// Records a chain break at `event.at`: the first time for its (node, kind, digest) a
-    /// new record with count 1, after that only its count and last time change.
-    fn record_chain_event(&self, event: &ChainEvent) -> StoreResult<()>;
+    /// new record with count 1 (returns true), after that only its count and last time
+    /// change (returns false).
+    fn record_chain_event(&self, event: &ChainEvent) -> StoreResult<bool>;
     /// In the order first recorded; NoSuchNode for an unknown node (also from
     /// `record_chain_event`).
     fn chain_events(&self, node: &str) -> StoreResult<Vec<ChainEvent>>;

@@ -1491,32 +1491,37 @@ impl Store for SqliteStore {
         })
     }
 
-    fn record_chain_event(&self, event: &ChainEvent) -> StoreResult<()> {
+    fn record_chain_event(&self, event: &ChainEvent) -> StoreResult<bool> {
         let conn = self.writer();
-        conn.prepare_cached(
-            "INSERT INTO chain_events (node, kind, digest, first_at, last_at, count,
+        let count: i64 = conn
+            .prepare_cached(
+                "INSERT INTO chain_events (node, kind, digest, first_at, last_at, count,
                                        expected_sequence, got_sequence, detail)
              VALUES (?1, ?2, ?3, ?4, ?4, 1, ?5, ?6, ?7)
              ON CONFLICT (node, kind, digest) DO UPDATE SET
-                 count = count + 1, last_at = MAX(last_at, excluded.last_at)",
-        )?
-        .execute(params![
-            event.node,
-            event.kind,
-            event.digest,
-            event.at,
-            to_i64(event.expected_sequence, "expected_sequence")?,
-            to_i64(event.got_sequence, "got_sequence")?,
-            event.detail
-        ])
-        .map_err(|e| {
-            if is_constraint(&e) {
-                StoreError::NoSuchNode(event.node.clone())
-            } else {
-                StoreError::from(e)
-            }
-        })?;
-        Ok(())
+                 count = count + 1, last_at = MAX(last_at, excluded.last_at)
+             RETURNING count",
+            )?
+            .query_row(
+                params![
+                    event.node,
+                    event.kind,
+                    event.digest,
+                    event.at,
+                    to_i64(event.expected_sequence, "expected_sequence")?,
+                    to_i64(event.got_sequence, "got_sequence")?,
+                    event.detail
+                ],
+                |r| r.get(0),
+            )
+            .map_err(|e| {
+                if is_constraint(&e) {
+                    StoreError::NoSuchNode(event.node.clone())
+                } else {
+                    StoreError::from(e)
+                }
+            })?;
+        Ok(count == 1)
     }
 
     fn chain_events(&self, node: &str) -> StoreResult<Vec<ChainEvent>> {

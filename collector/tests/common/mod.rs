@@ -486,7 +486,7 @@ impl Store for FlakyStore {
     fn has_digest(&self, digest: &str) -> store::StoreResult<bool> {
         self.inner.has_digest(digest)
     }
-    fn record_chain_event(&self, event: &store::ChainEvent) -> store::StoreResult<()> {
+    fn record_chain_event(&self, event: &store::ChainEvent) -> store::StoreResult<bool> {
         self.inner.record_chain_event(event)
     }
     fn chain_events(&self, node: &str) -> store::StoreResult<Vec<store::ChainEvent>> {
