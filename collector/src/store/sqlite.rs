@@ -1575,6 +1575,17 @@ impl Store for SqliteStore {
     }
 
     fn expire_pending(&self, enrolled_before: i64) -> StoreResult<Vec<PendingClaim>> {
+        // Asked on every enrolment: a read first, so the writer (which the ingest path
+        // shares) is only taken when there is something to drop.
+        let any = self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT 1 FROM nodes WHERE status = 'pending' AND enrolled_at < ?1 LIMIT 1",
+            )?
+            .exists([enrolled_before])?)
+        })?;
+        if !any {
+            return Ok(Vec::new());
+        }
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let expired: Vec<PendingClaim> = {
