@@ -4,11 +4,23 @@
 //! and the clock, so every row of the table in `docs/collector.md` is tested here without a
 //! socket or a database; the server only feeds it and carries out what it says.
 
-use nodeproof_proto::{Link, Predicate, Statement, Summary};
+use std::collections::HashSet;
+
+use nodeproof_proto::{check_meta, CheckResult, Link, Predicate, Statement, Summary};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::store::{Accepted, AcceptedKind, CheckState, NodeRecord};
+
+/// At most this many checks in one report. The catalogue has a few dozen; a report with
+/// thousands is not from our agent, and each one would cost the writer time.
+pub const MAX_CHECKS: usize = 256;
+/// The longest reporting interval accepted (30 days). Longer would make "stale" meaningless,
+/// and `last_seen + 3 * interval` must stay far from the storage's integer range.
+pub const MAX_INTERVAL_SECS: u64 = 30 * 24 * 60 * 60;
+/// Sequences and counts are stored as signed 64-bit integers (SQLite's, PostgreSQL's
+/// `bigint`): anything above is refused here as the sender's error, never a store failure.
+pub const MAX_SEQUENCE: u64 = i64::MAX as u64;
 
 /// The clock limits the collector enforces (`--skew`, `--max-age`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,11 +100,17 @@ pub struct Claim {
     pub scan_time: String,
     pub link: Option<Link>,
     pub kind: ClaimKind,
+    /// Why the statement's content cannot be stored although its signature holds (a check
+    /// listed twice, too many checks): the decision refuses it with 422 `bad_statement`.
+    pub refusal: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimKind {
-    /// A full report: its posture digest, verdict counts and check states.
+    /// A full report: its posture digest, verdict counts and check states. Only checks
+    /// whose id is in the collector's catalogue are kept (with the catalogue's CIS number
+    /// and scoring), and the counts are over those: a node cannot add checks of its own
+    /// to the fleet view.
     Full {
         posture: String,
         summary: Summary,
@@ -115,11 +133,26 @@ impl Claim {
         match statement.predicate {
             Predicate::Report(report) => {
                 let report = *report;
+                let refusal = check_list_refusal(&report.checks);
+                // Over the report as signed, as the agent computes it: its unchanged
+                // notices name this digest.
+                let posture = crate::digest::posture_digest(&report);
+                let known: Vec<CheckResult> = report
+                    .checks
+                    .into_iter()
+                    .filter_map(|c| {
+                        let meta = check_meta(&c.id)?;
+                        Some(CheckResult {
+                            cis: meta.cis.to_string(),
+                            scored: meta.scored,
+                            ..c
+                        })
+                    })
+                    .collect();
                 let kind = ClaimKind::Full {
-                    posture: crate::digest::posture_digest(&report),
-                    summary: Summary::of(&report.checks),
-                    checks: report
-                        .checks
+                    posture,
+                    summary: Summary::of(&known),
+                    checks: known
                         .into_iter()
                         .map(|c| CheckState {
                             id: c.id,
@@ -133,11 +166,21 @@ impl Claim {
                     scan_time: report.scan_time,
                     link: report.link,
                     kind,
+                    refusal,
                 }
             }
             Predicate::Unchanged(u) => {
                 let u = *u;
+                let refusal =
+                    (u.count > MAX_SEQUENCE || u.since_sequence > MAX_SEQUENCE).then(|| {
+                        format!(
+                            "the unchanged notice's count {} or since_sequence {} is above \
+                             {MAX_SEQUENCE}: the agent that signed it is broken; upgrade it",
+                            u.count, u.since_sequence
+                        )
+                    });
                 Claim {
+                    refusal,
                     scan_time: u.scan_time,
                     link: Some(u.link),
                     kind: ClaimKind::Unchanged {
@@ -151,6 +194,29 @@ impl Claim {
             }
         }
     }
+}
+
+/// Why a report's check list cannot be stored: more than [`MAX_CHECKS`], or one id twice
+/// (which of the two verdicts would count?).
+fn check_list_refusal(checks: &[CheckResult]) -> Option<String> {
+    if checks.len() > MAX_CHECKS {
+        return Some(format!(
+            "the report lists {} checks, more than the {MAX_CHECKS} a report may carry: it \
+             was not made by a nodeproof agent",
+            checks.len()
+        ));
+    }
+    let mut seen = HashSet::new();
+    checks
+        .iter()
+        .find(|c| !seen.insert(c.id.as_str()))
+        .map(|c| {
+            format!(
+                "the report lists check {:?} twice: it is ambiguous which verdict counts; the \
+             agent that signed it is broken",
+                c.id
+            )
+        })
 }
 
 /// Decides whether `statement` (envelope digest `digest`, verified with `node`'s key) is
@@ -187,6 +253,9 @@ pub fn decide_claim(
     policy: &Policy,
     already_stored: bool,
 ) -> Result<Outcome, Rejection> {
+    if let Some(message) = &claim.refusal {
+        return Err(Rejection::new(422, "bad_statement", message.clone()));
+    }
     let scan_time = parse_time(&claim.scan_time).map_err(|e| {
         Rejection::new(
             422,
@@ -224,6 +293,28 @@ pub fn decide_claim(
                 .to_string(),
         ));
     };
+    if link.sequence > MAX_SEQUENCE {
+        return Err(Rejection::new(
+            422,
+            "bad_link",
+            format!(
+                "the link's sequence {} is above {MAX_SEQUENCE}, the largest the collector \
+                 stores: the agent that signed it is broken; upgrade it",
+                link.sequence
+            ),
+        ));
+    }
+    if link.interval_secs == 0 || link.interval_secs > MAX_INTERVAL_SECS {
+        return Err(Rejection::new(
+            422,
+            "bad_link",
+            format!(
+                "the link's interval_secs {} is not between 1 and {MAX_INTERVAL_SECS} (30 \
+                 days): run the agent with an --interval in that range",
+                link.interval_secs
+            ),
+        ));
+    }
     if link.node != node.name {
         return Err(Rejection::new(
             422,
@@ -365,6 +456,7 @@ pub fn decide_claim(
         scan_time,
         link,
         kind,
+        refusal: _,
     } = claim;
     let previous = link.and_then(|l| l.previous);
     let kind = match kind {
@@ -638,6 +730,107 @@ mod tests {
             (checks[0].cis.as_str(), checks[0].status),
             ("4.2.1", Status::Fail)
         );
+    }
+
+    fn with_checks(mut st: Statement, f: impl FnOnce(&mut Vec<CheckResult>)) -> Statement {
+        if let Predicate::Report(r) = &mut st.predicate {
+            f(&mut r.checks);
+        }
+        st
+    }
+
+    #[test]
+    fn fake_check_ids_are_not_stored() {
+        let st = with_checks(full(1, None), |checks| {
+            let real = checks[0].clone();
+            // A compromised node invents checks, and relabels a real one's CIS number.
+            checks[0].cis = "9.9.9".into();
+            checks[0].scored = false;
+            for i in 0..100 {
+                checks.push(CheckResult {
+                    id: format!("fake-{i}"),
+                    cis: format!("4.2.{}", 100 + i),
+                    ..real.clone()
+                });
+            }
+        });
+        let Ok(Outcome::New(acc)) = run(&fresh(), &st) else {
+            panic!("refused");
+        };
+        let AcceptedKind::Full {
+            checks, summary, ..
+        } = &acc.kind
+        else {
+            panic!("not full");
+        };
+        assert_eq!(checks.len(), 1, "{checks:?}");
+        assert_eq!(
+            (checks[0].cis.as_str(), checks[0].scored),
+            ("4.2.1", true),
+            "the catalogue's number and scoring, not the node's"
+        );
+        assert_eq!((summary.fail, summary.pass), (1, 0), "{summary:?}");
+    }
+
+    #[test]
+    fn check_listed_twice_is_422() {
+        let st = with_checks(full(1, None), |checks| {
+            let mut again = checks[0].clone();
+            again.status = Status::Pass;
+            checks.push(again);
+        });
+        let rej = run(&fresh(), &st).unwrap_err();
+        assert_eq!((rej.status, rej.code), (422, "bad_statement"));
+        assert!(rej.message.contains("twice"), "{}", rej.message);
+    }
+
+    #[test]
+    fn thousands_of_checks_are_422() {
+        let st = with_checks(full(1, None), |checks| {
+            let real = checks[0].clone();
+            checks.extend((0..MAX_CHECKS).map(|i| CheckResult {
+                id: format!("fake-{i}"),
+                ..real.clone()
+            }));
+        });
+        let rej = run(&fresh(), &st).unwrap_err();
+        assert_eq!((rej.status, rej.code), (422, "bad_statement"));
+    }
+
+    #[test]
+    fn sequence_near_u64_max_is_422() {
+        for sequence in [u64::MAX, u64::MAX - 1, MAX_SEQUENCE + 1] {
+            let rej = run(&at_four(), &full(sequence, Some(LAST))).unwrap_err();
+            assert_eq!((rej.status, rej.code), (422, "bad_link"), "{sequence}");
+        }
+        // The largest storable sequence is only a gap.
+        assert_eq!(
+            code(run(&at_four(), &full(MAX_SEQUENCE, Some(LAST)))),
+            "chain_gap"
+        );
+    }
+
+    #[test]
+    fn interval_out_of_range_is_422() {
+        for interval in [0, MAX_INTERVAL_SECS + 1, u64::MAX] {
+            let mut st = full(1, None);
+            if let Predicate::Report(r) = &mut st.predicate {
+                r.link.as_mut().unwrap().interval_secs = interval;
+            }
+            let rej = run(&fresh(), &st).unwrap_err();
+            assert_eq!((rej.status, rej.code), (422, "bad_link"), "{interval}");
+        }
+    }
+
+    #[test]
+    fn unchanged_count_near_u64_max_is_422() {
+        let node = at_four();
+        let posture = node.posture.clone().unwrap();
+        let mut st = unchanged(&node, LAST, &posture);
+        if let Predicate::Unchanged(u) = &mut st.predicate {
+            u.count = u64::MAX;
+        }
+        assert_eq!(code(run(&node, &st)), "bad_statement");
     }
 
     #[test]

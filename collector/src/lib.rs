@@ -10,3 +10,4 @@ pub mod accept;
 pub mod digest;
 pub mod server;
 pub mod store;
+pub mod text;

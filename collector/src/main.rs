@@ -11,8 +11,10 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use nodeproof_collector::accept::Policy;
+use nodeproof_collector::server::limits::Limits;
 use nodeproof_collector::server::{self, admin, AdminToken, ServeConfig, TlsFiles};
 use nodeproof_collector::store::{self, NodeStatus, Store};
+use nodeproof_collector::text::escape;
 
 #[derive(Debug, Parser)]
 #[command(name = "nodeproof-collector", version, about)]
@@ -75,6 +77,18 @@ struct ServeArgs {
     /// The oldest scan accepted.
     #[arg(long, env = "NODEPROOF_MAX_AGE", default_value = "7d", value_parser = admin::parse_duration)]
     max_age: u64,
+    /// Reports a node may send per minute (then 429).
+    #[arg(long, env = "NODEPROOF_REPORTS_PER_MINUTE", default_value_t = Limits::default().reports_per_minute)]
+    reports_per_minute: u32,
+    /// Enrolments without a token per source address per minute (then 429).
+    #[arg(long, env = "NODEPROOF_ENROLLS_PER_MINUTE", default_value_t = Limits::default().enrolls_per_minute)]
+    enrolls_per_minute: u32,
+    /// Pending nodes at most (then token-less enrolments are refused with 503).
+    #[arg(long, env = "NODEPROOF_MAX_PENDING", default_value_t = Limits::default().max_pending)]
+    max_pending: usize,
+    /// How long a pending claim waits for approval before it is dropped.
+    #[arg(long, env = "NODEPROOF_PENDING_TTL", default_value = "24h", value_parser = admin::parse_duration)]
+    pending_ttl: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,8 +115,19 @@ enum NodesCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Approve a pending node: its reports are accepted from now on.
+    /// Approve a pending node: its reports are accepted from now on. Prints the key id
+    /// and source address of the claim; compare the key id with the one the node printed.
     Approve {
+        name: String,
+        /// Approve only if the claim's key is this one (a claim by someone else is left).
+        #[arg(long)]
+        key_id: Option<String>,
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Delete a pending or revoked node and everything kept about it, so that the name
+    /// can be enrolled again (an approved node must be revoked first).
+    Delete {
         name: String,
         #[command(flatten)]
         db: Db,
@@ -154,7 +179,10 @@ fn init_logging(flag: Option<&str>) {
         eprintln!("nodeproof-collector: ignoring log filter {filter:?} ({e}); using info");
         EnvFilter::new("info")
     });
+    // Colour codes only for a person at a terminal, never into files or journald.
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
@@ -203,8 +231,39 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Nodes(NodesCommand::Approve { name, db }) => {
-            set_status(&db, &name, NodeStatus::Approved, now)
+        Command::Nodes(NodesCommand::Approve { name, key_id, db }) => {
+            let store = open(&db)?;
+            let claim = store
+                .pending_claims()
+                .context("cannot read pending nodes")?
+                .into_iter()
+                .find(|c| c.name == name);
+            if let Some(c) = &claim {
+                eprintln!("{}", admin::describe_claim(c));
+            }
+            let node = store
+                .approve(&name, key_id.as_deref(), now)
+                .with_context(|| format!("cannot approve node {}", escape(&name)))?;
+            eprintln!(
+                "node {} (key {}) is now {}",
+                escape(&node.name),
+                escape(&node.key_id),
+                node.status.as_str()
+            );
+            Ok(())
+        }
+        Command::Nodes(NodesCommand::Delete { name, db }) => {
+            let node = open(&db)?
+                .delete_node(&name)
+                .with_context(|| format!("cannot delete node {}", escape(&name)))?;
+            eprintln!(
+                "node {} ({}, key {}) deleted with its stored reports; the name can be \
+                 enrolled again",
+                escape(&node.name),
+                node.status.as_str(),
+                escape(&node.key_id)
+            );
+            Ok(())
         }
         Command::Nodes(NodesCommand::Revoke { name, db }) => {
             set_status(&db, &name, NodeStatus::Revoked, now)
@@ -225,8 +284,8 @@ fn run(command: Command) -> anyhow::Result<()> {
 fn set_status(db: &Db, name: &str, status: NodeStatus, now: i64) -> anyhow::Result<()> {
     open(db)?
         .set_status(name, status, now)
-        .with_context(|| format!("cannot mark node {name:?} {}", status.as_str()))?;
-    eprintln!("node {name} is now {}", status.as_str());
+        .with_context(|| format!("cannot mark node {} {}", escape(name), status.as_str()))?;
+    eprintln!("node {} is now {}", escape(name), status.as_str());
     Ok(())
 }
 
@@ -263,6 +322,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         allow_plain_http: args.allow_plain_http,
         admin_token,
         policy,
+        limits: Limits {
+            reports_per_minute: args.reports_per_minute,
+            enrolls_per_minute: args.enrolls_per_minute,
+            max_pending: args.max_pending,
+            pending_ttl_secs: i64::try_from(args.pending_ttl).unwrap_or(i64::MAX),
+        },
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

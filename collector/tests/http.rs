@@ -52,13 +52,19 @@ async fn enrolment_with_a_token_approves_and_the_token_runs_out() {
         .await;
     assert_eq!(status, 201, "{body}");
 
-    // The token had one use: the next node waits for an operator.
+    // The token had one use: the next node is told so (401, with what to do), and is not
+    // enrolled as pending behind the operator's back.
     let b = TestAgent::new("node-b", 2);
     let (status, body) = server
         .post("/v1/enroll", b.enrollment(Some(&token), &time_at(0)))
         .await;
-    assert_eq!(status, 202, "{body}");
-    assert_eq!(body["status"], "pending");
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "bad_token");
+    assert!(
+        body["message"].as_str().unwrap().contains("token create"),
+        "{body}"
+    );
+    assert!(server.store.node("node-b").unwrap().is_none());
 }
 
 #[tokio::test]
@@ -1026,6 +1032,7 @@ async fn plain_http_on_a_public_address_is_refused() {
         allow_plain_http: false,
         admin_token: Some(AdminToken::new("x")),
         policy: Default::default(),
+        limits: Default::default(),
     };
     let err = serve(config, listener, std::future::pending())
         .await

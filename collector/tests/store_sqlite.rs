@@ -49,6 +49,8 @@ stories!(
     failing_by_check,
     drift_since,
     chain_events,
+    chain_events_are_counted,
+    pending_claims_and_deletion,
 );
 
 /// `run_all` is what another backend's test calls; here it opens each store by URL.
@@ -106,7 +108,7 @@ fn reopening_keeps_everything_and_does_not_rerun_migrations() {
             .iter()
             .map(|(v, n, _)| (*v, n.as_str()))
             .collect::<Vec<_>>(),
-        [(1, "initial")],
+        [(1, "initial"), (2, "ingest_hardening")],
         "the first open applied every migration"
     );
 
@@ -144,6 +146,58 @@ fn reopening_keeps_everything_and_does_not_rerun_migrations() {
     assert_eq!(migrations(&path), applied);
 }
 
+/// A database written before refusals were counted: its chain-event rows, one per request,
+/// become one counted record per (node, kind, digest).
+#[test]
+fn chain_event_rows_are_counted_by_the_migration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open raw");
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY,
+                 name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT;",
+        )
+        .unwrap();
+        conn.execute_batch(nodeproof_collector::store::sqlite::MIGRATIONS[0].sql)
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO schema_migrations VALUES (1, 'initial', 0);
+             INSERT INTO nodes (name, key_id, public_key, status, enrolled_at)
+                 VALUES ('n', 'k', 'pem', 'approved', 0);
+             INSERT INTO chain_events (node, kind, at, expected_sequence, got_sequence,
+                                       digest, detail)
+                 VALUES ('n', 'replay', 10, 5, 1, 'd1', 'first'),
+                        ('n', 'replay', 20, 5, 1, 'd1', 'second'),
+                        ('n', 'chain_gap', 25, 5, 9, 'd2', 'gap'),
+                        ('n', 'replay', 30, 6, 1, 'd1', 'third');",
+        )
+        .unwrap();
+    }
+    let s = store::open(&url_of(&path)).expect("migrate");
+    let events = s.chain_events("n").expect("events");
+    let seen: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e.kind.as_str(),
+                e.digest.as_str(),
+                e.at,
+                e.last_at,
+                e.count,
+                e.detail.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("replay", "d1", 10, 30, 3, "first"),
+            ("chain_gap", "d2", 25, 25, 1, "gap")
+        ]
+    );
+}
+
 #[test]
 fn a_database_from_a_newer_collector_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -151,7 +205,7 @@ fn a_database_from_a_newer_collector_is_refused() {
     drop(store::open(&url_of(&path)).expect("open"));
     let conn = rusqlite::Connection::open(&path).expect("open raw");
     conn.execute(
-        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (2, 'from_the_future', 0)",
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'from_the_future', 0)",
         [],
     )
     .expect("pretend a newer collector migrated it");
@@ -164,7 +218,7 @@ fn a_database_from_a_newer_collector_is_refused() {
     assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
     for part in [
         "newer nodeproof-collector",
-        "migration 2",
+        "migration 999",
         "from_the_future",
         "upgrade",
     ] {
@@ -173,7 +227,11 @@ fn a_database_from_a_newer_collector_is_refused() {
             "the error should mention {part:?}: {msg}"
         );
     }
-    assert_eq!(migrations(&path).len(), 2, "refusing changes nothing");
+    assert_eq!(
+        migrations(&path).len(),
+        nodeproof_collector::store::sqlite::MIGRATIONS.len() + 1,
+        "refusing changes nothing"
+    );
 }
 
 #[test]

@@ -24,6 +24,15 @@
 //! * Every signature's `sig` must be canonical base64, but only the chosen one must be a
 //!   64-byte ed25519 signature: co-signers may use other algorithms.
 //! * Signatures are checked with `verify_strict` (no small-order keys, no malleable `s`).
+//! * The signed payload is parsed strictly: an object that names a key twice, at any depth,
+//!   is a malformed statement ([`check_unique_keys`]). JSON leaves duplicate keys undefined
+//!   (RFC 8259 §4: "SHOULD be unique"), and serde keeps the last one for maps and ignored
+//!   fields, so another verifier could read a different report out of the same signed bytes.
+//! * What is kept as evidence is [`Envelope::evidence`]: payloadType, payload and the one
+//!   signature that verified, labelled with the verifying key's id, as compact JSON. Unsigned
+//!   extra fields, co-signatures nobody checked and whitespace are dropped, so one signed
+//!   statement has one stored form and one digest. It is byte for byte what [`sign`] and
+//!   [`Envelope::to_json_bytes`] produce, so an agent's digest of what it sent is the same.
 
 use std::collections::BTreeSet;
 
@@ -230,6 +239,22 @@ pub fn sign_statement(statement: &Statement, key: &SigningKey) -> Result<Envelop
 }
 
 impl Envelope {
+    /// The envelope as evidence after [`verify_signed`] (or [`verify_envelope`]) checked
+    /// it with the key whose id is `keyid`: the payload type, the payload and only the
+    /// signature that verified (with `keyid` as its label), nothing else. `None` when no
+    /// signature would have been chosen for that key. See the module documentation.
+    pub fn evidence(&self, keyid: &str) -> Option<Envelope> {
+        let chosen = chosen_signature(self, keyid)?;
+        Some(Envelope {
+            payload_type: self.payload_type.clone(),
+            payload: self.payload.clone(),
+            signatures: vec![Signature {
+                keyid: keyid.to_string(),
+                sig: self.signatures[chosen].sig.clone(),
+            }],
+        })
+    }
+
     /// The envelope as compact JSON, as it is spooled and sent.
     pub fn to_json_bytes(&self) -> Vec<u8> {
         // Serializing a struct of strings cannot fail: no maps with non-string keys, no
@@ -296,12 +321,8 @@ pub fn verify_signed(
         .collect::<Result<Vec<_>, _>>()?;
 
     let want = keyid(key);
-    let chosen = envelope
-        .signatures
-        .iter()
-        .position(|s| s.keyid == want)
-        .or_else(|| envelope.signatures.iter().position(|s| s.keyid.is_empty()))
-        .ok_or_else(|| VerifyError::NoSignatureForKey {
+    let chosen =
+        chosen_signature(envelope, &want).ok_or_else(|| VerifyError::NoSignatureForKey {
             keyid: want.clone(),
             found: envelope
                 .signatures
@@ -330,6 +351,83 @@ pub fn verify_signed(
     Ok((payload, want))
 }
 
+/// The signature checked for the key `want`: the one labelled with its id, else an
+/// unlabelled one.
+fn chosen_signature(envelope: &Envelope, want: &str) -> Option<usize> {
+    envelope
+        .signatures
+        .iter()
+        .position(|s| s.keyid == want)
+        .or_else(|| envelope.signatures.iter().position(|s| s.keyid.is_empty()))
+}
+
+/// Checks that no JSON object in `json` names a key twice, at any depth (keys compared
+/// after unescaping, so `"a"` and `"\u0061"` are the same key). Run on signed payloads
+/// before they are parsed into types: serde would silently keep the last of two keys in
+/// a map or an ignored field, and another reader might keep the first.
+pub fn check_unique_keys(json: &[u8]) -> Result<(), serde_json::Error> {
+    serde_json::from_slice::<UniqueKeys>(json).map(|_| ())
+}
+
+/// A JSON value walked only to find duplicate keys; nothing is kept but the keys of the
+/// object being read.
+struct UniqueKeys;
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<UniqueKeys, D::Error> {
+        d.deserialize_any(UniqueKeysVisitor)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(UniqueKeys)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+        let mut seen = BTreeSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate key {key:?} in one object: a signed payload must name each key \
+                     once, so every reader reads the same statement"
+                )));
+            }
+            map.next_value::<UniqueKeys>()?;
+            seen.insert(key);
+        }
+        Ok(UniqueKeys)
+    }
+}
+
 /// Adds `key`'s signature to an envelope that others signed (DSSE allows several), e.g.
 /// the new key's co-signature on a key rotation.
 pub fn add_signature(envelope: &mut Envelope, key: &SigningKey) -> Result<(), VerifyError> {
@@ -353,6 +451,7 @@ struct StatementHeader {
 }
 
 fn parse_statement(payload: &[u8]) -> Result<Statement, VerifyError> {
+    check_unique_keys(payload).map_err(VerifyError::MalformedStatement)?;
     let header: StatementHeader =
         serde_json::from_slice(payload).map_err(VerifyError::MalformedStatement)?;
     if header.type_ != STATEMENT_TYPE {
@@ -467,6 +566,45 @@ mod tests {
                 "{junk:?}"
             );
         }
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_at_any_depth() {
+        assert!(check_unique_keys(br#"{"a":1,"b":[{"c":2,"d":3}]}"#).is_ok());
+        for dup in [
+            &br#"{"a":1,"a":1}"#[..],
+            br#"{"x":{"y":[{"c":2,"c":3}]}}"#,
+            br#"{"a":1,"\u0061":2}"#,
+        ] {
+            let err = check_unique_keys(dup).unwrap_err();
+            assert!(err.to_string().contains("duplicate key"), "{err}");
+        }
+        // The same key in two objects is fine.
+        assert!(check_unique_keys(br#"[{"a":1},{"a":2}]"#).is_ok());
+    }
+
+    #[test]
+    fn evidence_keeps_only_the_verified_signature() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let mut env = sign(PAYLOAD_TYPE, b"{}", &key);
+        let honest = env.to_json_bytes();
+        let other = SigningKey::from_bytes(&[8; 32]);
+        add_signature(&mut env, &other).unwrap();
+        let id = keyid(&key.verifying_key());
+        let evidence = env.evidence(&id).unwrap();
+        assert_eq!(
+            evidence.to_json_bytes(),
+            honest,
+            "what the agent sent, byte for byte"
+        );
+        // An unlabelled signature is relabelled with the verifying key's id.
+        env.signatures = vec![Signature {
+            keyid: String::new(),
+            sig: env.signatures[0].sig.clone(),
+        }];
+        assert_eq!(env.evidence(&id).unwrap().to_json_bytes(), honest);
+        env.signatures[0].keyid = "someone-else".into();
+        assert!(env.evidence(&id).is_none());
     }
 
     #[test]

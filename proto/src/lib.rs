@@ -13,8 +13,8 @@ pub mod statement;
 pub use api::*;
 pub use catalogue::{check_meta, CheckMeta, Severity, CATALOGUE_VERSION, CHECKS};
 pub use dsse::{
-    add_signature, pae, sign, sign_statement, verify, verify_envelope, verify_signed, Envelope,
-    SignError, Signature, Verified, VerifyError, PAYLOAD_TYPE,
+    add_signature, check_unique_keys, pae, sign, sign_statement, verify, verify_envelope,
+    verify_signed, Envelope, SignError, Signature, Verified, VerifyError, PAYLOAD_TYPE,
 };
 pub use keys::{
     keyid, signing_key_from_pem, signing_key_to_pem, verifying_key_from_pem, verifying_key_to_pem,

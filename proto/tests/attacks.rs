@@ -231,6 +231,42 @@ fn malformed_statement_is_err() {
 }
 
 #[test]
+fn duplicate_key_in_signed_payload_is_err() {
+    let err = check("duplicate-key-in-payload").unwrap_err();
+    assert!(matches!(err, VerifyError::MalformedStatement(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("duplicate key \"sha256\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn predicate_of_the_wrong_shape_is_err() {
+    let err = check("predicate-wrong-shape").unwrap_err();
+    assert!(matches!(err, VerifyError::MalformedStatement(_)), "{err:?}");
+}
+
+#[test]
+fn extension_fields_and_co_signatures_are_not_kept_as_evidence() {
+    let bytes = fs::read(data_dir().join("extension-fields/envelope.json")).unwrap();
+    let envelope = Envelope::from_json_bytes(&bytes).unwrap();
+    let verified = verify_envelope(&envelope, &key()).unwrap();
+    let evidence = envelope.evidence(&verified.keyid).unwrap().to_json_bytes();
+    let text = String::from_utf8(evidence.clone()).unwrap();
+    assert!(
+        !text.contains("x-unsigned-note") && !text.contains("x-extension"),
+        "{text}"
+    );
+    assert_eq!(
+        evidence,
+        sign_statement(&sample_statement(), &fixture_key())
+            .unwrap()
+            .to_json_bytes(),
+        "the evidence is what the signer produced"
+    );
+}
+
+#[test]
 fn malformed_json_is_err() {
     let err = check("malformed-json").unwrap_err();
     assert!(matches!(err, VerifyError::MalformedEnvelope(_)), "{err:?}");

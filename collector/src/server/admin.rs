@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::read::is_stale;
 use super::rfc3339;
 use crate::store::{CheckCounts, NodeCounts, NodeRecord, NodeStatus, Store, StoreResult};
+use crate::text::escape;
 
 /// A new bootstrap token: `npt_` and 32 random bytes, base64url without padding. The prefix
 /// lets secret scanners and people recognise it.
@@ -112,8 +113,26 @@ pub fn fleet_report(store: &dyn Store, now: i64) -> StoreResult<FleetReport> {
     })
 }
 
-/// A plain-text table, columns padded to their widest cell.
+/// One line about a pending claim, for `nodes approve`: what to compare with the node.
+pub fn describe_claim(claim: &crate::store::PendingClaim) -> String {
+    format!(
+        "pending claim on {}: key {}, from {}, at {}",
+        escape(&claim.name),
+        escape(&claim.key_id),
+        escape(claim.source.as_deref().unwrap_or("(unknown address)")),
+        rfc3339(claim.claimed_at)
+    )
+}
+
+/// A plain-text table, columns padded to their widest cell. Cells hold what nodes sent
+/// (names, key ids): control characters in them are escaped, so a node cannot rewrite an
+/// operator's terminal.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| escape(c)).collect())
+        .collect();
+    let rows = &rows[..];
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -226,6 +245,29 @@ pub fn render_nodes_text(nodes: &[NodeRecord], now: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_in_node_name_are_escaped_in_fleet_output() {
+        let report = FleetReport {
+            generated_at: rfc3339(0),
+            summary: Default::default(),
+            nodes: vec![FleetNode {
+                name: "evil\x1b[2J\x1b[Hnode-1 approved\n".into(),
+                key_id: "k\x07".into(),
+                status: NodeStatus::Pending,
+                last_seen: None,
+                failing: vec![],
+            }],
+            checks: vec![],
+        };
+        let text = render_fleet_text(&report);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert_eq!(text.lines().count(), 4, "no injected line: {text}");
+        assert!(text.contains("evil\\u{1b}[2J"), "{text}");
+    }
 
     #[test]
     fn tokens_are_prefixed_random_base64url() {

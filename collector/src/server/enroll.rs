@@ -14,16 +14,23 @@ use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use nodeproof_proto::{
-    keyid, sha256_hex, verify_signed, verifying_key_from_pem, EnrollRequest, EnrollResponse,
-    Envelope, RotateRequest, VerifyError, ENROLL_PAYLOAD_TYPE, ROTATE_PAYLOAD_TYPE,
+    check_unique_keys, keyid, sha256_hex, verify_signed, verifying_key_from_pem, EnrollRequest,
+    EnrollResponse, Envelope, RotateRequest, VerifyError, ENROLL_PAYLOAD_TYPE, ROTATE_PAYLOAD_TYPE,
 };
 use serde::de::DeserializeOwned;
 
 use super::body::{read_limited, MAX_BODY};
 use super::error::HttpError;
-use super::{blocking, now_unix, AppState};
+use super::{blocking, now_unix, AppState, Peer};
 use crate::accept::parse_time;
 use crate::store::{NodeStatus, StoreError};
+use crate::text::escape;
+
+/// How many nodes wait for approval (the claims are bounded by the cap, so reading them
+/// is cheap).
+fn existing_pending_count(store: &dyn crate::store::Store) -> Result<usize, StoreError> {
+    Ok(store.pending_claims()?.len())
+}
 
 /// Enrolment and rotation bodies are a key and a few strings.
 const MAX_REQUEST: usize = 64 * 1024;
@@ -31,39 +38,43 @@ const MAX_REQUEST: usize = 64 * 1024;
 /// The handler of `POST /v1/enroll`.
 pub async fn post_enroll(
     State(state): State<Arc<AppState>>,
+    peer: Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match enroll(&state, &headers, body).await {
+    match enroll(&state, peer, &headers, body).await {
         Ok((status, answer)) => {
-            tracing::info!(node = %answer.node, key_id = %answer.key_id, status = %answer.status, "node enrolled");
+            tracing::info!(%peer, node = %escape(&answer.node), key_id = %answer.key_id, status = %answer.status, "node enrolled");
             (status, Json(answer)).into_response()
         }
-        Err((node, err)) => refuse("enroll", node.as_deref(), err),
+        Err((node, err)) => refuse("enroll", peer, node.as_deref(), err),
     }
 }
 
 /// The handler of `POST /v1/rotate`.
 pub async fn post_rotate(
     State(state): State<Arc<AppState>>,
+    peer: Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     match rotate(&state, &headers, body).await {
         Ok(answer) => {
-            tracing::info!(node = %answer.node, key_id = %answer.key_id, "node key rotated");
+            tracing::info!(%peer, node = %escape(&answer.node), key_id = %answer.key_id, "node key rotated");
             (StatusCode::OK, Json(answer)).into_response()
         }
-        Err((node, err)) => refuse("rotate", node.as_deref(), err),
+        Err((node, err)) => refuse("rotate", peer, node.as_deref(), err),
     }
 }
 
-fn refuse(what: &str, node: Option<&str>, err: HttpError) -> Response {
-    let node = node.unwrap_or("-");
+/// Logs a refusal with the peer's address; what the peer sent is escaped.
+fn refuse(what: &str, peer: Peer, node: Option<&str>, err: HttpError) -> Response {
+    let node = escape(node.unwrap_or("-"));
+    let message = escape(&err.body.message);
     if err.status.is_server_error() {
-        tracing::error!(node, code = err.code(), message = %err.body.message, "{what} failed");
+        tracing::error!(%peer, %node, code = err.code(), %message, "{what} failed");
     } else {
-        tracing::warn!(node, code = err.code(), message = %err.body.message, "{what} rejected");
+        tracing::warn!(%peer, %node, code = err.code(), %message, "{what} rejected");
     }
     err.into_response()
 }
@@ -92,13 +103,17 @@ async fn read_envelope(
 }
 
 fn parse_payload<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, HttpError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        HttpError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed",
-            format!("the signed payload is not a {what} ({e}): the agent is incompatible"),
-        )
-    })
+    // A key named twice (two tokens, two node names) must not be read one way here and
+    // another way by anyone else.
+    check_unique_keys(bytes)
+        .and_then(|()| serde_json::from_slice(bytes))
+        .map_err(|e| {
+            HttpError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("the signed payload is not a {what} ({e}): the agent is incompatible"),
+            )
+        })
 }
 
 fn bad_key(e: impl std::fmt::Display) -> HttpError {
@@ -169,6 +184,7 @@ pub fn check_node_name(name: &str) -> Result<(), HttpError> {
 
 async fn enroll(
     state: &AppState,
+    peer: Peer,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, EnrollResponse), Failure> {
@@ -201,26 +217,61 @@ async fn enroll(
     check_request_time(&request.time, now, state.policy.skew_secs)
         .map_err(|e| (name.clone(), e))?;
 
+    if request.token.is_none()
+        && !state
+            .enroll_rate
+            .allow(&peer.ip(), now, state.limits.enrolls_per_minute)
+    {
+        return Err((
+            name,
+            HttpError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "more than {} enrolments without a token from this address in a minute: \
+                     try again in a minute, or enrol with a bootstrap token",
+                    state.limits.enrolls_per_minute
+                ),
+            ),
+        ));
+    }
+
     let public_key = request.public_key.clone();
     let node = request.node.clone();
     let token_hash = request.token.as_deref().map(|t| sha256_hex(t.as_bytes()));
     let kid = key_id.clone();
+    let limits = state.limits;
+    let source = peer.to_string();
     let record = blocking(state, move |store| {
+        // Pending claims wait a limited time; dropped ones free their name and key.
+        for claim in store.expire_pending(now - limits.pending_ttl_secs)? {
+            tracing::info!(node = %escape(&claim.name), key_id = %escape(&claim.key_id), source = %escape(claim.source.as_deref().unwrap_or("-")), "pending enrolment expired");
+        }
         // Checked before the token is spent, so a conflicting or repeated enrolment does
         // not use up a bootstrap token.
+        let mut takes_over = None;
         if let Some(existing) = store.node(&node)? {
             if existing.key_id != kid {
-                return Err(HttpError::new(
-                    StatusCode::CONFLICT,
-                    "name_taken",
-                    format!(
-                        "node {node:?} is already enrolled with another key ({}): to replace \
-                         the key, rotate it with `nodeproof-agent rotate-key` using the old key",
-                        existing.key_id
-                    ),
-                ));
-            }
-            if existing.status != NodeStatus::Pending {
+                // Only a claim: a valid token outranks it, so whoever sends a name first
+                // cannot keep the real node out.
+                if existing.status == NodeStatus::Pending && token_hash.is_some() {
+                    takes_over = Some(existing);
+                } else {
+                    return Err(HttpError::new(
+                        StatusCode::CONFLICT,
+                        "name_taken",
+                        format!(
+                            "node {node:?} is already {} with another key ({}): to replace \
+                             the key of an enrolled node, rotate it with `nodeproof-agent \
+                             rotate-key` using the old key; a name that is only pending is \
+                             taken by enrolling with a bootstrap token, or freed by an \
+                             operator with `nodeproof-collector nodes delete {node}`",
+                            if existing.status == NodeStatus::Pending { "claimed (pending)" } else { "enrolled" },
+                            existing.key_id
+                        ),
+                    ));
+                }
+            } else if existing.status != NodeStatus::Pending {
                 return Ok(existing);
             }
         } else if let Some(other) = store.node_by_key(&kid)? {
@@ -234,16 +285,55 @@ async fn enroll(
             ));
         }
         let approved = match &token_hash {
-            Some(hash) => store.redeem_token(hash, now)?,
+            Some(hash) => {
+                if !store.redeem_token(hash, now)? {
+                    return Err(HttpError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "bad_token",
+                        "the bootstrap token is not valid: it is wrong, expired or used up; \
+                         create a new one with `nodeproof-collector token create` (or enrol \
+                         without a token and have an operator run `nodes approve`)",
+                    ));
+                }
+                true
+            }
             None => false,
         };
-        match store.enroll(&node, &kid, &public_key, approved, now) {
+        if let Some(claim) = takes_over {
+            let claimed_from = store
+                .pending_claims()?
+                .into_iter()
+                .find(|c| c.name == claim.name)
+                .and_then(|c| c.source);
+            match store.delete_node(&claim.name) {
+                Ok(_) | Err(StoreError::NoSuchNode(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            tracing::warn!(node = %escape(&node), claim_key_id = %escape(&claim.key_id), claim_source = %escape(claimed_from.as_deref().unwrap_or("-")), new_key_id = %kid, "a pending claim on this name was replaced by an enrolment with a valid token");
+        }
+        if !approved && existing_pending_count(store)? >= limits.max_pending {
+            return Err(HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_pending",
+                format!(
+                    "{} nodes are already waiting for approval, the collector's limit: enrol \
+                     with a bootstrap token, or ask an operator to approve or delete pending \
+                     nodes (`nodeproof-collector nodes list`)",
+                    limits.max_pending
+                ),
+            ));
+        }
+        let record = match store.enroll(&node, &kid, &public_key, approved, now) {
             // Lost a race with another enrolment of the same name.
             Err(StoreError::Conflict(message)) => {
-                Err(HttpError::new(StatusCode::CONFLICT, "name_taken", message))
+                return Err(HttpError::new(StatusCode::CONFLICT, "name_taken", message))
             }
-            other => Ok(other?),
+            other => other?,
+        };
+        if record.status == NodeStatus::Pending {
+            store.set_claim_source(&node, &kid, &source)?;
         }
+        Ok(record)
     })
     .await
     .map_err(|e| (name.clone(), e))?;

@@ -40,12 +40,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::body::{read_limited, MAX_BODY};
 use super::error::HttpError;
+use super::limits::RateLimiter;
 use super::stats::Stats;
-use super::{now_unix, AppState};
+use super::{now_unix, AppState, Peer};
 use crate::accept::{
     advance, decide_claim, link_needs_stored_check, Claim, Outcome, Policy, Rejection,
 };
 use crate::store::{Accepted, ChainEvent, NodeKey, NodeRecord, NodeStatus, Store, StoreError};
+use crate::text::escape;
 
 /// At most this many signatures are looked up by keyid: DSSE allows several signers, but an
 /// envelope with hundreds would only make the collector query its key table hundreds of times.
@@ -132,6 +134,7 @@ impl KeyCache {
 /// The handler of `POST /v1/reports`.
 pub async fn post_report(
     State(state): State<Arc<AppState>>,
+    peer: Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -140,32 +143,35 @@ pub async fn post_report(
     match result {
         Ok(Reply::Created(answer)) => {
             stats.accepted();
-            tracing::debug!(node = %answer.node, sequence = answer.sequence, digest = %answer.digest, "report accepted");
+            tracing::debug!(%peer, node = %escape(&answer.node), sequence = answer.sequence, digest = %answer.digest, "report accepted");
             (StatusCode::CREATED, Json(answer)).into_response()
         }
         Ok(Reply::Duplicate(answer)) => {
             stats.duplicate();
-            tracing::debug!(node = %answer.node, sequence = answer.sequence, digest = %answer.digest, "duplicate report, already stored");
+            tracing::debug!(%peer, node = %escape(&answer.node), sequence = answer.sequence, digest = %answer.digest, "duplicate report, already stored");
             (StatusCode::OK, Json(answer)).into_response()
         }
-        Ok(Reply::Rejected(rejection)) => refuse(stats, node.as_deref(), rejection.into()),
-        Ok(Reply::Failed(err)) | Err(err) => refuse(stats, node.as_deref(), err),
+        Ok(Reply::Rejected(rejection)) => refuse(stats, peer, node.as_deref(), rejection.into()),
+        Ok(Reply::Failed(err)) | Err(err) => refuse(stats, peer, node.as_deref(), err),
         Ok(Reply::Stale(_)) => refuse(
             stats,
+            peer,
             node.as_deref(),
             HttpError::internal("a report was sent back unanswered"),
         ),
     }
 }
 
-/// Counts and logs a refusal, then answers it.
-fn refuse(stats: &Stats, node: Option<&str>, err: HttpError) -> Response {
+/// Counts and logs a refusal (naming the peer; what the peer sent is escaped), then
+/// answers it.
+fn refuse(stats: &Stats, peer: Peer, node: Option<&str>, err: HttpError) -> Response {
     stats.rejected(err.code());
-    let node = node.unwrap_or("-");
+    let node = escape(node.unwrap_or("-"));
+    let message = escape(&err.body.message);
     if err.status.is_server_error() {
-        tracing::error!(node, code = err.code(), message = %err.body.message, "report failed");
+        tracing::error!(%peer, %node, code = err.code(), %message, "report failed");
     } else {
-        tracing::warn!(node, code = err.code(), message = %err.body.message, "report rejected");
+        tracing::warn!(%peer, %node, code = err.code(), %message, "report rejected");
     }
     err.into_response()
 }
@@ -268,7 +274,8 @@ async fn submit(
         } else {
             bytes
         };
-        check(store.as_ref(), &cache, &keyids, &envelope, bytes)
+        drop(bytes);
+        check(store.as_ref(), &cache, &keyids, &envelope)
     })
     .await;
     let checked = match checked {
@@ -330,14 +337,14 @@ fn check_cached(
     let Some(hit) = cache.get(first) else {
         return Err(bytes);
     };
-    match verified_claim(&hit.key, envelope, &bytes) {
-        Ok((key_id, claim, digest)) => Ok(Checked {
+    match verified_claim(&hit.key, envelope) {
+        Ok((key_id, claim, digest, evidence)) => Ok(Checked {
             node: hit.node,
             key_id,
             cached: true,
             claim,
             digest,
-            envelope: bytes,
+            envelope: evidence,
         }),
         Err(_) => {
             cache.forget(first);
@@ -354,7 +361,6 @@ fn check(
     cache: &KeyCache,
     keyids: &[String],
     envelope: &Envelope,
-    bytes: Vec<u8>,
 ) -> (Option<String>, Result<Checked, HttpError>) {
     let node = match find_node(store, keyids) {
         Ok(n) => n,
@@ -375,14 +381,14 @@ fn check(
                 key,
             },
         );
-        let (key_id, claim, digest) = verified_claim(&key, envelope, &bytes)?;
+        let (key_id, claim, digest, evidence) = verified_claim(&key, envelope)?;
         Ok(Checked {
             node: node.name.clone(),
             key_id,
             cached: false,
             claim,
             digest,
-            envelope: bytes,
+            envelope: evidence,
         })
     })();
     (Some(node.name), result)
@@ -390,16 +396,26 @@ fn check(
 
 /// The signature check, then what the writer needs of the statement: the verifying keyid,
 /// the [`Claim`] and the envelope's digest.
+///
+/// What is stored, and what the digest is of, is the envelope's evidence form
+/// ([`Envelope::evidence`]): the payload type, the payload and the one signature that
+/// verified, as compact JSON. That is byte for byte what the agent sent (and hashed for its
+/// next `previous`), and the same for a copy re-sent with other whitespace, unsigned extra
+/// fields or extra signatures: such a copy is a duplicate, never a new row.
 fn verified_claim(
     key: &VerifyingKey,
     envelope: &Envelope,
-    bytes: &[u8],
-) -> Result<(String, Box<Claim>, String), HttpError> {
+) -> Result<(String, Box<Claim>, String, Vec<u8>), HttpError> {
     let verified = verify_envelope(envelope, key).map_err(verify_error)?;
+    let evidence = envelope
+        .evidence(&verified.keyid)
+        .ok_or_else(|| HttpError::internal("the verified signature could not be found again"))?
+        .to_json_bytes();
     Ok((
         verified.keyid,
         Box::new(Claim::of(verified.statement)),
-        crate::digest::sha256_hex(bytes),
+        crate::digest::sha256_hex(&evidence),
+        evidence,
     ))
 }
 
@@ -509,6 +525,11 @@ pub struct Writer {
     stats: Arc<Stats>,
     /// Chain state by node name. Only this task moves it; see the module comment.
     chains: HashMap<String, NodeRecord>,
+    /// Statements that add to the store, per node per minute (see [`Limits`]).
+    ///
+    /// [`Limits`]: super::limits::Limits
+    quota: Arc<RateLimiter<String>>,
+    per_minute: u32,
 }
 
 impl std::fmt::Debug for Writer {
@@ -536,6 +557,28 @@ impl Writer {
             policy,
             stats,
             chains: HashMap::new(),
+            quota: Arc::default(),
+            per_minute: u32::MAX,
+        }
+    }
+
+    /// With at most `per_minute` statements per node that add to the store.
+    pub fn with_quota(mut self, quota: Arc<RateLimiter<String>>, per_minute: u32) -> Writer {
+        self.quota = quota;
+        self.per_minute = per_minute;
+        self
+    }
+
+    fn over_quota(node: &str, per_minute: u32) -> Rejection {
+        Rejection {
+            status: 429,
+            code: "rate_limited",
+            message: format!(
+                "node {node:?} sent more than {per_minute} new statements in a minute, the \
+                 collector's per-node quota: nothing was stored; send it again in a minute"
+            ),
+            last_sequence: None,
+            last_digest: None,
         }
     }
 
@@ -547,6 +590,7 @@ impl Writer {
             self.policy,
             Arc::clone(&self.stats),
         );
+        let (quota, per_minute) = (Arc::clone(&self.quota), self.per_minute);
         let mut writer = Some(self);
         let mut stop = std::pin::pin!(stop);
         let mut stopping = false;
@@ -569,9 +613,10 @@ impl Writer {
             }
             // The store is synchronous: decide and commit on a blocking thread, taking the
             // writer along and getting it back.
-            let w = writer
-                .take()
-                .unwrap_or_else(|| Writer::new(Arc::clone(&store), policy, Arc::clone(&stats)));
+            let w = writer.take().unwrap_or_else(|| {
+                Writer::new(Arc::clone(&store), policy, Arc::clone(&stats))
+                    .with_quota(Arc::clone(&quota), per_minute)
+            });
             match tokio::task::spawn_blocking(move || {
                 let mut w = w;
                 let answers = w.process(batch);
@@ -688,9 +733,15 @@ impl Writer {
                     (None, Pending::Rejected(r, None)) => Reply::Rejected(r),
                     (None, Pending::Rejected(r, Some(event))) => {
                         // Detected and recorded, not silently refused: when the record
-                        // cannot be written the refusal is not final either.
+                        // cannot be written the refusal is not final either. Only a
+                        // break not recorded before counts against the node's quota.
                         match self.store.record_chain_event(&event) {
-                            Ok(()) => Reply::Rejected(r),
+                            Ok(new) => {
+                                if new {
+                                    self.quota.allow(&node, now, self.per_minute);
+                                }
+                                Reply::Rejected(r)
+                            }
                             Err(e) => Reply::Failed(HttpError::store(&e)),
                         }
                     }
@@ -752,6 +803,7 @@ impl Writer {
     ) -> (Pending, Option<Accepted>) {
         let store = Arc::clone(&self.store);
         let policy = self.policy;
+        let (quota, per_minute) = (Arc::clone(&self.quota), self.per_minute);
         let node = match self.chain(name) {
             Ok(n) => n,
             Err(e) => return (Pending::Failed(e), None),
@@ -775,6 +827,10 @@ impl Writer {
 
         let got_sequence = claim.link.as_ref().map_or(0, |l| l.sequence);
         match decide_claim(node, claim, &digest, now, &policy, already_stored) {
+            Ok(Outcome::New(_)) if !quota.allow(&name.to_string(), now, per_minute) => (
+                Pending::Rejected(Writer::over_quota(name, per_minute), None),
+                None,
+            ),
             Ok(Outcome::New(accepted)) => {
                 advance(node, &accepted);
                 let answer = ReportAccepted {
@@ -795,11 +851,24 @@ impl Writer {
                 }),
                 None,
             ),
+            // A break is recorded only within the quota (once it is used up, breaks are
+            // refused with 429, unrecorded); a repeat of one already recorded is only
+            // counted (below) and does not use the quota up.
+            Err(breaks)
+                if breaks.is_chain_break() && !quota.peek(&name.to_string(), now, per_minute) =>
+            {
+                (
+                    Pending::Rejected(Writer::over_quota(name, per_minute), None),
+                    None,
+                )
+            }
             Err(rejection) => {
                 let event = rejection.is_chain_break().then(|| ChainEvent {
                     node: name.to_string(),
                     kind: rejection.code.to_string(),
                     at: now,
+                    last_at: now,
+                    count: 1,
                     expected_sequence: node.last_sequence.saturating_add(1),
                     got_sequence,
                     digest,

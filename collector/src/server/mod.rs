@@ -8,6 +8,7 @@ pub mod body;
 pub mod enroll;
 pub mod error;
 pub mod ingest;
+pub mod limits;
 pub mod read;
 pub mod stats;
 pub mod tls;
@@ -61,6 +62,8 @@ pub struct ServeConfig {
     pub admin_token: Option<AdminToken>,
     /// Clock skew and maximum age.
     pub policy: Policy,
+    /// Quotas on enrolments and reports.
+    pub limits: limits::Limits,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -100,6 +103,9 @@ pub struct AppState {
     pub stats: Arc<Stats>,
     writer: mpsc::Sender<ingest::Job>,
     key_cache: Arc<ingest::KeyCache>,
+    pub limits: limits::Limits,
+    /// Token-less enrolments by source IP.
+    enroll_rate: limits::RateLimiter<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -137,7 +143,8 @@ pub async fn serve(
     let stats = Arc::new(Stats::default());
     let (jobs, queue) = mpsc::channel(QUEUE);
     let (stop_writer, writer_stop) = oneshot::channel();
-    let writer = ingest::Writer::new(Arc::clone(&config.store), config.policy, Arc::clone(&stats));
+    let writer = ingest::Writer::new(Arc::clone(&config.store), config.policy, Arc::clone(&stats))
+        .with_quota(Arc::default(), config.limits.reports_per_minute);
     let writer = tokio::spawn(writer.run(queue, writer_stop));
 
     let state = Arc::new(AppState {
@@ -147,6 +154,8 @@ pub async fn serve(
         stats,
         writer: jobs,
         key_cache: Arc::default(),
+        limits: config.limits,
+        enroll_rate: Default::default(),
     });
     let app = router(state);
 
@@ -168,13 +177,13 @@ pub async fn serve(
                 axum_server::tls_rustls::RustlsConfig::from_config(config),
             )
             .handle(handle)
-            .serve(app.into_make_service())
+            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
             .await
         }
         None => {
             axum_server::from_tcp(std_listener)
                 .handle(handle)
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
                 .await
         }
     };
@@ -187,6 +196,46 @@ pub async fn serve(
     }
     tracing::info!("collector stopped");
     Ok(served?)
+}
+
+/// The peer's address, for log lines and per-address quotas; `None` when the router runs
+/// without connection info (in-process tests that call it directly).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Peer, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+        ))
+    }
+}
+
+impl Peer {
+    /// The peer's IP (unspecified when unknown, so all such requests share one quota).
+    pub fn ip(&self) -> std::net::IpAddr {
+        self.0
+            .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| {
+                a.ip()
+            })
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{addr}"),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 /// Every route. Unknown paths and methods answer JSON too.

@@ -32,6 +32,8 @@ pub const STORIES: &[(&str, Story)] = &[
     ("failing_by_check", failing_by_check),
     ("drift_since", drift_since),
     ("chain_events", chain_events),
+    ("chain_events_are_counted", chain_events_are_counted),
+    ("pending_claims_and_deletion", pending_claims_and_deletion),
 ];
 
 /// Runs every story, each on a store from `make` (which must return an empty one).
@@ -1304,6 +1306,8 @@ pub fn chain_events(s: &dyn Store) {
         node: node.into(),
         kind: kind.into(),
         at,
+        last_at: at,
+        count: 1,
         expected_sequence: expected,
         got_sequence: got,
         digest: fake_hex(&format!("{node} {kind} {at}")),
@@ -1340,4 +1344,141 @@ pub fn chain_events(s: &dyn Store) {
         "an unknown node's event",
     );
     assert_no_such_node(s.chain_events("ghost"), "an unknown node's events");
+}
+
+/// The same refused statement again and again is one record with a count and its first
+/// and last time, not a row per request (a re-sent envelope once filled a disk).
+pub fn chain_events_are_counted(s: &dyn Store) {
+    let a = Agent::new("a");
+    a.enroll(s, true, 0);
+    let event = |at: i64, digest: &str| ChainEvent {
+        node: "a".into(),
+        kind: "replay".into(),
+        at,
+        last_at: at,
+        count: 1,
+        expected_sequence: 2,
+        got_sequence: 1,
+        digest: digest.into(),
+        detail: format!("replay at {at}"),
+    };
+    let one = fake_hex("one");
+    for at in 100..1100 {
+        ok(s.record_chain_event(&event(at, &one)), "record_chain_event");
+    }
+    ok(
+        s.record_chain_event(&event(2000, &fake_hex("two"))),
+        "record",
+    );
+    let events = ok(s.chain_events("a"), "chain_events");
+    assert_eq!(events.len(), 2, "one record per digest: {events:?}");
+    assert_eq!(
+        (events[0].at, events[0].last_at, events[0].count),
+        (100, 1099, 1000),
+        "first time, last time, count"
+    );
+    assert_eq!(
+        events[0].detail, "replay at 100",
+        "the first occurrence's detail"
+    );
+    assert_eq!((events[1].count, events[1].at), (1, 2000));
+    // Another kind with the same digest is another record.
+    let mut gap = event(3000, &one);
+    gap.kind = "chain_gap".into();
+    ok(s.record_chain_event(&gap), "record");
+    assert_eq!(ok(s.chain_events("a"), "chain_events").len(), 3);
+}
+
+/// Pending claims carry their source; they expire; a pending or revoked name can be
+/// deleted and enrolled again (with another key); an approved one cannot be deleted.
+pub fn pending_claims_and_deletion(s: &dyn Store) {
+    let early = Agent::new("early");
+    let late = Agent::new("late");
+    let live = Agent::new("live");
+    early.enroll(s, false, 100);
+    late.enroll(s, false, 500);
+    live.enroll(s, true, 100);
+    ok(
+        s.set_claim_source("early", &early.key_id, "192.0.2.7:5555"),
+        "set_claim_source",
+    );
+    // Only for the pending claim with that key.
+    ok(
+        s.set_claim_source("live", &live.key_id, "x"),
+        "set_claim_source",
+    );
+    let claims = ok(s.pending_claims(), "pending_claims");
+    assert_eq!(
+        claims
+            .iter()
+            .map(|c| (
+                c.name.as_str(),
+                c.key_id.as_str(),
+                c.source.as_deref(),
+                c.claimed_at
+            ))
+            .collect::<Vec<_>>(),
+        vec![
+            ("early", early.key_id.as_str(), Some("192.0.2.7:5555"), 100),
+            ("late", late.key_id.as_str(), None, 500)
+        ]
+    );
+
+    let expired = ok(s.expire_pending(300), "expire_pending");
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].name, "early");
+    assert!(
+        ok(s.node("early"), "node").is_none(),
+        "expired claims are gone"
+    );
+    assert_eq!(ok(s.fleet_summary(600), "fleet_summary").nodes.pending, 1);
+    // The expired claim's key is free again, and so is its name.
+    let other = Agent::with_interval("early", 60);
+    let mut other = other;
+    other.key_id = fake_hex("the real early");
+    other.enroll(s, true, 700);
+
+    // Approving by key id: only the claim with that key.
+    let wrong = s.approve("late", Some(&fake_hex("not late's key")), 800);
+    assert!(matches!(wrong, Err(StoreError::Conflict(_))), "{wrong:?}");
+    assert_eq!(node(s, "late").status, NodeStatus::Pending);
+    let approved = ok(s.approve("late", Some(&late.key_id), 800), "approve");
+    assert_eq!(approved.status, NodeStatus::Approved);
+
+    // Deleting: refused while approved; a revoked node goes with its evidence.
+    let mut live = live;
+    commit(s, &[live.full(200, vec![check("4.2.1", F)])]);
+    assert!(matches!(
+        s.delete_node("live"),
+        Err(StoreError::Conflict(_))
+    ));
+    ok(s.set_status("live", NodeStatus::Revoked, 900), "revoke");
+    ok(
+        s.record_chain_event(&ChainEvent {
+            node: "live".into(),
+            kind: "replay".into(),
+            at: 901,
+            last_at: 901,
+            count: 1,
+            expected_sequence: 2,
+            got_sequence: 1,
+            digest: fake_hex("r"),
+            detail: String::new(),
+        }),
+        "record",
+    );
+    let deleted = ok(s.delete_node("live"), "delete_node");
+    assert_eq!(deleted.status, NodeStatus::Revoked);
+    assert!(ok(s.node("live"), "node").is_none());
+    assert_no_such_node(s.history("live", 10), "a deleted node's history");
+    let mut reissued = Agent::new("live");
+    reissued.key_id = fake_hex("live, reissued");
+    let again = reissued.enroll(s, true, 1000);
+    assert_eq!(
+        (again.status, again.last_sequence),
+        (NodeStatus::Approved, 0)
+    );
+    assert_no_such_node(s.delete_node("ghost"), "deleting an unknown node");
+    let summary = ok(s.fleet_summary(1000), "fleet_summary");
+    assert_eq!((summary.nodes.total, summary.nodes.pending), (3, 0));
 }

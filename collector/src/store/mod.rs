@@ -167,17 +167,34 @@ pub enum AcceptedKind {
     },
 }
 
-/// A chain break, recorded when a statement is refused for replay, fork or gap.
+/// A chain break, recorded when a signed statement is refused for replay, fork or gap.
+/// Counted, not stored per request: one record per (node, kind, digest), so the same
+/// statement sent again and again costs one row (see `docs/security.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainEvent {
     pub node: String,
     /// `replay`, `chain_fork` or `chain_gap`.
     pub kind: String,
+    /// When it first came (and, given to `record_chain_event`, when it came this time).
     pub at: i64,
+    /// When it last came. Ignored by `record_chain_event`.
+    pub last_at: i64,
+    /// How many times it came. Ignored by `record_chain_event`, which adds one.
+    pub count: u64,
     pub expected_sequence: u64,
     pub got_sequence: u64,
     pub digest: String,
     pub detail: String,
+}
+
+/// A pending enrolment: which key claimed a name, from which address, when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingClaim {
+    pub name: String,
+    pub key_id: String,
+    /// The peer address the claim came from (unset for claims older than this field).
+    pub source: Option<String>,
+    pub claimed_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -305,9 +322,28 @@ pub trait Store: Send + Sync {
     /// Whether a statement with this envelope digest is stored (retries answer 200). An
     /// unchanged notice replaced by the next notice of its run is no longer stored.
     fn has_digest(&self, digest: &str) -> StoreResult<bool>;
-    fn record_chain_event(&self, event: &ChainEvent) -> StoreResult<()>;
-    /// In the order recorded; NoSuchNode for an unknown node (also from `record_chain_event`).
+    /// Records a chain break at `event.at`: the first time for its (node, kind, digest) a
+    /// new record with count 1 (returns true), after that only its count and last time
+    /// change (returns false).
+    fn record_chain_event(&self, event: &ChainEvent) -> StoreResult<bool>;
+    /// In the order first recorded; NoSuchNode for an unknown node (also from
+    /// `record_chain_event`).
     fn chain_events(&self, node: &str) -> StoreResult<Vec<ChainEvent>>;
+
+    // Pending enrolments and names.
+    /// Every pending node, oldest claim first.
+    fn pending_claims(&self) -> StoreResult<Vec<PendingClaim>>;
+    /// Notes the peer address of the claim when `name` is pending with `key_id`.
+    fn set_claim_source(&self, name: &str, key_id: &str, source: &str) -> StoreResult<()>;
+    /// Deletes (as [`Store::delete_node`]) every pending node enrolled before
+    /// `enrolled_before`, and returns them.
+    fn expire_pending(&self, enrolled_before: i64) -> StoreResult<Vec<PendingClaim>>;
+    /// Deletes a pending or revoked node with its keys and everything stored about it, so
+    /// the name can be enrolled again; an approved node is a Conflict (revoke it first).
+    fn delete_node(&self, name: &str) -> StoreResult<NodeRecord>;
+    /// Approves a pending node; with `key_id`, only if that is its key (Conflict
+    /// otherwise). A revoked node is a Conflict; an approved one is left as it is.
+    fn approve(&self, name: &str, key_id: Option<&str>, now: i64) -> StoreResult<NodeRecord>;
 
     // Queries.
     fn fleet_summary(&self, now: i64) -> StoreResult<FleetSummary>;

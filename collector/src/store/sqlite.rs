@@ -43,7 +43,8 @@ use rusqlite::{
 
 use super::{
     Accepted, AcceptedKind, ChainEvent, CheckCounts, CheckState, DriftEvent, FleetSummary,
-    HistoryEntry, NodeCounts, NodeKey, NodeRecord, NodeStatus, Store, StoreError, StoreResult,
+    HistoryEntry, NodeCounts, NodeKey, NodeRecord, NodeStatus, PendingClaim, Store, StoreError,
+    StoreResult,
 };
 
 /// One schema change, embedded from `migrations/sqlite/NNNN_name.sql`.
@@ -55,11 +56,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Append only: a file that has shipped is never edited.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "ingest_hardening",
+        sql: include_str!("../../migrations/sqlite/0002_ingest_hardening.sql"),
+    },
+];
 
 /// How long a connection waits for another one's lock (another process writing, a
 /// checkpoint) before it gives up with "database is locked".
@@ -915,6 +923,43 @@ fn enroll_in(
     node_named(tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()))
 }
 
+fn pending_claim_from_row(r: &Row<'_>) -> rusqlite::Result<PendingClaim> {
+    Ok(PendingClaim {
+        name: r.get(0)?,
+        key_id: r.get(1)?,
+        source: r.get(2)?,
+        claimed_at: r.get(3)?,
+    })
+}
+
+/// Removes a pending or revoked node and everything kept about it (keys, statements,
+/// latest checks, drift, chain events), so its name can be enrolled again. An approved
+/// node is a Conflict: revoke it first, so a typo cannot erase a live node's evidence.
+fn delete_node_in(tx: &Transaction<'_>, name: &str) -> StoreResult<NodeRecord> {
+    let node = node_named(tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()))?;
+    if node.status == NodeStatus::Approved {
+        return Err(StoreError::Conflict(format!(
+            "node {name} is approved: revoke it first (`nodes revoke {name}`), then delete it"
+        )));
+    }
+    let failing_any: bool = tx
+        .prepare_cached("SELECT failing_any FROM nodes WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))?;
+    for table in [
+        "chain_events",
+        "drift",
+        "node_checks",
+        "reports",
+        "node_keys",
+    ] {
+        tx.execute(&format!("DELETE FROM {table} WHERE node = ?1"), [name])?;
+    }
+    tx.prepare_cached("DELETE FROM nodes WHERE name = ?1")?
+        .execute([name])?;
+    tally(tx, node.status, failing_any, -1)?;
+    Ok(node)
+}
+
 /// What `commit` needs to know about a node before adding a statement to its chain.
 struct Head {
     status: NodeStatus,
@@ -1446,36 +1491,44 @@ impl Store for SqliteStore {
         })
     }
 
-    fn record_chain_event(&self, event: &ChainEvent) -> StoreResult<()> {
+    fn record_chain_event(&self, event: &ChainEvent) -> StoreResult<bool> {
         let conn = self.writer();
-        conn.prepare_cached(
-            "INSERT INTO chain_events (node, kind, at, expected_sequence, got_sequence, digest,
-                                       detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
-            event.node,
-            event.kind,
-            event.at,
-            to_i64(event.expected_sequence, "expected_sequence")?,
-            to_i64(event.got_sequence, "got_sequence")?,
-            event.digest,
-            event.detail
-        ])
-        .map_err(|e| {
-            if is_constraint(&e) {
-                StoreError::NoSuchNode(event.node.clone())
-            } else {
-                StoreError::from(e)
-            }
-        })?;
-        Ok(())
+        let count: i64 = conn
+            .prepare_cached(
+                "INSERT INTO chain_events (node, kind, digest, first_at, last_at, count,
+                                       expected_sequence, got_sequence, detail)
+             VALUES (?1, ?2, ?3, ?4, ?4, 1, ?5, ?6, ?7)
+             ON CONFLICT (node, kind, digest) DO UPDATE SET
+                 count = count + 1, last_at = MAX(last_at, excluded.last_at)
+             RETURNING count",
+            )?
+            .query_row(
+                params![
+                    event.node,
+                    event.kind,
+                    event.digest,
+                    event.at,
+                    to_i64(event.expected_sequence, "expected_sequence")?,
+                    to_i64(event.got_sequence, "got_sequence")?,
+                    event.detail
+                ],
+                |r| r.get(0),
+            )
+            .map_err(|e| {
+                if is_constraint(&e) {
+                    StoreError::NoSuchNode(event.node.clone())
+                } else {
+                    StoreError::from(e)
+                }
+            })?;
+        Ok(count == 1)
     }
 
     fn chain_events(&self, node: &str) -> StoreResult<Vec<ChainEvent>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT node, kind, at, expected_sequence, got_sequence, digest, detail
+                "SELECT node, kind, first_at, expected_sequence, got_sequence, digest, detail,
+                        last_at, count
                  FROM chain_events WHERE node = ?1 ORDER BY id",
             )?;
             let events: Vec<ChainEvent> = stmt
@@ -1488,6 +1541,8 @@ impl Store for SqliteStore {
                         got_sequence: r.get(4)?,
                         digest: r.get(5)?,
                         detail: r.get(6)?,
+                        last_at: r.get(7)?,
+                        count: r.get(8)?,
                     })
                 })?
                 .collect::<Result<_, _>>()?;
@@ -1496,6 +1551,91 @@ impl Store for SqliteStore {
             }
             Ok(events)
         })
+    }
+
+    fn pending_claims(&self) -> StoreResult<Vec<PendingClaim>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT name, key_id, claim_source, enrolled_at FROM nodes
+                 WHERE status = 'pending' ORDER BY enrolled_at, name",
+            )?;
+            let rows = stmt.query_map([], pending_claim_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn set_claim_source(&self, name: &str, key_id: &str, source: &str) -> StoreResult<()> {
+        let conn = self.writer();
+        conn.prepare_cached(
+            "UPDATE nodes SET claim_source = ?3
+             WHERE name = ?1 AND key_id = ?2 AND status = 'pending'",
+        )?
+        .execute(params![name, key_id, source])?;
+        Ok(())
+    }
+
+    fn expire_pending(&self, enrolled_before: i64) -> StoreResult<Vec<PendingClaim>> {
+        // Asked on every enrolment: a read first, so the writer (which the ingest path
+        // shares) is only taken when there is something to drop.
+        let any = self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT 1 FROM nodes WHERE status = 'pending' AND enrolled_at < ?1 LIMIT 1",
+            )?
+            .exists([enrolled_before])?)
+        })?;
+        if !any {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let expired: Vec<PendingClaim> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT name, key_id, claim_source, enrolled_at FROM nodes
+                 WHERE status = 'pending' AND enrolled_at < ?1 ORDER BY enrolled_at",
+            )?;
+            let rows = stmt.query_map([enrolled_before], pending_claim_from_row)?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for claim in &expired {
+            delete_node_in(&tx, &claim.name)?;
+        }
+        tx.commit()?;
+        Ok(expired)
+    }
+
+    fn delete_node(&self, name: &str) -> StoreResult<NodeRecord> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let node = delete_node_in(&tx, name)?;
+        tx.commit()?;
+        Ok(node)
+    }
+
+    fn approve(&self, name: &str, key_id: Option<&str>, now: i64) -> StoreResult<NodeRecord> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let node = node_named(&tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()))?;
+        if let Some(want) = key_id {
+            if node.key_id != want {
+                return Err(StoreError::Conflict(format!(
+                    "node {name}'s key is {}, not {want}: the claim is not the one you meant \
+                     to approve; nothing changed (check the key id on the node, and `nodes \
+                     delete {name}` a claim that is not the node's)",
+                    node.key_id
+                )));
+            }
+        }
+        if node.status == NodeStatus::Revoked {
+            return Err(StoreError::Conflict(format!(
+                "node {name} is revoked and stays so: `nodes delete {name}` to reissue the name"
+            )));
+        }
+        if node.status != NodeStatus::Approved {
+            change_status(&tx, name, node.status, NodeStatus::Approved, now)?;
+        }
+        let node = node_named(&tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()))?;
+        tx.commit()?;
+        Ok(node)
     }
 
     fn fleet_summary(&self, now: i64) -> StoreResult<FleetSummary> {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use nodeproof_collector::accept::Policy;
+use nodeproof_collector::server::limits::Limits;
 use nodeproof_collector::server::{serve, AdminToken, ServeConfig, ServeError, TlsFiles};
 use nodeproof_collector::store::{self, NodeRecord, Store};
 use nodeproof_proto::*;
@@ -55,6 +56,22 @@ impl TestServer {
         tls: Option<TlsFiles>,
         store: Arc<dyn Store>,
     ) -> TestServer {
+        TestServer::start_full(dir, tls, store, Limits::default()).await
+    }
+
+    /// Plain HTTP, a fresh database, and the given quotas.
+    pub async fn start_limited(limits: Limits) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_store(&dir);
+        TestServer::start_full(dir, None, store, limits).await
+    }
+
+    pub async fn start_full(
+        dir: tempfile::TempDir,
+        tls: Option<TlsFiles>,
+        store: Arc<dyn Store>,
+        limits: Limits,
+    ) -> TestServer {
         let client = reqwest::Client::new();
         // Bound before the server starts, so no request can race the start.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -73,6 +90,7 @@ impl TestServer {
             allow_plain_http: false,
             admin_token: Some(AdminToken::new(ADMIN_TOKEN)),
             policy: Policy::default(),
+            limits,
         };
         let task = tokio::spawn(serve(config, listener, async {
             let _ = stop.await;
@@ -468,11 +486,31 @@ impl Store for FlakyStore {
     fn has_digest(&self, digest: &str) -> store::StoreResult<bool> {
         self.inner.has_digest(digest)
     }
-    fn record_chain_event(&self, event: &store::ChainEvent) -> store::StoreResult<()> {
+    fn record_chain_event(&self, event: &store::ChainEvent) -> store::StoreResult<bool> {
         self.inner.record_chain_event(event)
     }
     fn chain_events(&self, node: &str) -> store::StoreResult<Vec<store::ChainEvent>> {
         self.inner.chain_events(node)
+    }
+    fn pending_claims(&self) -> store::StoreResult<Vec<store::PendingClaim>> {
+        self.inner.pending_claims()
+    }
+    fn set_claim_source(&self, name: &str, key_id: &str, source: &str) -> store::StoreResult<()> {
+        self.inner.set_claim_source(name, key_id, source)
+    }
+    fn expire_pending(&self, before: i64) -> store::StoreResult<Vec<store::PendingClaim>> {
+        self.inner.expire_pending(before)
+    }
+    fn delete_node(&self, name: &str) -> store::StoreResult<NodeRecord> {
+        self.inner.delete_node(name)
+    }
+    fn approve(
+        &self,
+        name: &str,
+        key_id: Option<&str>,
+        now: i64,
+    ) -> store::StoreResult<NodeRecord> {
+        self.inner.approve(name, key_id, now)
     }
     fn fleet_summary(&self, now: i64) -> store::StoreResult<store::FleetSummary> {
         self.inner.fleet_summary(now)

@@ -255,6 +255,33 @@ pub fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
         pretty(&sign(PAYLOAD_TYPE, &not_a_report, &key)),
     ));
 
+    // Signed, but one object names a key twice: serde would keep the second subject digest,
+    // another JSON reader the first. The signer chooses which report each verifier sees.
+    let honest = String::from_utf8(serde_json::to_vec(&statement).expect("fixture serializes"))
+        .expect("JSON is UTF-8");
+    let twice = honest.replacen(
+        "\"sha256\":\"",
+        &format!("\"sha256\":\"{}\",\"sha256\":\"", "0".repeat(64)),
+        1,
+    );
+    assert_ne!(
+        twice, honest,
+        "the fixture statement has a sha256 subject digest"
+    );
+    cases.push((
+        "duplicate-key-in-payload",
+        pretty(&sign(PAYLOAD_TYPE, twice.as_bytes(), &key)),
+    ));
+
+    // Signed, right types, but the report's checks are a string, not a list.
+    let mut value = serde_json::to_value(&statement).expect("fixture serializes");
+    value["predicate"]["checks"] = json!("all passed");
+    let wrong_shape = serde_json::to_vec(&value).expect("fixture serializes");
+    cases.push((
+        "predicate-wrong-shape",
+        pretty(&sign(PAYLOAD_TYPE, &wrong_shape, &key)),
+    ));
+
     let whole = pretty(&valid);
     cases.push(("malformed-json", whole[..whole.len() / 2].to_vec()));
 
