@@ -600,6 +600,15 @@ impl Writer {
     /// Decides every job of a batch, commits the accepted ones at once, and returns the
     /// answers to send.
     fn process(&mut self, jobs: Vec<Job>) -> Vec<(oneshot::Sender<Reply>, Reply)> {
+        // The database file must still be the one opened: a report committed into a file
+        // that was deleted or replaced would be acknowledged and lost (one stat).
+        if let Err(e) = self.store.check_file() {
+            let e = HttpError::store(&e);
+            return jobs
+                .into_iter()
+                .map(|job| (job.reply, Reply::Failed(e.clone())))
+                .collect();
+        }
         let now = now_unix();
         let mut batch: Vec<Accepted> = Vec::new();
         let mut pending_digests: HashSet<String> = HashSet::new();
@@ -669,6 +678,15 @@ impl Writer {
                     for node in &touched {
                         failed.insert(node.clone(), HttpError::store(&e));
                     }
+                }
+            }
+        }
+        // And still the same file after the commit: if it was swapped while committing, the
+        // batch went to the old file and is not acknowledged.
+        if !batch.is_empty() {
+            if let Err(e) = self.store.check_file() {
+                for node in &touched {
+                    failed.insert(node.clone(), HttpError::store(&e));
                 }
             }
         }

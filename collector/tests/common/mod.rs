@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use nodeproof_collector::accept::Policy;
-use nodeproof_collector::server::{serve, AdminToken, ServeConfig, ServeError, TlsFiles};
+use nodeproof_collector::server::{serve, AdminToken, Limits, ServeConfig, ServeError, TlsFiles};
 use nodeproof_collector::store::{self, NodeRecord, Store};
 use nodeproof_proto::*;
 use serde_json::Value;
@@ -55,6 +55,16 @@ impl TestServer {
         tls: Option<TlsFiles>,
         store: Arc<dyn Store>,
     ) -> TestServer {
+        TestServer::start_limited(dir, tls, store, Limits::default()).await
+    }
+
+    /// With other connection, time and byte bounds (small ones, for the hostile-load tests).
+    pub async fn start_limited(
+        dir: tempfile::TempDir,
+        tls: Option<TlsFiles>,
+        store: Arc<dyn Store>,
+        limits: Limits,
+    ) -> TestServer {
         let client = reqwest::Client::new();
         // Bound before the server starts, so no request can race the start.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -73,6 +83,7 @@ impl TestServer {
             allow_plain_http: false,
             admin_token: Some(AdminToken::new(ADMIN_TOKEN)),
             policy: Policy::default(),
+            limits,
         };
         let task = tokio::spawn(serve(config, listener, async {
             let _ = stop.await;
