@@ -31,7 +31,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
-use axum::response::{IntoResponse as _, Response};
+use axum::response::Response;
 use http_body::Frame;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -819,9 +819,4 @@ pub fn body_limit_error(e: &axum::Error) -> Option<BodyLimitError> {
         source = err.source();
     }
     None
-}
-
-/// Kept for handlers that want to answer a limit error directly.
-pub fn limit_response(e: BodyLimitError) -> Response {
-    e.to_http().into_response()
 }
