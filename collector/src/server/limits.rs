@@ -820,3 +820,56 @@ pub fn body_limit_error(e: &axum::Error) -> Option<BodyLimitError> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracker(max: usize, per_ip: usize) -> Arc<Tracker> {
+        Tracker::new(
+            Limits {
+                max_connections: max,
+                max_connections_per_ip: per_ip,
+                ..Limits::default()
+            },
+            Arc::default(),
+        )
+    }
+
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
+
+    #[tokio::test]
+    async fn full_slots_evict_the_longest_idle_and_spare_requests_in_flight() {
+        let t = tracker(2, 10);
+        let busy = t.admit(A).unwrap();
+        busy.state.in_flight.store(1, Ordering::Relaxed);
+        let idle = t.admit(A).unwrap();
+        // Full: the idle one goes, the busy one stays.
+        let newcomer = t.admit(B).expect("room made");
+        assert!(idle.state.evicted.load(Ordering::Relaxed));
+        assert!(!busy.state.evicted.load(Ordering::Relaxed));
+        drop(idle);
+        // Every slot now has a request in flight: refused.
+        newcomer.state.in_flight.store(1, Ordering::Relaxed);
+        assert!(t.admit(B).is_none());
+        assert_eq!(t.stats.refused.load(Ordering::Relaxed), 1);
+        assert_eq!(t.stats.evicted.load(Ordering::Relaxed), 1);
+        assert_eq!(t.stats.open.load(Ordering::Relaxed), 2);
+        drop(busy);
+        assert!(t.admit(B).is_some(), "a closed connection frees its slot");
+    }
+
+    #[tokio::test]
+    async fn per_address_cap_evicts_only_that_address() {
+        let t = tracker(100, 1);
+        let a1 = t.admit(A).unwrap();
+        let b1 = t.admit(B).unwrap();
+        let _a2 = t.admit(A).expect("A's idle connection makes room");
+        assert!(a1.state.evicted.load(Ordering::Relaxed));
+        assert!(
+            !b1.state.evicted.load(Ordering::Relaxed),
+            "B is not A's to evict"
+        );
+    }
+}
