@@ -486,19 +486,25 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
+                    // The timer is not moved here (that costs a timer-wheel update per
+                    // read): when it fires, `expired` re-arms it from the last activity.
                     this.slot.state.touch(this.epoch);
-                    this.read_idle.as_mut().reset(Instant::now() + this.idle);
                 }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                *this
-                    .slot
-                    .state
-                    .waker
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+                {
+                    let mut waker = this
+                        .slot
+                        .state
+                        .waker
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        *waker = Some(cx.waker().clone());
+                    }
+                }
                 if this.state().evicted.load(Ordering::Relaxed) {
                     return Poll::Ready(Err(evicted_error()));
                 }
@@ -530,7 +536,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
                     this.slot.state.touch(this.epoch);
-                    this.write_idle.as_mut().reset(Instant::now() + this.idle);
                 }
                 Poll::Ready(Ok(n))
             }
@@ -571,7 +576,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
                     this.slot.state.touch(this.epoch);
-                    this.write_idle.as_mut().reset(Instant::now() + this.idle);
                 }
                 Poll::Ready(Ok(n))
             }
