@@ -134,6 +134,7 @@ fn main() -> Result<()> {
     let mut child = Command::new(&args.collector)
         .args([
             "serve",
+            "--init",
             "--listen",
             "127.0.0.1:0",
             "--db",

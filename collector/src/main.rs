@@ -11,8 +11,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use nodeproof_collector::accept::Policy;
-use nodeproof_collector::server::limits::Limits;
-use nodeproof_collector::server::{self, admin, AdminToken, ServeConfig, TlsFiles};
+use nodeproof_collector::server::quota::Quotas;
+use nodeproof_collector::server::{self, admin, AdminToken, Limits, ServeConfig, TlsFiles};
 use nodeproof_collector::store::{self, NodeStatus, Store};
 use nodeproof_collector::text::escape;
 
@@ -39,6 +39,12 @@ enum Command {
     Nodes(NodesCommand),
     /// Print the fleet summary, the nodes and the per-check counts.
     Fleet(FleetArgs),
+    /// Create the database (or bring an existing one's schema up to date) and exit. Every
+    /// other command refuses a database that does not exist.
+    Init {
+        #[command(flatten)]
+        db: Db,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -78,17 +84,58 @@ struct ServeArgs {
     #[arg(long, env = "NODEPROOF_MAX_AGE", default_value = "7d", value_parser = admin::parse_duration)]
     max_age: u64,
     /// Reports a node may send per minute (then 429).
-    #[arg(long, env = "NODEPROOF_REPORTS_PER_MINUTE", default_value_t = Limits::default().reports_per_minute)]
+    #[arg(long, env = "NODEPROOF_REPORTS_PER_MINUTE", default_value_t = Quotas::default().reports_per_minute)]
     reports_per_minute: u32,
     /// Enrolments without a token per source address per minute (then 429).
-    #[arg(long, env = "NODEPROOF_ENROLLS_PER_MINUTE", default_value_t = Limits::default().enrolls_per_minute)]
+    #[arg(long, env = "NODEPROOF_ENROLLS_PER_MINUTE", default_value_t = Quotas::default().enrolls_per_minute)]
     enrolls_per_minute: u32,
     /// Pending nodes at most (then token-less enrolments are refused with 503).
-    #[arg(long, env = "NODEPROOF_MAX_PENDING", default_value_t = Limits::default().max_pending)]
+    #[arg(long, env = "NODEPROOF_MAX_PENDING", default_value_t = Quotas::default().max_pending)]
     max_pending: usize,
     /// How long a pending claim waits for approval before it is dropped.
     #[arg(long, env = "NODEPROOF_PENDING_TTL", default_value = "24h", value_parser = admin::parse_duration)]
     pending_ttl: u64,
+    /// Create the database if it does not exist. Without it a missing database is an
+    /// error, so a wrong path or a deleted file never becomes a new, empty fleet.
+    #[arg(long)]
+    init: bool,
+    /// Open connections at most; when full, the longest-idle connection is closed to make
+    /// room.
+    #[arg(long, env = "NODEPROOF_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Open connections from one IP address at most (same rule).
+    #[arg(long, env = "NODEPROOF_MAX_CONNECTIONS_PER_IP", default_value_t = Limits::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
+    /// An HTTP/1.1 request head must arrive whole within this.
+    #[arg(long, env = "NODEPROOF_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration_ms)]
+    header_timeout: std::time::Duration,
+    /// A request body must arrive whole within this after its head.
+    #[arg(long, env = "NODEPROOF_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration_ms)]
+    body_timeout: std::time::Duration,
+    /// A connection with no request in flight and nothing moving is closed after this
+    /// (also bounds the TLS handshake).
+    #[arg(long, env = "NODEPROOF_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration_ms)]
+    idle_timeout: std::time::Duration,
+    /// Request body bytes held at once over all requests; past it requests get 503.
+    #[arg(long, env = "NODEPROOF_MAX_BUFFERED_BYTES", default_value_t = Limits::default().max_buffered_bytes)]
+    max_buffered_bytes: usize,
+    /// HTTP/2 requests at once on one connection.
+    #[arg(long, env = "NODEPROOF_H2_MAX_STREAMS", default_value_t = Limits::default().h2_max_concurrent_streams)]
+    h2_max_streams: u32,
+    /// /healthz reports the database full below this many free bytes on its file system.
+    #[arg(long, env = "NODEPROOF_MIN_FREE_SPACE", default_value_t = Limits::default().min_free_bytes)]
+    min_free_space: u64,
+}
+
+/// A duration with a unit (`500ms`, `10s`, `5m`, `1h`, `7d`).
+fn parse_duration_ms(s: &str) -> Result<std::time::Duration, String> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        let n: u64 = ms
+            .parse()
+            .map_err(|_| format!("{s:?} is not a duration: use e.g. 500ms, 10s, 5m"))?;
+        return Ok(std::time::Duration::from_millis(n));
+    }
+    admin::parse_duration(s).map(std::time::Duration::from_secs)
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,6 +211,13 @@ fn main() -> ExitCode {
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
+            // Another collector serves this database: exit 2, distinct from a failure, so
+            // a supervisor or script can tell "already running" apart.
+            if e.downcast_ref::<store::sqlite::LockError>()
+                .is_some_and(|l| matches!(l, store::sqlite::LockError::Held { .. }))
+            {
+                return ExitCode::from(2);
+            }
             ExitCode::FAILURE
         }
     }
@@ -188,9 +242,10 @@ fn init_logging(flag: Option<&str>) {
         .init();
 }
 
+/// Opens an existing database: a missing one is an error naming the path.
 fn open(db: &Db) -> anyhow::Result<Arc<dyn Store>> {
-    let store =
-        store::open(&db.db).with_context(|| format!("cannot open the database {}", db.db))?;
+    let store = store::open_existing(&db.db)
+        .with_context(|| format!("cannot open the database {}", db.db))?;
     Ok(Arc::from(store))
 }
 
@@ -198,6 +253,11 @@ fn run(command: Command) -> anyhow::Result<()> {
     let now = server::now_unix();
     match command {
         Command::Serve(args) => serve(args),
+        Command::Init { db } => {
+            store::open(&db.db).with_context(|| format!("cannot create the database {}", db.db))?;
+            eprintln!("database {} is ready", db.db);
+            Ok(())
+        }
         Command::Token(TokenCommand::Create { db, ttl, uses }) => {
             let store = open(&db)?;
             let token = admin::new_token();
@@ -314,8 +374,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         skew_secs: i64::try_from(args.skew).context("--skew is too large")?,
         max_age_secs: i64::try_from(args.max_age).context("--max-age is too large")?,
     };
+    // One serve per database, taken before the database is touched (a second serve must
+    // not even run migrations under the first).
+    if !args.init && store::sqlite_path(&args.db.db).is_some_and(|p| !p.exists()) {
+        open(&args.db)?; // the error that names the path and says how to create it
+    }
+    let _lock = match store::sqlite_path(&args.db.db) {
+        Some(path) => Some(store::sqlite::ServeLock::acquire(&path)?),
+        None => None,
+    };
     // Migrations run here, before the port opens.
-    let store = open(&args.db)?;
+    let store = if args.init {
+        Arc::from(
+            store::open(&args.db.db)
+                .with_context(|| format!("cannot open the database {}", args.db.db))?,
+        )
+    } else {
+        open(&args.db)?
+    };
     let config = ServeConfig {
         store,
         tls,
@@ -323,6 +399,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin_token,
         policy,
         limits: Limits {
+            max_connections: args.max_connections.max(1),
+            max_connections_per_ip: args.max_connections_per_ip.max(1),
+            header_read_timeout: args.header_timeout,
+            body_timeout: args.body_timeout,
+            idle_timeout: args.idle_timeout,
+            max_buffered_bytes: args.max_buffered_bytes,
+            h2_max_concurrent_streams: args.h2_max_streams.max(1),
+            min_free_bytes: args.min_free_space,
+        },
+        quotas: Quotas {
             reports_per_minute: args.reports_per_minute,
             enrolls_per_minute: args.enrolls_per_minute,
             max_pending: args.max_pending,
@@ -332,6 +418,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Store calls run on blocking threads; tokio's default ceiling (512) is far above
+        // what SQLite can use and above the unit's TasksMax.
+        .max_blocking_threads(64)
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {

@@ -130,7 +130,7 @@ fn rejection_log_names_the_peer_and_escapes_control_characters() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("c.db").display());
     let mut child = binary()
-        .args(["serve", "--listen", "127.0.0.1:0", "--db", &db])
+        .args(["serve", "--init", "--listen", "127.0.0.1:0", "--db", &db])
         .env_remove("RUST_LOG")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

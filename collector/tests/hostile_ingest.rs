@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use nodeproof_collector::server::limits::Limits;
+use nodeproof_collector::server::quota::Quotas;
 use nodeproof_collector::store::NodeStatus;
 use nodeproof_proto::*;
 use serde_json::{json, Value};
@@ -27,9 +27,9 @@ fn reformatted(envelope: &[u8], i: usize) -> Vec<u8> {
 #[tokio::test]
 async fn resent_envelope_with_other_whitespace_is_counted_not_stored() {
     // A small quota: the copies must not use it up either.
-    let server = TestServer::start_limited(Limits {
+    let server = TestServer::start_with_quotas(Quotas {
         reports_per_minute: 3,
-        ..Limits::default()
+        ..Quotas::default()
     })
     .await;
     let mut agent = TestAgent::new("node-1", 1);
@@ -242,9 +242,9 @@ async fn check_listed_twice_is_422() {
 
 #[tokio::test]
 async fn report_flood_from_one_node_is_rate_limited() {
-    let server = TestServer::start_limited(Limits {
+    let server = TestServer::start_with_quotas(Quotas {
         reports_per_minute: 3,
-        ..Limits::default()
+        ..Quotas::default()
     })
     .await;
     let mut agent = TestAgent::new("node-1", 1);
@@ -322,9 +322,9 @@ async fn pending_claims_record_their_source_address() {
 
 #[tokio::test]
 async fn enrollment_flood_from_one_address_is_rate_limited() {
-    let server = TestServer::start_limited(Limits {
+    let server = TestServer::start_with_quotas(Quotas {
         enrolls_per_minute: 5,
-        ..Limits::default()
+        ..Quotas::default()
     })
     .await;
     let mut statuses = Vec::new();
@@ -346,9 +346,9 @@ async fn enrollment_flood_from_one_address_is_rate_limited() {
 
 #[tokio::test]
 async fn pending_nodes_are_capped() {
-    let server = TestServer::start_limited(Limits {
+    let server = TestServer::start_with_quotas(Quotas {
         max_pending: 3,
-        ..Limits::default()
+        ..Quotas::default()
     })
     .await;
     for i in 0..3u8 {
@@ -371,9 +371,9 @@ async fn pending_nodes_are_capped() {
 
 #[tokio::test]
 async fn expired_pending_claims_free_their_name() {
-    let server = TestServer::start_limited(Limits {
+    let server = TestServer::start_with_quotas(Quotas {
         pending_ttl_secs: -1,
-        ..Limits::default()
+        ..Quotas::default()
     })
     .await;
     let first = TestAgent::new("node-5", 50);

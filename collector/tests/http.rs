@@ -1033,6 +1033,7 @@ async fn plain_http_on_a_public_address_is_refused() {
         admin_token: Some(AdminToken::new("x")),
         policy: Default::default(),
         limits: Default::default(),
+        quotas: Default::default(),
     };
     let err = serve(config, listener, std::future::pending())
         .await
@@ -1111,6 +1112,8 @@ fn binary() -> Command {
 fn token_create_prints_the_token_alone_on_stdout() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("c.db").display());
+    let init = binary().args(["init", "--db", &db]).output().unwrap();
+    assert!(init.status.success(), "{init:?}");
     let out = binary()
         .args([
             "token", "create", "--db", &db, "--ttl", "10m", "--uses", "2",
@@ -1187,7 +1190,7 @@ fn serve_prints_its_address_and_exits_0_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("c.db").display());
     let mut child = binary()
-        .args(["serve", "--listen", "127.0.0.1:0", "--db", &db])
+        .args(["serve", "--init", "--listen", "127.0.0.1:0", "--db", &db])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -1232,7 +1235,7 @@ fn serve_refuses_plain_http_on_a_public_address() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("c.db").display());
     let out = binary()
-        .args(["serve", "--listen", "0.0.0.0:0", "--db", &db])
+        .args(["serve", "--init", "--listen", "0.0.0.0:0", "--db", &db])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

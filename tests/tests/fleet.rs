@@ -36,6 +36,7 @@ impl Collector {
         let mut child = Command::new(bin("nodeproof-collector"))
             .args([
                 "serve",
+                "--init",
                 "--listen",
                 listen,
                 "--db",

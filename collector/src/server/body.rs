@@ -44,10 +44,17 @@ pub async fn read_limited(
     }
 
     let mut body = body;
-    let mut buf: Vec<u8> = Vec::with_capacity(declared.map_or(8192, |n| (n as usize).min(limit)));
+    // Grown as bytes arrive, not reserved from Content-Length: a peer that declares 1 MiB
+    // and sends nothing must not cost 1 MiB (400 of them would cost 400 MiB).
+    let mut buf: Vec<u8> =
+        Vec::with_capacity(declared.map_or(8192, |n| (n as usize).min(limit).min(16 << 10)));
     let mut seen: usize = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
+            // The connection bounds stopped it (too slow, or the byte budget is spent).
+            if let Some(limit) = super::limits::body_limit_error(&e) {
+                return limit.to_http();
+            }
             HttpError::new(
                 StatusCode::BAD_REQUEST,
                 "malformed",

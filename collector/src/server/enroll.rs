@@ -220,7 +220,7 @@ async fn enroll(
     if request.token.is_none()
         && !state
             .enroll_rate
-            .allow(&peer.ip(), now, state.limits.enrolls_per_minute)
+            .allow(&peer.ip(), now, state.quotas.enrolls_per_minute)
     {
         return Err((
             name,
@@ -230,7 +230,7 @@ async fn enroll(
                 format!(
                     "more than {} enrolments without a token from this address in a minute: \
                      try again in a minute, or enrol with a bootstrap token",
-                    state.limits.enrolls_per_minute
+                    state.quotas.enrolls_per_minute
                 ),
             ),
         ));
@@ -240,11 +240,11 @@ async fn enroll(
     let node = request.node.clone();
     let token_hash = request.token.as_deref().map(|t| sha256_hex(t.as_bytes()));
     let kid = key_id.clone();
-    let limits = state.limits;
+    let quotas = state.quotas;
     let source = peer.to_string();
     let record = blocking(state, move |store| {
         // Pending claims wait a limited time; dropped ones free their name and key.
-        for claim in store.expire_pending(now - limits.pending_ttl_secs)? {
+        for claim in store.expire_pending(now - quotas.pending_ttl_secs)? {
             tracing::info!(node = %escape(&claim.name), key_id = %escape(&claim.key_id), source = %escape(claim.source.as_deref().unwrap_or("-")), "pending enrolment expired");
         }
         // Checked before the token is spent, so a conflicting or repeated enrolment does
@@ -311,7 +311,7 @@ async fn enroll(
             }
             tracing::warn!(node = %escape(&node), claim_key_id = %escape(&claim.key_id), claim_source = %escape(claimed_from.as_deref().unwrap_or("-")), new_key_id = %kid, "a pending claim on this name was replaced by an enrolment with a valid token");
         }
-        if !approved && existing_pending_count(store)? >= limits.max_pending {
+        if !approved && existing_pending_count(store)? >= quotas.max_pending {
             return Err(HttpError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too_many_pending",
@@ -319,7 +319,7 @@ async fn enroll(
                     "{} nodes are already waiting for approval, the collector's limit: enrol \
                      with a bootstrap token, or ask an operator to approve or delete pending \
                      nodes (`nodeproof-collector nodes list`)",
-                    limits.max_pending
+                    quotas.max_pending
                 ),
             ));
         }

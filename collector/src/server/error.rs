@@ -38,6 +38,15 @@ impl HttpError {
 
     /// A storage failure: 500, and the message names the cause so an operator can act.
     pub fn store(err: &StoreError) -> HttpError {
+        // The database file is gone or the disk is full: nothing will be acknowledged until
+        // an operator acts, so the answer says "unavailable, retry" rather than a bug.
+        if matches!(err, StoreError::Lost(_) | StoreError::Full(_)) {
+            return HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("{err}; this request was not acknowledged: send it again later"),
+            );
+        }
         HttpError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",

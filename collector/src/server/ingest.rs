@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::body::{read_limited, MAX_BODY};
 use super::error::HttpError;
-use super::limits::RateLimiter;
+use super::quota::RateLimiter;
 use super::stats::Stats;
 use super::{now_unix, AppState, Peer};
 use crate::accept::{
@@ -525,9 +525,9 @@ pub struct Writer {
     stats: Arc<Stats>,
     /// Chain state by node name. Only this task moves it; see the module comment.
     chains: HashMap<String, NodeRecord>,
-    /// Statements that add to the store, per node per minute (see [`Limits`]).
+    /// Statements that add to the store, per node per minute (see [`Quotas`]).
     ///
-    /// [`Limits`]: super::limits::Limits
+    /// [`Quotas`]: super::quota::Quotas
     quota: Arc<RateLimiter<String>>,
     per_minute: u32,
 }
@@ -645,6 +645,15 @@ impl Writer {
     /// Decides every job of a batch, commits the accepted ones at once, and returns the
     /// answers to send.
     fn process(&mut self, jobs: Vec<Job>) -> Vec<(oneshot::Sender<Reply>, Reply)> {
+        // The database file must still be the one opened: a report committed into a file
+        // that was deleted or replaced would be acknowledged and lost (one stat).
+        if let Err(e) = self.store.check_file() {
+            let e = HttpError::store(&e);
+            return jobs
+                .into_iter()
+                .map(|job| (job.reply, Reply::Failed(e.clone())))
+                .collect();
+        }
         let now = now_unix();
         let mut batch: Vec<Accepted> = Vec::new();
         let mut pending_digests: HashSet<String> = HashSet::new();
@@ -714,6 +723,15 @@ impl Writer {
                     for node in &touched {
                         failed.insert(node.clone(), HttpError::store(&e));
                     }
+                }
+            }
+        }
+        // And still the same file after the commit: if it was swapped while committing, the
+        // batch went to the old file and is not acknowledged.
+        if !batch.is_empty() {
+            if let Err(e) = self.store.check_file() {
+                for node in &touched {
+                    failed.insert(node.clone(), HttpError::store(&e));
                 }
             }
         }

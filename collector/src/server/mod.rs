@@ -9,6 +9,7 @@ pub mod enroll;
 pub mod error;
 pub mod ingest;
 pub mod limits;
+pub mod quota;
 pub mod read;
 pub mod stats;
 pub mod tls;
@@ -31,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::accept::Policy;
 use crate::store::Store;
 use error::HttpError;
+pub use limits::Limits;
 pub use read::AdminToken;
 use stats::Stats;
 
@@ -63,7 +65,9 @@ pub struct ServeConfig {
     /// Clock skew and maximum age.
     pub policy: Policy,
     /// Quotas on enrolments and reports.
-    pub limits: limits::Limits,
+    pub quotas: quota::Quotas,
+    /// Connection, time and byte bounds (see [`limits`]).
+    pub limits: Limits,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -76,6 +80,7 @@ impl std::fmt::Debug for ServeConfig {
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
             .field("policy", &self.policy)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -101,11 +106,15 @@ pub struct AppState {
     pub policy: Policy,
     pub admin_token: Option<AdminToken>,
     pub stats: Arc<Stats>,
+    pub limits: Limits,
+    /// What the connection and byte bounds did.
+    pub limit_stats: Arc<limits::LimitStats>,
+    budget: Arc<limits::Budget>,
     writer: mpsc::Sender<ingest::Job>,
     key_cache: Arc<ingest::KeyCache>,
-    pub limits: limits::Limits,
+    pub quotas: quota::Quotas,
     /// Token-less enrolments by source IP.
-    enroll_rate: limits::RateLimiter<std::net::IpAddr>,
+    enroll_rate: quota::RateLimiter<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -144,17 +153,22 @@ pub async fn serve(
     let (jobs, queue) = mpsc::channel(QUEUE);
     let (stop_writer, writer_stop) = oneshot::channel();
     let writer = ingest::Writer::new(Arc::clone(&config.store), config.policy, Arc::clone(&stats))
-        .with_quota(Arc::default(), config.limits.reports_per_minute);
+        .with_quota(Arc::default(), config.quotas.reports_per_minute);
     let writer = tokio::spawn(writer.run(queue, writer_stop));
 
+    let limit_stats = Arc::new(limits::LimitStats::default());
+    let tracker = limits::Tracker::new(config.limits, Arc::clone(&limit_stats));
     let state = Arc::new(AppState {
         store: config.store,
         policy: config.policy,
         admin_token: config.admin_token,
         stats,
+        limits: config.limits,
+        budget: limits::Budget::new(&config.limits, Arc::clone(&limit_stats)),
+        limit_stats,
         writer: jobs,
         key_cache: Arc::default(),
-        limits: config.limits,
+        quotas: config.quotas,
         enroll_rate: Default::default(),
     });
     let app = router(state);
@@ -170,18 +184,27 @@ pub async fn serve(
     let std_listener = listener.into_std()?;
     eprintln!("listening on {addr}");
     tracing::info!(%addr, tls = tls.is_some(), "collector listening");
+    // The guard sits on the TCP stream, under TLS: a connection holds its slot (and its
+    // idle clock runs) from accept, through the handshake, to close.
+    let guard = limits::GuardAcceptor::new(tracker);
     let served = match tls {
-        Some(config) => {
-            axum_server::from_tcp_rustls(
-                std_listener,
-                axum_server::tls_rustls::RustlsConfig::from_config(config),
+        Some(tls) => {
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
+                axum_server::tls_rustls::RustlsConfig::from_config(tls),
             )
-            .handle(handle)
-            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-            .await
+            .handshake_timeout(config.limits.idle_timeout)
+            .acceptor(guard);
+            let mut server = axum_server::from_tcp(std_listener).acceptor(acceptor);
+            limits::configure_http(server.http_builder(), &config.limits);
+            server
+                .handle(handle)
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+                .await
         }
         None => {
-            axum_server::from_tcp(std_listener)
+            let mut server = axum_server::from_tcp(std_listener).acceptor(guard);
+            limits::configure_http(server.http_builder(), &config.limits);
+            server
                 .handle(handle)
                 .serve(app.into_make_service_with_connect_info::<SocketAddr>())
                 .await
@@ -240,6 +263,7 @@ impl std::fmt::Display for Peer {
 
 /// Every route. Unknown paths and methods answer JSON too.
 pub fn router(state: Arc<AppState>) -> Router {
+    let budget = Arc::clone(&state.budget);
     Router::new()
         .route("/v1/reports", post(ingest::post_report))
         .route("/v1/enroll", post(enroll::post_enroll))
@@ -256,21 +280,48 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(budget, limits::budget))
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+/// 200 with `{"status":"ok"}` when the database is the file opened, writable and not full;
+/// 503 with `{"status":"unavailable"}` and what is wrong otherwise, so a load balancer or
+/// monitor stops sending (or pages) before agents pile up unacknowledged reports.
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    let store = Arc::clone(&state.store);
+    let min_free = state.limits.min_free_bytes;
+    let health = match tokio::task::spawn_blocking(move || store.health(min_free)).await {
+        Ok(h) => h,
+        Err(e) => crate::store::StoreHealth {
+            problems: vec![format!("the health check failed: {e}")],
+            ..Default::default()
+        },
+    };
+    let ok = health.problems.is_empty();
+    let body = serde_json::json!({
+        "status": if ok { "ok" } else { "unavailable" },
+        "database": health,
+    });
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 /// Counters carry no node data, so monitoring can scrape them without the admin token.
 async fn get_stats(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    Json(state.stats.to_json())
+    let mut stats = state.stats.to_json();
+    if let Some(map) = stats.as_object_mut() {
+        map.insert("connections".into(), state.limit_stats.to_json());
+    }
+    Json(stats)
 }
 
 async fn get_metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.stats.to_prometheus(),
+        state.stats.to_prometheus() + &state.limit_stats.to_prometheus(),
     )
         .into_response()
 }
@@ -295,9 +346,17 @@ where
     F: FnOnce(&dyn Store) -> Result<T, HttpError> + Send + 'static,
 {
     let store = Arc::clone(&state.store);
-    tokio::task::spawn_blocking(move || f(store.as_ref()))
-        .await
-        .map_err(|e| HttpError::internal(format!("a database call failed: {e}")))?
+    tokio::task::spawn_blocking(move || {
+        // Not from (or into) a database file that was deleted or replaced: see
+        // `Store::check_file`. Checked after the call too, so a write that raced the swap
+        // is not acknowledged.
+        store.check_file().map_err(|e| HttpError::store(&e))?;
+        let out = f(store.as_ref())?;
+        store.check_file().map_err(|e| HttpError::store(&e))?;
+        Ok(out)
+    })
+    .await
+    .map_err(|e| HttpError::internal(format!("a database call failed: {e}")))?
 }
 
 /// The collector's clock, as Unix seconds.

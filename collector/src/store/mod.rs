@@ -25,6 +25,13 @@ pub enum StoreError {
         "unsupported database URL {0:?}: use sqlite:///path/to/file.db (or sqlite://./relative.db)"
     )]
     BadUrl(String),
+    /// The database file the store opened was removed or replaced: whatever is written now
+    /// goes to a file nobody will read again. Sticky for the life of the store.
+    #[error("the database file changed under the collector: {0}")]
+    Lost(String),
+    /// The disk (or the database's size limit) is full.
+    #[error("the database is full: {0}")]
+    Full(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -33,6 +40,24 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// `sqlite://./relative.db` or `sqlite://relative.db`. Anything else (PostgreSQL for now)
 /// is `BadUrl`, with any password in the URL masked so the error can be logged.
 pub fn open(url: &str) -> StoreResult<Box<dyn Store>> {
+    open_url(url, true)
+}
+
+/// [`open`] for a database that must already exist: the read commands and `serve` without
+/// `--init`, so a mistyped `--db` (or a database deleted behind the collector's back) is an
+/// error that names the path instead of a new, empty fleet.
+pub fn open_existing(url: &str) -> StoreResult<Box<dyn Store>> {
+    open_url(url, false)
+}
+
+/// The file a `sqlite://` URL names, for the serve lock; `None` for other URLs.
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    url.strip_prefix("sqlite://")
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
+}
+
+fn open_url(url: &str, create: bool) -> StoreResult<Box<dyn Store>> {
     fn masked(url: &str) -> String {
         // scheme://user:password@host/... -> scheme://user:***@host/...
         let Some((scheme, rest)) = url.split_once("://") else {
@@ -48,8 +73,10 @@ pub fn open(url: &str) -> StoreResult<Box<dyn Store>> {
         }
     }
     match url.strip_prefix("sqlite://") {
-        Some(path) if !path.is_empty() => Ok(Box::new(sqlite::SqliteStore::open(
+        Some(path) if !path.is_empty() => Ok(Box::new(sqlite::SqliteStore::open_mode(
             std::path::Path::new(path),
+            sqlite::CheckpointOptions::default(),
+            create,
         )?)),
         _ => Err(StoreError::BadUrl(masked(url))),
     }
@@ -357,4 +384,45 @@ pub trait Store: Send + Sync {
     fn drift(&self, since: i64) -> StoreResult<Vec<DriftEvent>>;
     /// Stored bytes, for the storage-growth measurement.
     fn size_bytes(&self) -> StoreResult<u64>;
+
+    // The database file itself.
+    /// `Err(Lost)` once the file the store opened is gone or replaced (checked now, sticky
+    /// afterwards). The ingest writer calls it before acknowledging each batch, so a
+    /// report is never acknowledged into an unlinked file. Cheap: one `stat`.
+    fn check_file(&self) -> StoreResult<()> {
+        Ok(())
+    }
+    /// The state of the database for `/healthz`: the same file, writable, not full (less
+    /// than `min_free_bytes` free on its file system counts as full).
+    fn health(&self, min_free_bytes: u64) -> StoreHealth {
+        let _ = min_free_bytes;
+        StoreHealth::default()
+    }
+}
+
+/// What `/healthz` says about the database. `problems` is empty exactly when all is well.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreHealth {
+    /// The file the store opened is still the file at its path.
+    pub same_file: bool,
+    /// The file and its file system accept writes.
+    pub writable: bool,
+    /// Free space is below the threshold.
+    pub full: bool,
+    /// Free bytes on the database's file system, when known.
+    pub free_bytes: Option<u64>,
+    /// What is wrong, each with what to do.
+    pub problems: Vec<String>,
+}
+
+impl Default for StoreHealth {
+    fn default() -> StoreHealth {
+        StoreHealth {
+            same_file: true,
+            writable: true,
+            full: false,
+            free_bytes: None,
+            problems: Vec::new(),
+        }
+    }
 }

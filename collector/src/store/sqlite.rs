@@ -89,6 +89,10 @@ pub struct SqliteStore {
     /// Bytes committed since the checkpointer was last woken (estimated).
     uncheckpointed: AtomicU64,
     background_after_bytes: u64,
+    /// (device, inode) of the file at open; see [`SqliteStore::check_identity`].
+    identity: (u64, u64),
+    /// Why the file is no longer ours, once it is not (sticky).
+    lost: Mutex<Option<String>>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -138,6 +142,16 @@ impl SqliteStore {
 
     /// [`SqliteStore::open`] with other checkpoint thresholds.
     pub fn open_with(path: &Path, checkpoints: CheckpointOptions) -> StoreResult<SqliteStore> {
+        SqliteStore::open_mode(path, checkpoints, true)
+    }
+
+    /// Opens the database at `path`; when `create` is false a missing (or empty) file is an
+    /// error naming the path and how to create it, never a new empty database.
+    pub fn open_mode(
+        path: &Path,
+        checkpoints: CheckpointOptions,
+        create: bool,
+    ) -> StoreResult<SqliteStore> {
         let shown = path.display();
         if path.as_os_str().is_empty() {
             return Err(StoreError::Backend(
@@ -160,11 +174,41 @@ impl SqliteStore {
                 dir.display()
             )));
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if !create {
+            let missing = || {
+                StoreError::Backend(format!(
+                    "the SQLite database {shown} does not exist: check the path (--db), or \
+                     create it with `nodeproof-collector init --db sqlite://{shown}` (or \
+                     `serve --init`)"
+                ))
+            };
+            match std::fs::metadata(path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
+                Err(e) => {
+                    return Err(StoreError::Backend(format!("cannot open {shown}: {e}")));
+                }
+                // An empty file is not a database the collector made (SQLite would take it
+                // as a new one); refusing it is the same rule as a missing one.
+                Ok(m) if m.len() == 0 => {
+                    return Err(StoreError::Backend(format!(
+                        "the SQLite database {shown} is an empty file, not a collector \
+                         database: check the path (--db), or remove it and create the \
+                         database with `nodeproof-collector init`"
+                    )));
+                }
+                Ok(_) => {}
+            }
+        }
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
         let mut writer = Connection::open_with_flags(path, flags)
             .map_err(|e| StoreError::Backend(format!("cannot open {shown}: {e}")))?;
+        // Recorded once the file is open, so it is the identity of the file SQLite holds
+        // (a file swapped in between the two would be caught by the first check).
+        let identity = file_identity(path)
+            .map_err(|e| StoreError::Backend(format!("cannot stat {shown}: {e}")))?;
         configure(&writer, false)
             .map_err(|e| StoreError::Backend(format!("cannot use {shown} as a database: {e}")))?;
         migrate(&mut writer, path)?;
@@ -177,7 +221,88 @@ impl SqliteStore {
             checkpointer,
             uncheckpointed: AtomicU64::new(0),
             background_after_bytes: checkpoints.background_after_bytes,
+            identity,
+            lost: Mutex::new(None),
         })
+    }
+
+    /// Whether the file at the store's path is still the file it opened. SQLite keeps
+    /// writing into its open descriptor when the file is unlinked or renamed over, so
+    /// without this a deleted database goes on "accepting" reports that nobody will ever
+    /// read. Once the identity changed it stays lost: the writes in between went to the
+    /// old file, and only a restart (on a database the operator chose) is safe.
+    pub fn check_identity(&self) -> StoreResult<()> {
+        let mut lost = self.lost.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(why) = lost.as_ref() {
+            return Err(StoreError::Lost(why.clone()));
+        }
+        let shown = self.path.display();
+        let why = match file_identity(&self.path) {
+            Ok(id) if id == self.identity => return Ok(()),
+            Ok(_) => format!(
+                "{shown} was replaced by another file since the collector opened it; \
+                 reports are no longer acknowledged: put the original back or restart the \
+                 collector on the database you mean"
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!(
+                "{shown} was deleted or moved since the collector opened it; reports are no \
+                 longer acknowledged: restore it and restart the collector"
+            ),
+            // Any other failure to look at it (permissions changed, I/O error): the file
+            // cannot be shown to be ours, which is the same for the writer.
+            Err(e) => format!(
+                "cannot stat {shown} ({e}); reports are no longer acknowledged: check the \
+                 file and restart the collector"
+            ),
+        };
+        tracing::error!(path = %shown, reason = %why, "the database file changed");
+        *lost = Some(why.clone());
+        Err(StoreError::Lost(why))
+    }
+
+    /// The database's state for `/healthz`: [`SqliteStore::check_identity`], whether the
+    /// file and its file system accept writes, and the free space on that file system.
+    pub fn file_health(&self, min_free_bytes: u64) -> super::StoreHealth {
+        let mut health = super::StoreHealth::default();
+        if let Err(e) = self.check_identity() {
+            health.same_file = false;
+            health.problems.push(e.to_string());
+            // The rest would describe the new file, not ours.
+            health.writable = false;
+            return health;
+        }
+        let shown = self.path.display();
+        if let Err(e) = rustix::fs::access(&self.path, rustix::fs::Access::WRITE_OK) {
+            health.writable = false;
+            health.problems.push(format!(
+                "{shown} is not writable by the collector ({e}): check its owner and mode"
+            ));
+        }
+        match rustix::fs::statvfs(&self.path) {
+            Ok(vfs) => {
+                if vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
+                    health.writable = false;
+                    health.problems.push(format!(
+                        "the file system holding {shown} is mounted read-only"
+                    ));
+                }
+                // Space an unprivileged process may use (the collector runs as its own user).
+                let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+                health.free_bytes = Some(free);
+                if free < min_free_bytes {
+                    health.full = true;
+                    health.problems.push(format!(
+                        "only {free} bytes free on the file system holding {shown} (threshold \
+                         {min_free_bytes}, --min-free-space): free space before SQLite fails \
+                         commits"
+                    ));
+                }
+            }
+            Err(e) => health.problems.push(format!(
+                "cannot read the free space of {shown}'s file system: {e}"
+            )),
+        }
+        health
     }
 
     /// Counts `bytes` as committed and wakes the checkpointer once enough have been.
@@ -582,7 +707,106 @@ fn migrate(conn: &mut Connection, path: &Path) -> StoreResult<()> {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> StoreError {
-        StoreError::Backend(e.to_string())
+        match &e {
+            // SQLITE_FULL: kept apart so `/healthz` can say the disk is full.
+            rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::DiskFull => {
+                StoreError::Full(e.to_string())
+            }
+            _ => StoreError::Backend(e.to_string()),
+        }
+    }
+}
+
+/// (device, inode) of the file at `path`, following symlinks as SQLite does.
+fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// An exclusive lock that one `serve` process holds on `<db>.lock` for its whole life, so
+/// a second `serve` on the same database refuses to start instead of interleaving its
+/// chain decisions with the first's (each keeps its own chain state in memory).
+///
+/// `flock(2)` on a separate file, not on the database: SQLite locks the database file with
+/// POSIX record locks, which a process loses when it closes *any* descriptor of that file
+/// (and which `flock` may interact with on some systems, NFS for one); a file of our own
+/// has no such sharing. The lock goes with the process, however it ends (`kill -9`
+/// included), so a stale lock file is harmless. It holds the pid, to name the holder.
+#[derive(Debug)]
+pub struct ServeLock {
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+/// Why the serve lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "another nodeproof-collector ({holder}) is serving {db}: it holds the lock {lock}; \
+         stop it first (two collectors on one database would each keep their own chain state)"
+    )]
+    Held {
+        db: PathBuf,
+        lock: PathBuf,
+        holder: String,
+    },
+    #[error("cannot take the lock {lock}: {source}")]
+    Io {
+        lock: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ServeLock {
+    /// Takes the lock for the database `db`, without waiting.
+    pub fn acquire(db: &Path) -> Result<ServeLock, LockError> {
+        use std::io::{Read as _, Seek as _, Write as _};
+        let mut name = db.as_os_str().to_owned();
+        name.push(".lock");
+        let lock = PathBuf::from(name);
+        let io = |source: std::io::Error| LockError::Io {
+            lock: lock.clone(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock)
+            .map_err(io)?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let pid = pid.trim();
+                return Err(LockError::Held {
+                    db: db.to_path_buf(),
+                    lock,
+                    holder: if pid.is_empty() {
+                        "pid unknown".to_string()
+                    } else {
+                        format!("pid {pid}")
+                    },
+                });
+            }
+            Err(e) => return Err(io(e.into())),
+        }
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        Ok(ServeLock {
+            _file: file,
+            path: lock,
+        })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -1794,6 +2018,14 @@ impl Store for SqliteStore {
                 |r| r.get(0),
             )?)
         })
+    }
+
+    fn check_file(&self) -> StoreResult<()> {
+        self.check_identity()
+    }
+
+    fn health(&self, min_free_bytes: u64) -> super::StoreHealth {
+        self.file_health(min_free_bytes)
     }
 }
 

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use nodeproof_collector::accept::Policy;
-use nodeproof_collector::server::limits::Limits;
-use nodeproof_collector::server::{serve, AdminToken, ServeConfig, ServeError, TlsFiles};
+use nodeproof_collector::server::quota::Quotas;
+use nodeproof_collector::server::{serve, AdminToken, Limits, ServeConfig, ServeError, TlsFiles};
 use nodeproof_collector::store::{self, NodeRecord, Store};
 use nodeproof_proto::*;
 use serde_json::Value;
@@ -56,21 +56,32 @@ impl TestServer {
         tls: Option<TlsFiles>,
         store: Arc<dyn Store>,
     ) -> TestServer {
-        TestServer::start_full(dir, tls, store, Limits::default()).await
+        TestServer::start_limited(dir, tls, store, Limits::default()).await
     }
 
     /// Plain HTTP, a fresh database, and the given quotas.
-    pub async fn start_limited(limits: Limits) -> TestServer {
+    pub async fn start_with_quotas(quotas: Quotas) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open_store(&dir);
-        TestServer::start_full(dir, None, store, limits).await
+        TestServer::start_configured(dir, None, store, Limits::default(), quotas).await
     }
 
-    pub async fn start_full(
+    /// With other connection, time and byte bounds (small ones, for the hostile-load tests).
+    pub async fn start_limited(
         dir: tempfile::TempDir,
         tls: Option<TlsFiles>,
         store: Arc<dyn Store>,
         limits: Limits,
+    ) -> TestServer {
+        TestServer::start_configured(dir, tls, store, limits, Quotas::default()).await
+    }
+
+    pub async fn start_configured(
+        dir: tempfile::TempDir,
+        tls: Option<TlsFiles>,
+        store: Arc<dyn Store>,
+        limits: Limits,
+        quotas: Quotas,
     ) -> TestServer {
         let client = reqwest::Client::new();
         // Bound before the server starts, so no request can race the start.
@@ -91,6 +102,7 @@ impl TestServer {
             admin_token: Some(AdminToken::new(ADMIN_TOKEN)),
             policy: Policy::default(),
             limits,
+            quotas,
         };
         let task = tokio::spawn(serve(config, listener, async {
             let _ = stop.await;
