@@ -18,4 +18,5 @@ pub mod process;
 pub mod render;
 pub mod scan;
 pub mod schema;
+pub mod validate;
 pub mod yaml;
