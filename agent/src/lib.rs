@@ -12,6 +12,7 @@ pub mod cmdline;
 pub mod config;
 pub mod daemon;
 pub mod effective;
+pub mod exe_version;
 pub mod fakeproc;
 pub mod kubeconfig;
 pub mod process;
