@@ -424,7 +424,7 @@ fn hostname_override(eff: &Effective) -> Result<Verdict, String> {
         Value::String(v) => format!("{FLAG}={v}"),
         other => format!("{FLAG}={other}"),
     };
-    // GetHostname (staging/src/k8s.io/component-helpers/node/util/hostname.go): an empty
+    // GetHostname (k8s.io/component-helpers/node/util, from cmd/kubelet/app/server.go): an empty
     // override means "use the node's hostname", so `--hostname-override=$NAME` with NAME
     // unset overrides nothing. (One of only whitespace is refused: see validate.rs.)
     if s.value.as_str() == Some("") {

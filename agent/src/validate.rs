@@ -45,7 +45,7 @@ const TLS_CIPHERS: &str = "InitializeTLS (cmd/kubelet/app/server.go) via cliflag
 const TLS_VERSION: &str = "InitializeTLS (cmd/kubelet/app/server.go) via cliflag.TLSVersion \
      (staging/src/k8s.io/component-base/cli/flag/ciphersuites_flag.go)";
 const GET_HOSTNAME: &str =
-    "GetHostname (staging/src/k8s.io/component-helpers/node/util/hostname.go)";
+    "GetHostname (k8s.io/component-helpers/node/util, called by cmd/kubelet/app/server.go)";
 
 /// The names `cliflag.TLSCipherSuites` accepts: Go's `tls.CipherSuites()` and
 /// `tls.InsecureCipherSuites()` (crypto/tls/cipher_suites.go) plus the two legacy ChaCha20
