@@ -1235,7 +1235,11 @@ mod tests {
         let weak = json!(["TLS_AES_128_GCM_SHA256", "TLS_RSA_WITH_AES_128_GCM_SHA256"]);
         let r = result(&with("tlsCipherSuites", weak), id);
         assert_ne!(r.status, Status::Pass, "{}", r.note);
-        assert!(r.note.contains("TLS_RSA_WITH_AES_128_GCM_SHA256"), "{}", r.note);
+        assert!(
+            r.note.contains("TLS_RSA_WITH_AES_128_GCM_SHA256"),
+            "{}",
+            r.note
+        );
         assert!(!r.note.contains("list: TLS_AES"), "{}", r.note);
     }
 

@@ -410,7 +410,10 @@ mod tests {
             s.feed(&blob[split..]);
             assert_eq!(s.finish().as_deref(), Some("v1.31.4"), "split at {split}");
         }
-        assert_eq!(scan(b"no version here version.gitVersion= nothing", 7), None);
+        assert_eq!(
+            scan(b"no version here version.gitVersion= nothing", 7),
+            None
+        );
     }
 
     #[test]
@@ -474,7 +477,10 @@ mod tests {
         let mut data = vec![0u8; 4];
         data.extend(header(0x401003, 7));
         assert_eq!(scan(&elf(rodata, &data), 4096), None);
-        assert_eq!(scan(&elf(rodata, &header(0x401003, 7)), 4096).as_deref(), Some("v1.29.0"));
+        assert_eq!(
+            scan(&elf(rodata, &header(0x401003, 7)), 4096).as_deref(),
+            Some("v1.29.0")
+        );
     }
 
     #[test]

@@ -16,8 +16,8 @@ use crate::checks;
 use crate::cmdline::parse_cmdline;
 use crate::effective::{self, compute_for, DropInDir, Effective, FileInput};
 use crate::kubeconfig;
-use crate::validate;
 use crate::process::{self, find_kubelet, kubelet_minor, ExeInfo, FindError, KubeletProcess};
+use crate::validate;
 
 #[derive(Debug, Clone)]
 pub struct ScanOptions {

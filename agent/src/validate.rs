@@ -94,7 +94,12 @@ pub const TLS13_CIPHERS: &[&str] = &[
 ];
 
 /// The names `cliflag.TLSVersion` accepts (besides "", the default).
-const TLS_VERSIONS: &[&str] = &["VersionTLS10", "VersionTLS11", "VersionTLS12", "VersionTLS13"];
+const TLS_VERSIONS: &[&str] = &[
+    "VersionTLS10",
+    "VersionTLS11",
+    "VersionTLS12",
+    "VersionTLS13",
+];
 
 /// Feature gates the kubelet registers, as nodeproof knows them: the kubelet's own
 /// (pkg/features/kube_features.go) and the common ones from the staging libraries it
@@ -286,7 +291,8 @@ pub fn validate(eff: &Effective, minor: Option<KubeletMinor>) -> Validation {
         }
     }
     if !unknown_gates.is_empty() {
-        let version = minor.map_or_else(|| "this kubelet".to_string(), |m| format!("kubelet 1.{m}"));
+        let version =
+            minor.map_or_else(|| "this kubelet".to_string(), |m| format!("kubelet 1.{m}"));
         out.warnings.push(Warning {
             message: format!(
                 "nodeproof cannot tell whether {version} knows the feature gate(s) {}: they are \
@@ -302,7 +308,10 @@ pub fn validate(eff: &Effective, minor: Option<KubeletMinor>) -> Validation {
 
     // ValidateKubeletConfiguration, on the fields nodeproof computes.
     let int = |path: &str| known(eff, path).and_then(|s| s.value.as_i64().map(|v| (v, s)));
-    for (path, flag) in [("eventBurst", "--event-burst"), ("eventRecordQPS", "--event-qps")] {
+    for (path, flag) in [
+        ("eventBurst", "--event-burst"),
+        ("eventRecordQPS", "--event-qps"),
+    ] {
         if let Some((v, s)) = int(path) {
             if v < 0 {
                 refuse(
@@ -353,9 +362,7 @@ pub fn validate(eff: &Effective, minor: Option<KubeletMinor>) -> Validation {
             // Beta and on by default since 1.12, through 1.35.
             let gate = "featureGates.RotateKubeletServerCertificate";
             let gate_on = match eff.settings.get(gate) {
-                None if !eff.unknown.contains_key("featureGates")
-                    && eff.config_error.is_none() =>
-                {
+                None if !eff.unknown.contains_key("featureGates") && eff.config_error.is_none() => {
                     Some((true, "the gate's default".to_string()))
                 }
                 None => None,

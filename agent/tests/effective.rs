@@ -355,7 +355,10 @@ fn drop_ins_deep_merge_objects_and_replace_lists() {
             vec![file("/d/a.conf", &format!("{HEAD}tlsCipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\nauthentication:\n  anonymous:\n    enabled: true\n"))],
         ),
     );
-    assert_eq!(value(&eff, "tlsCipherSuites"), json!(["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]));
+    assert_eq!(
+        value(&eff, "tlsCipherSuites"),
+        json!(["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"])
+    );
     assert_eq!(value(&eff, "authentication.anonymous.enabled"), json!(true));
     assert_eq!(
         value(&eff, "authentication.x509.clientCAFile"),
@@ -594,7 +597,14 @@ fn list_flags_replace_the_file_and_append_across_uses() {
         Some(file("/k.yaml", &format!("{HEAD}tlsCipherSuites: [TLS_RSA_WITH_AES_128_CBC_SHA]\n"))),
         None,
     );
-    assert_eq!(value(&eff, "tlsCipherSuites"), json!(["TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"]));
+    assert_eq!(
+        value(&eff, "tlsCipherSuites"),
+        json!([
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"
+        ])
+    );
 }
 
 #[test]

@@ -73,7 +73,10 @@ fn assert_refused(report: &Report, function: &str, rule: &str) {
 
 fn assert_accepted(report: &Report) {
     assert!(
-        report.checks.iter().all(|c| !c.note.contains("refuses this")),
+        report
+            .checks
+            .iter()
+            .all(|c| !c.note.contains("refuses this")),
         "{:#?}",
         report.checks
     );
@@ -107,14 +110,21 @@ fn server_tls_bootstrap_without_its_gate_is_refused() {
         "--feature-gates=RotateKubeletServerCertificate=false",
         "serverTLSBootstrap: true\n",
     );
-    assert_refused(&r, "ValidateKubeletConfiguration", "RotateKubeletServerCertificate");
+    assert_refused(
+        &r,
+        "ValidateKubeletConfiguration",
+        "RotateKubeletServerCertificate",
+    );
     // With the gate at its default (on), serverTLSBootstrap is fine.
     assert_accepted(&report("", "serverTLSBootstrap: true\n"));
 }
 
 #[test]
 fn miscased_feature_gate_in_file_is_refused() {
-    let r = report("", "featureGates:\n  rotateKubeletServerCertificate: true\n");
+    let r = report(
+        "",
+        "featureGates:\n  rotateKubeletServerCertificate: true\n",
+    );
     assert_refused(
         &r,
         "featureGate.SetFromMap",
@@ -141,7 +151,11 @@ fn gate_unknown_to_nodeproof_is_a_warning_not_a_refusal() {
         .iter()
         .find(|w| w.message.contains("SomeFutureGate"))
         .expect("a warning names the gate");
-    assert!(w.message.contains("cannot tell whether kubelet 1.36"), "{}", w.message);
+    assert!(
+        w.message.contains("cannot tell whether kubelet 1.36"),
+        "{}",
+        w.message
+    );
 }
 
 #[test]
@@ -195,7 +209,11 @@ fn unknown_cipher_suite_is_refused() {
         "",
         "tlsCipherSuites: [tls_ecdhe_rsa_with_aes_128_gcm_sha256]\n",
     );
-    assert_refused(&r, "cliflag.TLSCipherSuites", "tls_ecdhe_rsa_with_aes_128_gcm_sha256");
+    assert_refused(
+        &r,
+        "cliflag.TLSCipherSuites",
+        "tls_ecdhe_rsa_with_aes_128_gcm_sha256",
+    );
 }
 
 #[test]
@@ -257,7 +275,11 @@ fn negative_event_qps_and_burst_are_refused() {
         "eventRecordQPS (--event-qps) -1 must not be a negative number",
     );
     let r = report("", "eventBurst: -5\n");
-    assert_refused(&r, "ValidateKubeletConfiguration", "eventBurst (--event-burst) -5");
+    assert_refused(
+        &r,
+        "ValidateKubeletConfiguration",
+        "eventBurst (--event-burst) -5",
+    );
 }
 
 #[test]

@@ -131,7 +131,10 @@ fn build(flags: &[&str], out: &Path) {
 /// The `-X` flags hack/lib/version.sh passes for `version`, for both packages.
 fn release_ldflags(version: &str) -> String {
     let mut flags = vec!["-s".to_string(), "-w".to_string()];
-    for pkg in ["k8s.io/client-go/pkg/version", "k8s.io/component-base/version"] {
+    for pkg in [
+        "k8s.io/client-go/pkg/version",
+        "k8s.io/component-base/version",
+    ] {
         for (key, val) in [
             ("buildDate", "2024-12-10T11:43:41Z"),
             ("gitCommit", "c83cbee114ec3a6c3a52fa4f5cb5b8fc4e4a9b7c"),
