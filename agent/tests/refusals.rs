@@ -334,3 +334,42 @@ fn several_rules_are_all_named() {
     assert_refused(&r, "BuildAuthz", "no authorization mode specified");
     assert_refused(&r, "ValidateKubeletConfiguration", "eventRecordQPS");
 }
+
+/// A drop-in's `authorization: {mode: ""}` (what marshalling an empty v1beta1 struct
+/// writes): 1.30-1.31 merge drop-ins without defaulting, so the empty mode reaches
+/// BuildAuthz and the kubelet refuses to start; 1.32+ default the merged result to
+/// Webhook. Unknown version: the two merges disagree, so the mode is unknown and nothing
+/// is refused (4.2.2 is error on its own).
+#[test]
+fn dropin_empty_authorization_mode_is_refused_only_before_1_32() {
+    use nodeproof_agent::effective::DropInDir;
+    let argv = argv("--config-dir=/etc/kubernetes/kubelet.conf.d");
+    let cmd = parse_cmdline(&argv[1..]);
+    let file = FileInput {
+        path: "/var/lib/kubelet/config.yaml".to_string(),
+        content: Ok(format!("{HEAD}{GOOD}")),
+    };
+    let dir = DropInDir {
+        dir: "/etc/kubernetes/kubelet.conf.d".to_string(),
+        files: Ok(vec![FileInput {
+            path: "/etc/kubernetes/kubelet.conf.d/10-authz.conf".to_string(),
+            content: Ok(format!("{HEAD}authorization:\n  mode: \"\"\n")),
+        }]),
+    };
+    let e31 = compute_for(&cmd, Some(&file), Some(&dir), Some(31));
+    let refused = e31.refused.as_deref().expect("1.31 refuses");
+    assert!(
+        refused.contains("BuildAuthz") && refused.contains("no authorization mode specified"),
+        "{refused}"
+    );
+    assert!(refused.contains("10-authz.conf"), "{refused}");
+    let e32 = compute_for(&cmd, Some(&file), Some(&dir), Some(32));
+    assert!(e32.refused.is_none(), "{:?}", e32.refused);
+    assert_eq!(
+        e32.lookup("authorization.mode").unwrap().value,
+        serde_json::json!("Webhook")
+    );
+    let unknown = compute_for(&cmd, Some(&file), Some(&dir), None);
+    assert!(unknown.refused.is_none(), "{:?}", unknown.refused);
+    assert!(unknown.lookup("authorization.mode").is_err());
+}
