@@ -236,6 +236,21 @@ pub const KNOWN_GATES: &[&str] = &[
     "WindowsHostNetwork",
 ];
 
+/// Gates removed before 1.30, with the last minor version that knows them (kubernetes/website
+/// content/en/docs/reference/command-line-tools-reference/feature-gates/<name>.md, `removed:
+/// true`; the last stage's `toVersion`). They are common in configurations written for
+/// older clusters; a kubelet newer than that version refuses them as unrecognized.
+pub const REMOVED_GATES: &[(&str, KubeletMinor)] = &[
+    ("DevicePlugins", 27),
+    ("DownwardAPIHugePages", 28),
+    ("DynamicKubeletConfig", 25),
+    ("KubeletCredentialProviders", 28),
+    ("KubeletPodResources", 29),
+    ("LocalStorageCapacityIsolation", 26),
+    ("RotateKubeletClientCertificate", 21),
+    ("SeccompDefault", 28),
+];
+
 /// What validation found: the rules the kubelet refuses the configuration by (empty when
 /// it would start), and warnings about what nodeproof could not decide.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -277,7 +292,36 @@ pub fn validate(eff: &Effective, minor: Option<KubeletMinor>) -> Validation {
         if KNOWN_GATES.contains(&name) {
             continue;
         }
-        if let Some(real) = KNOWN_GATES.iter().find(|g| g.eq_ignore_ascii_case(name)) {
+        if let Some((_, last)) = REMOVED_GATES.iter().find(|(g, _)| *g == name) {
+            match minor {
+                Some(m) if m > *last => refuse(
+                    SET_FROM_MAP,
+                    format!(
+                        "unrecognized feature gate: {name} {}; the gate was removed after \
+                         Kubernetes 1.{last} and this kubelet is 1.{m}: remove it",
+                        from(s)
+                    ),
+                ),
+                Some(_) => {}
+                None => out.warnings.push(Warning {
+                    message: format!(
+                        "the feature gate {name} {} was removed after Kubernetes 1.{last}: a \
+                         kubelet newer than that refuses to start with it (unrecognized feature \
+                         gate), so if this kubelet is newer it is not running with this \
+                         configuration; its version is unknown (pass --kubelet-version)",
+                        from(s)
+                    ),
+                    file: None,
+                    field: Some(path.clone()),
+                }),
+            }
+            continue;
+        }
+        let real = KNOWN_GATES
+            .iter()
+            .chain(REMOVED_GATES.iter().map(|(g, _)| g))
+            .find(|g| g.eq_ignore_ascii_case(name));
+        if let Some(real) = real {
             refuse(
                 SET_FROM_MAP,
                 format!(

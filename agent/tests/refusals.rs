@@ -373,3 +373,45 @@ fn dropin_empty_authorization_mode_is_refused_only_before_1_32() {
     assert!(unknown.refused.is_none(), "{:?}", unknown.refused);
     assert!(unknown.lookup("authorization.mode").is_err());
 }
+
+/// `featureGates: {SeccompDefault: true}` is common in configurations written for 1.25-1.27
+/// clusters; the gate was removed after 1.28, so a 1.30+ kubelet refuses to start with it.
+#[test]
+fn gate_removed_before_the_kubelet_version_is_refused() {
+    let r = report("", "featureGates:\n  SeccompDefault: true\n");
+    // report() scans a v1.31.4 kubelet.
+    assert_refused(
+        &r,
+        "featureGate.SetFromMap",
+        "unrecognized feature gate: SeccompDefault",
+    );
+    assert!(
+        r.checks[0].note.contains("removed after Kubernetes 1.28"),
+        "{}",
+        r.checks[0].note
+    );
+    let e = eff("--feature-gates=DynamicKubeletConfig=false", "", Some(30));
+    assert!(e
+        .refused
+        .as_deref()
+        .unwrap()
+        .contains("DynamicKubeletConfig"));
+    // On a kubelet that still knows the gate, nothing is refused.
+    assert!(eff("", "featureGates:\n  SeccompDefault: true\n", Some(28))
+        .refused
+        .is_none());
+}
+
+#[test]
+fn removed_gate_with_unknown_version_is_a_warning() {
+    let e = eff("", "featureGates:\n  KubeletPodResources: true\n", None);
+    assert!(e.refused.is_none(), "{:?}", e.refused);
+    assert!(
+        e.warnings
+            .iter()
+            .any(|w| w.message.contains("KubeletPodResources")
+                && w.message.contains("removed after Kubernetes 1.29")),
+        "{:#?}",
+        e.warnings
+    );
+}
