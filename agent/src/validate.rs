@@ -273,8 +273,8 @@ fn from(s: &Setting) -> String {
 }
 
 /// Validates the effective configuration as the kubelet does before it serves.
-/// `minor` is the kubelet's minor version when known; it is only named in messages, since
-/// nodeproof's gate list is not per version.
+/// `minor` is the kubelet's minor version when known: it decides whether a gate removed
+/// before 1.30 ([`REMOVED_GATES`]) is refused, and is named in messages.
 pub fn validate(eff: &Effective, minor: Option<KubeletMinor>) -> Validation {
     let mut out = Validation::default();
     let mut refuse = |function: &'static str, rule: String| {
