@@ -417,9 +417,8 @@ pub fn validate(eff: &Effective, minor: Option<KubeletMinor>) -> Validation {
                 refuse(
                     VALIDATE,
                     format!(
-                        "serverTLSBootstrap true requires feature gate \
-                         RotateKubeletServerCertificate, which is off (set by {origin}); \
-                         serverTLSBootstrap {}",
+                        "serverTLSBootstrap true {} requires feature gate \
+                         RotateKubeletServerCertificate, which is off (set by {origin})",
                         from(s)
                     ),
                 );

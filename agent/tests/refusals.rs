@@ -103,7 +103,7 @@ fn server_tls_bootstrap_without_its_gate_is_refused() {
     assert_refused(
         &r,
         "ValidateKubeletConfiguration (pkg/kubelet/apis/config/validation/validation.go)",
-        "serverTLSBootstrap true requires feature gate RotateKubeletServerCertificate",
+        "requires feature gate RotateKubeletServerCertificate, which is off",
     );
     // The gate off on the command line refuses the same file too.
     let r = report(
