@@ -16,6 +16,7 @@ const GOOD: &str = "authentication:\n  anonymous:\n    enabled: false\n  webhook
 fn argv(extra: &str) -> Vec<String> {
     let mut v = vec![
         "/usr/bin/kubelet".to_string(),
+        "--kubeconfig=/etc/kubernetes/kubelet.conf".to_string(),
         "--config=/var/lib/kubelet/config.yaml".to_string(),
     ];
     v.extend(extra.split_whitespace().map(str::to_string));
@@ -287,6 +288,7 @@ fn whitespace_hostname_override_is_refused() {
     // `report` splits its flags on whitespace, so the argument is built here.
     let argv: Vec<String> = vec![
         "/usr/bin/kubelet".into(),
+        "--kubeconfig=/etc/kubernetes/kubelet.conf".into(),
         "--config=/var/lib/kubelet/config.yaml".into(),
         "--hostname-override=  ".into(),
     ];
@@ -414,4 +416,47 @@ fn removed_gate_with_unknown_version_is_a_warning() {
         "{:#?}",
         e.warnings
     );
+}
+
+/// Without `--kubeconfig` the kubelet runs standalone, with no API client, and
+/// BuildAuthn/BuildAuthz refuse webhook authentication or authorization (which a config
+/// file turns on by default). Without `--config` the legacy defaults turn both off.
+#[test]
+fn webhook_auth_without_kubeconfig_is_refused() {
+    let argv = vec![
+        "/usr/bin/kubelet".to_string(),
+        "--config=/var/lib/kubelet/config.yaml".to_string(),
+    ];
+    let cmd = parse_cmdline(&argv[1..]);
+    let file = FileInput {
+        path: "/var/lib/kubelet/config.yaml".to_string(),
+        content: Ok(format!("{HEAD}{GOOD}")),
+    };
+    let e = compute_for(&cmd, Some(&file), None, Some(31));
+    let refused = e.refused.as_deref().expect("refused");
+    assert!(
+        refused.contains("BuildAuthn (cmd/kubelet/app/auth.go): no client provided, cannot use webhook authentication"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("cannot use webhook authorization"),
+        "{refused}"
+    );
+    // An empty --kubeconfig= is standalone too.
+    let argv2 = [argv.clone(), vec!["--kubeconfig=".to_string()]].concat();
+    let e = compute_for(&parse_cmdline(&argv2[1..]), Some(&file), None, Some(31));
+    assert!(e.refused.is_some());
+    // Standalone with both off is accepted (a static-pods-only kubelet).
+    let off = FileInput {
+        path: "/var/lib/kubelet/config.yaml".to_string(),
+        content: Ok(format!(
+            "{HEAD}authentication:\n  webhook:\n    enabled: false\nauthorization:\n  mode: AlwaysAllow\n"
+        )),
+    };
+    assert!(compute_for(&cmd, Some(&off), None, Some(31))
+        .refused
+        .is_none());
+    // No --config and no --kubeconfig: the legacy defaults (webhook off, AlwaysAllow).
+    let bare = parse_cmdline(&["--pod-manifest-path=/etc/kubernetes/manifests".to_string()]);
+    assert!(compute_for(&bare, None, None, Some(31)).refused.is_none());
 }
