@@ -40,7 +40,6 @@ const VALIDATE: &str =
 const SET_FROM_MAP: &str =
     "featureGate.SetFromMap (staging/src/k8s.io/component-base/featuregate/feature_gate.go)";
 const BUILD_AUTHZ: &str = "BuildAuthz (cmd/kubelet/app/auth.go)";
-const BUILD_AUTHN: &str = "BuildAuthn (cmd/kubelet/app/auth.go)";
 const TLS_CIPHERS: &str = "InitializeTLS (cmd/kubelet/app/server.go) via cliflag.TLSCipherSuites \
      (staging/src/k8s.io/component-base/cli/flag/ciphersuites_flag.go)";
 const TLS_VERSION: &str = "InitializeTLS (cmd/kubelet/app/server.go) via cliflag.TLSVersion \
@@ -445,42 +444,6 @@ pub fn validate(eff: &Effective, minor: Option<KubeletMinor>) -> Validation {
                 ),
             ),
             None => {}
-        }
-    }
-
-    // Standalone mode (no --kubeconfig, server.go `run`): the kubelet has no API client,
-    // and BuildAuthn/BuildAuthz refuse webhook authentication or authorization without
-    // one. The legacy defaults (no --config) turn both off, so this bites a kubelet
-    // given a config file but no kubeconfig.
-    let standalone = eff
-        .flag("--kubeconfig")
-        .is_none_or(|k| k.value.as_str() == Some(""));
-    if standalone {
-        if let Some(s) = known(eff, "authentication.webhook.enabled") {
-            if s.value == Value::Bool(true) {
-                refuse(
-                    BUILD_AUTHN,
-                    format!(
-                        "no client provided, cannot use webhook authentication: \
-                         authentication.webhook.enabled is true {} and no --kubeconfig is \
-                         given (standalone mode, no API client)",
-                        from(s)
-                    ),
-                );
-            }
-        }
-        if let Some(s) = known(eff, "authorization.mode") {
-            if s.value.as_str() == Some("Webhook") {
-                refuse(
-                    BUILD_AUTHZ,
-                    format!(
-                        "no client provided, cannot use webhook authorization: \
-                         authorization.mode is Webhook {} and no --kubeconfig is given \
-                         (standalone mode, no API client)",
-                        from(s)
-                    ),
-                );
-            }
         }
     }
 
