@@ -15,7 +15,8 @@
 //!    a string header: the address of those bytes, then their length. Release binaries are
 //!    stripped (`-s -w`), so there is no symbol table to name the variable; instead a
 //!    version-shaped, NUL-terminated string in a read-only segment counts only when a
-//!    header in a writable segment points exactly at it with exactly its length. A stray
+//!    header in a writable segment (later in the file) points exactly at it with exactly
+//!    its length. A stray
 //!    `v1.2.3` in some text has no such header; a Go string variable of a dependency whose
 //!    value looks like a version would, so when two different versions are found, the one
 //!    the build set twice (component-base and client-go) wins, and otherwise none does.
@@ -184,12 +185,6 @@ impl Layout {
             .iter()
             .find(|s| off >= s.offset && off - s.offset < s.filesz)
     }
-
-    fn in_readonly_vaddr(&self, addr: u64) -> bool {
-        self.segments
-            .iter()
-            .any(|s| !s.writable && addr >= s.vaddr && addr - s.vaddr < s.filesz)
-    }
 }
 
 fn read_uint(b: &[u8], at: usize, n: usize, little: bool) -> Option<u64> {
@@ -214,9 +209,8 @@ const MAX_VERSION: usize = 64;
 /// Bytes kept from one chunk to the next so that a string or a header split by a chunk
 /// boundary is seen whole.
 const LOOKAHEAD: usize = MAX_VERSION + 16;
-/// Bounds on what is remembered: a kubelet has a few thousand string variables.
+/// A bound on what is remembered: the version-shaped strings seen so far.
 const MAX_CANDIDATES: usize = 4096;
-const MAX_HEADERS: usize = 1 << 20;
 
 #[derive(Debug, Default)]
 struct LinkerStringScanner {
@@ -228,9 +222,11 @@ struct LinkerStringScanner {
     /// NUL-terminated, version-shaped strings in read-only segments: (address, length)
     /// -> the string.
     candidates: BTreeMap<(u64, u64), String>,
-    /// String headers in writable segments that point into a read-only segment with a
-    /// version-like length.
-    headers: HashSet<(u64, u64)>,
+    /// Candidates a string header in a writable segment points at, exactly. Read-only
+    /// segments come before writable ones in the file (Go's linker and the system linkers
+    /// lay them out so), so a header is checked against the candidates already seen; a
+    /// binary laid out otherwise yields no version.
+    referenced: HashSet<(u64, u64)>,
 }
 
 impl LinkerStringScanner {
@@ -270,7 +266,7 @@ impl LinkerStringScanner {
         self.examine(&window, window.len());
         let mut found: BTreeMap<&str, usize> = BTreeMap::new();
         for (key, v) in &self.candidates {
-            if self.headers.contains(key) {
+            if self.referenced.contains(key) {
                 *found.entry(v.as_str()).or_default() += 1;
             }
         }
@@ -341,17 +337,16 @@ impl LinkerStringScanner {
             let mut pos = (start - base) as usize + if mis == 0 { 0 } else { word - mis };
             let end = (end - base) as usize;
             while pos < end {
-                if self.headers.len() >= MAX_HEADERS {
-                    return;
-                }
                 let (Some(ptr), Some(len)) = (
                     read_uint(window, pos, word, layout.little),
                     read_uint(window, pos + word, word, layout.little),
                 ) else {
                     break;
                 };
-                if (6..=MAX_VERSION as u64).contains(&len) && layout.in_readonly_vaddr(ptr) {
-                    self.headers.insert((ptr, len));
+                if (6..=MAX_VERSION as u64).contains(&len)
+                    && self.candidates.contains_key(&(ptr, len))
+                {
+                    self.referenced.insert((ptr, len));
                 }
                 pos += word;
             }
