@@ -464,6 +464,21 @@ fn hostname_override(eff: &Effective) -> Result<Verdict, String> {
         Value::String(v) => format!("{FLAG}={v}"),
         other => format!("{FLAG}={other}"),
     };
+    // GetHostname (k8s.io/component-helpers/node/util, from cmd/kubelet/app/server.go): an empty
+    // override means "use the node's hostname", so `--hostname-override=$NAME` with NAME
+    // unset overrides nothing. (One of only whitespace is refused: see validate.rs.)
+    if s.value.as_str() == Some("") {
+        return Ok(Verdict {
+            met: true,
+            actual: shown,
+            source: Some(s.source),
+            origin: Some(s.origin.clone()),
+            note: "The value is empty, which overrides nothing: the kubelet's GetHostname \
+                   falls back to the node's hostname. Probably set from an unset variable; \
+                   drop the flag to make that plain."
+                .to_string(),
+        });
+    }
     Ok(Verdict {
         met: false,
         actual: shown,
@@ -667,7 +682,32 @@ fn tls_cipher_suites(eff: &Effective) -> Result<Verdict, String> {
         }
     }
     let s = eff.lookup(PATH)?;
-    let suites = as_str_array(s, PATH)?;
+    let listed = as_str_array(s, PATH)?;
+    // The TLS 1.3 names are accepted in the list but Go never negotiates them in TLS 1.2
+    // and ignores the list for TLS 1.3: judge only the suites that can be negotiated.
+    let tls13: Vec<&str> = listed
+        .iter()
+        .copied()
+        .filter(|n| crate::validate::TLS13_CIPHERS.contains(n))
+        .collect();
+    let suites: Vec<&str> = listed
+        .iter()
+        .copied()
+        .filter(|n| !tls13.contains(n))
+        .collect();
+    if suites.is_empty() && !tls13.is_empty() {
+        return Ok(Verdict::on(
+            s,
+            PATH,
+            true,
+            format!(
+                "Only TLS 1.3 suites are listed ({}): they are not configurable in Go and never \
+                 used for TLS 1.2, so no TLS 1.2 suite can be negotiated and TLS 1.2 clients \
+                 fail the handshake; only TLS 1.3, whose suites are all strong, is served.",
+                tls13.join(", ")
+            ),
+        ));
+    }
     if suites.is_empty() {
         return Ok(Verdict::on(
             s,
@@ -688,11 +728,21 @@ fn tls_cipher_suites(eff: &Effective) -> Result<Verdict, String> {
             !CIS_STRONG_CIPHERS.contains(&canonical)
         })
         .collect();
-    let note = if weak.is_empty() {
+    let mut note = if weak.is_empty() {
         String::new()
     } else {
         format!("Not on the CIS strong list: {}.", weak.join(", "))
     };
+    if !tls13.is_empty() {
+        if !note.is_empty() {
+            note.push(' ');
+        }
+        note.push_str(&format!(
+            "TLS 1.3 suites in the list ({}) are accepted and ignored: Go does not let them \
+             be configured and never uses them for TLS 1.2; judged on the TLS 1.2 suites only.",
+            tls13.join(", ")
+        ));
+    }
     Ok(Verdict::on(s, PATH, weak.is_empty(), note))
 }
 
@@ -1233,6 +1283,43 @@ mod tests {
         assert_eq!(r.status, Status::Warn);
         assert_eq!(r.actual, "--hostname-override=ip-10-0-0-1");
         assert_eq!(r.source, Some(Source::Flag));
+    }
+
+    #[test]
+    fn empty_hostname_override_overrides_nothing() {
+        let id = "kubelet-hostname-override";
+        let mut e = compliant();
+        put(&mut e, "--hostname-override", json!(""), Source::Flag);
+        let r = result(&e, id);
+        assert_eq!(r.status, Status::Pass, "{}", r.note);
+        assert_eq!(r.actual, "--hostname-override=");
+        assert!(r.note.contains("GetHostname"), "{}", r.note);
+    }
+
+    #[test]
+    fn tls13_suite_names_do_not_weaken_tls12() {
+        let id = "kubelet-tls-cipher-suites";
+        let strong = json!([
+            "TLS_AES_128_GCM_SHA256",
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            "TLS_CHACHA20_POLY1305_SHA256"
+        ]);
+        let r = result(&with("tlsCipherSuites", strong), id);
+        assert_eq!(r.status, Status::Pass, "{}", r.note);
+        assert!(r.note.contains("TLS_AES_128_GCM_SHA256"), "{}", r.note);
+        let only13 = json!(["TLS_AES_256_GCM_SHA384"]);
+        let r = result(&with("tlsCipherSuites", only13), id);
+        assert_eq!(r.status, Status::Pass, "{}", r.note);
+        // A weak TLS 1.2 suite still fails, TLS 1.3 names or not.
+        let weak = json!(["TLS_AES_128_GCM_SHA256", "TLS_RSA_WITH_AES_128_GCM_SHA256"]);
+        let r = result(&with("tlsCipherSuites", weak), id);
+        assert_ne!(r.status, Status::Pass, "{}", r.note);
+        assert!(
+            r.note.contains("TLS_RSA_WITH_AES_128_GCM_SHA256"),
+            "{}",
+            r.note
+        );
+        assert!(!r.note.contains("list: TLS_AES"), "{}", r.note);
     }
 
     #[test]

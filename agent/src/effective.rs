@@ -41,6 +41,10 @@ pub struct Effective {
     /// is given (or it was not read), otherwise the answer or why it is not known. Filled
     /// in by the scan (`scan::assemble`), not by the computation.
     pub client_auth: Option<Result<ClientAuth, String>>,
+    /// Set when the kubelet would refuse to start with this configuration
+    /// ([`crate::validate`]): the message naming each rule and the upstream function. No
+    /// value then describes a running kubelet, so every check is `error`.
+    pub refused: Option<String>,
 }
 
 impl Effective {
@@ -48,6 +52,9 @@ impl Effective {
     /// `settings` directly, so that an unreadable config file turns into `error` verdicts
     /// instead of verdicts on defaults that may not apply.
     pub fn lookup(&self, path: &str) -> Result<&Setting, String> {
+        if let Some(refused) = &self.refused {
+            return Err(refused.clone());
+        }
         let parent_unknown = path
             .split_once('.')
             .and_then(|(head, _)| self.unknown.get(head));
@@ -305,6 +312,13 @@ pub fn compute_for(
 
     if !errors.is_empty() {
         eff.config_error = Some(errors.join("; "));
+    }
+
+    // 5: what the kubelet would refuse to start with.
+    let validation = crate::validate::validate(&eff, minor);
+    eff.warnings.extend(validation.warnings);
+    if !validation.refusals.is_empty() {
+        eff.refused = Some(crate::validate::refusal_message(&validation.refusals));
     }
     eff
 }

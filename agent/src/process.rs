@@ -304,8 +304,9 @@ impl KubeletProcess {
 
     /// The kubelet's executable as `/proc/<pid>/exe` names it (expressed inside the
     /// kubelet's root, like `cwd`), its SHA-256, and the version its build stamped into it
-    /// (Go records the build's `-ldflags`, and Kubernetes builds set
-    /// `-X 'k8s.io/component-base/version.gitVersion=v1.31.4'`), read in the same pass.
+    /// (Kubernetes builds set `-X 'k8s.io/component-base/version.gitVersion=v1.31.4'`;
+    /// see [`crate::exe_version`] for how it is found on stripped `-trimpath` release
+    /// binaries), read in the same pass.
     ///
     /// The bytes are read by opening `/proc/<pid>/exe` itself, which is the binary that is
     /// running even when the file on disk was replaced or deleted since (its name then ends
@@ -355,7 +356,7 @@ impl KubeletProcess {
         }
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 64 * 1024];
-        let mut version = VersionScanner::default();
+        let mut version = crate::exe_version::VersionScanner::default();
         loop {
             match file.read(&mut buf) {
                 Ok(0) => break,
@@ -368,11 +369,12 @@ impl KubeletProcess {
             }
         }
         let sha256 = hex::encode(hasher.finalize());
-        exe_cache_put(identity, (sha256.clone(), version.found.clone()));
+        let version = version.finish();
+        exe_cache_put(identity, (sha256.clone(), version.clone()));
         Ok(ExeInfo {
             path: name,
             sha256,
-            version: version.found,
+            version,
         })
     }
 
@@ -1171,53 +1173,6 @@ pub struct ExeInfo {
     pub version: Option<String>,
 }
 
-/// Finds `version.gitVersion=v<version>` in a byte stream fed in chunks.
-#[derive(Debug, Default)]
-struct VersionScanner {
-    tail: Vec<u8>,
-    found: Option<String>,
-}
-
-impl VersionScanner {
-    const MARKER: &'static [u8] = b"version.gitVersion=";
-    const MAX_VERSION: usize = 64;
-
-    fn feed(&mut self, chunk: &[u8]) {
-        if self.found.is_some() {
-            return;
-        }
-        let keep = Self::MARKER.len() + Self::MAX_VERSION;
-        let mut window = std::mem::take(&mut self.tail);
-        window.extend_from_slice(chunk);
-        let mut from = 0;
-        while let Some(at) = memchr::memmem::find(&window[from..], Self::MARKER) {
-            let start = from + at + Self::MARKER.len();
-            let value: Vec<u8> = window[start..]
-                .iter()
-                .take(Self::MAX_VERSION)
-                .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+'))
-                .copied()
-                .collect();
-            let complete = start + value.len() < window.len();
-            if complete {
-                if let Ok(v) = String::from_utf8(value) {
-                    if v.starts_with('v') && v[1..].split('.').count() >= 2 {
-                        self.found = Some(v);
-                        return;
-                    }
-                }
-            } else {
-                // The value runs past this chunk: look again with the next one.
-                self.tail = window[from + at..].to_vec();
-                return;
-            }
-            from = start;
-        }
-        let cut = window.len().saturating_sub(keep);
-        self.tail = window[cut..].to_vec();
-    }
-}
-
 /// The minor version of a Kubernetes version string: 31 for `v1.31.4`.
 pub fn kubelet_minor(version: &str) -> Option<u32> {
     let mut parts = version.trim_start_matches('v').split('.');
@@ -1237,20 +1192,6 @@ pub fn kubelet_minor(version: &str) -> Option<u32> {
 #[cfg(test)]
 mod version_tests {
     use super::*;
-
-    #[test]
-    fn finds_the_version_across_chunk_boundaries() {
-        let blob = b"junk build\t-ldflags=\"-X 'k8s.io/component-base/version.gitVersion=v1.31.4' -X x\" more";
-        for split in 0..blob.len() {
-            let mut s = VersionScanner::default();
-            s.feed(&blob[..split]);
-            s.feed(&blob[split..]);
-            assert_eq!(s.found.as_deref(), Some("v1.31.4"), "split at {split}");
-        }
-        let mut s = VersionScanner::default();
-        s.feed(b"no version here version.gitVersion= nothing");
-        assert_eq!(s.found, None);
-    }
 
     #[test]
     fn minor_versions() {

@@ -17,6 +17,7 @@ use crate::cmdline::parse_cmdline;
 use crate::effective::{self, compute_for, DropInDir, Effective, FileInput};
 use crate::kubeconfig;
 use crate::process::{self, find_kubelet, kubelet_minor, ExeInfo, FindError, KubeletProcess};
+use crate::validate;
 
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
@@ -147,7 +148,8 @@ pub fn assemble(snap: &Snapshot, scan_time: String) -> Report {
             .map_err(String::clone)
             .and_then(|text| kubeconfig::client_auth(text).map_err(|e| format!("{}: {e}", k.path)))
     });
-    let checks = checks::evaluate(&eff);
+    let mut checks = checks::evaluate(&eff);
+    validate::overrule(&mut checks, &eff);
     report_from(snap, &eff, checks, scan_time)
 }
 
@@ -165,6 +167,16 @@ fn report_from(
                 "the kubelet's configuration could not be read as the kubelet reads it: {err}. \
                  A running kubelet cannot have loaded it as it is now (was it changed after the \
                  kubelet started?); checks on values not set by flags report error"
+            ),
+            file: None,
+            field: None,
+        });
+    }
+    if let Some(refused) = &eff.refused {
+        warnings.push(Warning {
+            message: format!(
+                "{refused}. Every check reports error; fix the configuration (or restart the \
+                 kubelet to see it fail) and scan again"
             ),
             file: None,
             field: None,

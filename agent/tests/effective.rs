@@ -348,14 +348,17 @@ fn drop_ins_deep_merge_objects_and_replace_lists() {
         "--config=/k.yaml --config-dir=/d",
         Some(file(
             "/k.yaml",
-            &format!("{HEAD}tlsCipherSuites: [A, B]\nauthentication:\n  anonymous:\n    enabled: false\n  x509:\n    clientCAFile: /ca.crt\n"),
+            &format!("{HEAD}tlsCipherSuites: [TLS_RSA_WITH_AES_128_CBC_SHA, TLS_RSA_WITH_AES_256_CBC_SHA]\nauthentication:\n  anonymous:\n    enabled: false\n  x509:\n    clientCAFile: /ca.crt\n"),
         )),
         dropins(
             "/d",
-            vec![file("/d/a.conf", &format!("{HEAD}tlsCipherSuites: [C]\nauthentication:\n  anonymous:\n    enabled: true\n"))],
+            vec![file("/d/a.conf", &format!("{HEAD}tlsCipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\nauthentication:\n  anonymous:\n    enabled: true\n"))],
         ),
     );
-    assert_eq!(value(&eff, "tlsCipherSuites"), json!(["C"]));
+    assert_eq!(
+        value(&eff, "tlsCipherSuites"),
+        json!(["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"])
+    );
     assert_eq!(value(&eff, "authentication.anonymous.enabled"), json!(true));
     assert_eq!(
         value(&eff, "authentication.x509.clientCAFile"),
@@ -590,11 +593,18 @@ fn feature_gates_merge_per_key_with_the_command_line_winning() {
 #[test]
 fn list_flags_replace_the_file_and_append_across_uses() {
     let eff = run(
-        "--config=/k.yaml --tls-cipher-suites=X,Y --tls-cipher-suites Z",
-        Some(file("/k.yaml", &format!("{HEAD}tlsCipherSuites: [A]\n"))),
+        "--config=/k.yaml --tls-cipher-suites=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 --tls-cipher-suites TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        Some(file("/k.yaml", &format!("{HEAD}tlsCipherSuites: [TLS_RSA_WITH_AES_128_CBC_SHA]\n"))),
         None,
     );
-    assert_eq!(value(&eff, "tlsCipherSuites"), json!(["X", "Y", "Z"]));
+    assert_eq!(
+        value(&eff, "tlsCipherSuites"),
+        json!([
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"
+        ])
+    );
 }
 
 #[test]
