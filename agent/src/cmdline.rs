@@ -253,18 +253,17 @@ pub fn parse_go_bool(s: &str) -> Result<bool, String> {
     }
 }
 
-/// Go's `strconv.ParseInt(s, 0, bits)`.
+/// Go's `strconv.ParseInt(s, 0, bits)`, as pflag's `int32Value.Set` and `int64Value.Set`
+/// call it: every Go integer literal form (`0x`, `0o`, `0b`, a leading `0` for octal, `_`
+/// between digits), with the range of the flag's own size, so `--read-only-port=4294977551`
+/// is out of range for an int32 flag rather than wrapping to 10255.
 pub fn parse_int_bits(s: &str, bits: u32) -> Result<i64, String> {
-    let v = crate::yaml::parse_go_int(s).ok_or_else(|| format!("{s:?} is not an integer"))?;
-    let (min, max) = if bits >= 64 {
-        (i64::MIN, i64::MAX)
-    } else {
-        (-(1i64 << (bits - 1)), (1i64 << (bits - 1)) - 1)
-    };
-    if v < min || v > max {
-        return Err(format!("{s} is out of range for a {bits}-bit integer"));
-    }
-    Ok(v)
+    crate::yaml::go_parse_int(s, 0, bits).map_err(|e| match e {
+        crate::yaml::GoIntError::Syntax => format!("{s:?} is not an integer"),
+        crate::yaml::GoIntError::Range => {
+            format!("{s} is out of range for a {bits}-bit integer")
+        }
+    })
 }
 
 /// `--feature-gates A=true,B=false` (k8s.io/component-base `MapStringBool.Set`): pairs
