@@ -91,6 +91,7 @@ pub fn parse(text: &str) -> Result<Parsed, YamlError> {
         });
     }
     check_printable(text)?;
+    check_yaml_directive(text)?;
     // go-yaml v2 `yaml_parser_determine_encoding` skips a UTF-8 byte-order mark.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut loader = Loader {
@@ -706,6 +707,37 @@ pub fn parse_go_int(s: &str) -> Option<i64> {
     go_parse_int(s, 0, 64).ok()
 }
 
+/// go-yaml v2 `yaml_parser_process_directives` refuses any `%YAML` version but 1.1 ("found
+/// incompatible YAML document"), so `%YAML 1.2` stops the kubelet.
+fn check_yaml_directive(text: &str) -> Result<(), YamlError> {
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_start_matches('\u{feff}');
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("%YAML") {
+            let version = rest.split('#').next().unwrap_or("").trim();
+            if version != "1.1" {
+                return Err(YamlError::Refused {
+                    line: i + 1,
+                    col: 1,
+                    message: format!(
+                        "%YAML {version}: go-yaml v2 reads only YAML 1.1 documents (found \
+                         incompatible YAML document), so the kubelet refuses the file"
+                    ),
+                });
+            }
+            continue;
+        }
+        if line.starts_with('%') {
+            continue;
+        }
+        return Ok(());
+    }
+    Ok(())
+}
+
 /// go-yaml v2's reader (`yaml_parser_update_buffer`) refuses characters outside
 /// `#x9 | #xA | #xD | [#x20-#x7E] | #x85 | [#xA0-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF]`
 /// with "control characters are not allowed".
@@ -1036,6 +1068,18 @@ mod tests {
     fn byte_order_mark_is_skipped() {
         let n = yaml("\u{feff}readOnlyPort: 10255\n");
         assert_eq!(get(&n, "readOnlyPort"), &Node::Int(10255));
+    }
+
+    /// go-yaml v2 `yaml_parser_process_directives`: only `%YAML 1.1`.
+    #[test]
+    fn yaml_directive_other_than_1_1_is_refused() {
+        refused("%YAML 1.2\n---\na: 1\n");
+        assert_eq!(get(&yaml("%YAML 1.1\n---\na: 1\n"), "a"), &Node::Int(1));
+        // Not a directive once the document has begun.
+        assert_eq!(
+            get(&yaml("a: 1\nb: \"%YAML 1.2\"\n"), "b"),
+            &Node::Str("%YAML 1.2".into())
+        );
     }
 
     /// go-yaml v2 `yaml_parser_update_buffer`: "control characters are not allowed".
