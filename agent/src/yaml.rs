@@ -97,6 +97,8 @@ pub fn parse(text: &str) -> Result<Parsed, YamlError> {
     let mut loader = Loader {
         parser: Parser::new_from_str(text),
         anchors: HashMap::new(),
+        decode_count: 1, // go-yaml counts the document node too
+        alias_count: 0,
     };
     loader.document()
 }
@@ -110,7 +112,11 @@ pub struct Parsed {
 
 struct Loader<'a> {
     parser: Parser<std::str::Chars<'a>>,
-    anchors: HashMap<usize, Node>,
+    /// Each anchor's node and how many `unmarshal` calls go-yaml makes to decode it, which
+    /// it makes again for every alias (see `count_alias`).
+    anchors: HashMap<usize, (Node, u64)>,
+    decode_count: u64,
+    alias_count: u64,
 }
 
 fn syntax_error(mark: Marker, message: impl Into<String>) -> YamlError {
@@ -172,6 +178,10 @@ impl Loader<'_> {
         if depth > MAX_DEPTH {
             return Err(YamlError::TooDeep);
         }
+        let before = self.decode_count;
+        if !matches!(ev, Event::Alias(_)) {
+            self.count(mark, 0)?;
+        }
         let (node, anchor) = match ev {
             Event::Scalar(value, style, anchor, tag) => {
                 let node = resolve_scalar(&value, style, tag.as_ref())
@@ -179,11 +189,13 @@ impl Loader<'_> {
                 (node, anchor)
             }
             Event::Alias(id) => {
-                return self
+                let (node, size) = self
                     .anchors
                     .get(&id)
                     .cloned()
-                    .ok_or(YamlError::UnknownAlias(id))
+                    .ok_or(YamlError::UnknownAlias(id))?;
+                self.count(mark, size)?;
+                return Ok(node);
             }
             Event::SequenceStart(anchor, _) => {
                 let mut items = Vec::new();
@@ -207,6 +219,11 @@ impl Loader<'_> {
                     let key_is_uint = matches!(&ev, Event::Scalar(v, TScalarStyle::Plain, _, None)
                         if resolves_to_uint(v));
                     let key = self.node(ev, kmark, depth + 1)?;
+                    if merge_key {
+                        // `(*decoder).mapping` hands the value to `merge` without
+                        // unmarshalling the `<<` key.
+                        self.decode_count -= 1;
+                    }
                     let (vev, vmark) = self.next()?;
                     let value = finite(self.node(vev, vmark, depth + 1)?, vmark)?;
                     if merge_key {
@@ -232,9 +249,30 @@ impl Loader<'_> {
             }
         };
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            let size = self.decode_count - before;
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         Ok(node)
+    }
+
+    /// go-yaml v2 `(*decoder).unmarshal`'s alias budget: every node decoded counts, and an
+    /// alias re-decodes its anchor's whole subtree (`aliased` calls), all of which count as
+    /// alias-driven; once more than 100 alias-driven calls and 1000 calls in all have been
+    /// made, a share above `allowedAliasRatio` fails with "document contains excessive
+    /// aliasing". This refuses billion-laughs files as the kubelet does, and bounds what
+    /// the clones here can cost.
+    fn count(&mut self, mark: Marker, aliased: u64) -> Result<(), YamlError> {
+        self.decode_count += 1 + aliased;
+        self.alias_count += aliased;
+        let (d, a) = (self.decode_count, self.alias_count);
+        if a > 100 && d > 1000 && a as f64 / d as f64 > allowed_alias_ratio(d) {
+            return Err(refused(
+                mark,
+                "document contains excessive aliasing (go-yaml v2), so the kubelet refuses \
+                 the file",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -251,6 +289,20 @@ fn finite(node: Node, mark: Marker) -> Result<Node, YamlError> {
             ),
         )),
         node => Ok(node),
+    }
+}
+
+/// go-yaml v2 `allowedAliasRatio`: 99% of decode calls may come from aliases up to 400,000
+/// calls, 10% from 4,000,000, linear in between.
+fn allowed_alias_ratio(decode_count: u64) -> f64 {
+    const LOW: u64 = 400_000;
+    const HIGH: u64 = 4_000_000;
+    if decode_count <= LOW {
+        0.99
+    } else if decode_count >= HIGH {
+        0.10
+    } else {
+        0.99 - 0.89 * ((decode_count - LOW) as f64 / (HIGH - LOW) as f64)
     }
 }
 
@@ -381,7 +433,7 @@ fn go_format_float32_g(f: f64) -> String {
     let digits: String = mant.chars().filter(char::is_ascii_digit).collect();
     let sign = if neg { "-" } else { "" };
     // Go: %e when exp < -4 || exp >= 6 (the shortest form decides with precision 6).
-    if exp < -4 || exp >= 6 {
+    if !(-4..6).contains(&exp) {
         let (first, rest) = digits.split_at(1);
         let frac = if rest.is_empty() {
             String::new()
@@ -1068,6 +1120,25 @@ mod tests {
     fn byte_order_mark_is_skipped() {
         let n = yaml("\u{feff}readOnlyPort: 10255\n");
         assert_eq!(get(&n, "readOnlyPort"), &Node::Int(10255));
+    }
+
+    /// go-yaml v2 `(*decoder).unmarshal` with `allowedAliasRatio`: a billion-laughs file is
+    /// refused ("document contains excessive aliasing") before its expansion is built.
+    #[test]
+    fn excessive_aliasing_is_refused_like_go_yaml_v2() {
+        let mut text = String::from("l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let prev = format!("*l{}", i - 1);
+            let items = [prev.as_str(); 10].join(", ");
+            text.push_str(&format!("l{i}: &l{i} [{items}]\n"));
+        }
+        let started = std::time::Instant::now();
+        let err = refused(&text);
+        assert!(err.contains("excessive aliasing"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // Ordinary reuse stays well inside the budget.
+        let n = yaml("a: &a {p: 1, q: 2}\nb: *a\nc: *a\nd: [*a, *a]\n");
+        assert_eq!(get(get(&n, "c"), "q"), &Node::Int(2));
     }
 
     /// go-yaml v2 `yaml_parser_process_directives`: only `%YAML 1.1`.
