@@ -1113,6 +1113,13 @@ mod tests {
         // `08` is not octal, but matches the float pattern: 8.0.
         assert_eq!(get(&n, "k"), &Node::Float(8.0));
         assert_eq!(get(&n, "l"), &Node::Int(-3));
+        let n = yaml("m: +.5\nr: 1.\no: -1E2\np: 1e\nq: 0x1p4\n");
+        assert_eq!(get(&n, "m"), &Node::Float(0.5));
+        assert_eq!(get(&n, "r"), &Node::Float(1.0));
+        assert_eq!(get(&n, "o"), &Node::Float(-100.0));
+        assert_eq!(get(&n, "p"), &Node::Str("1e".into()));
+        // A hex float is not YAML 1.1's float pattern.
+        assert_eq!(get(&n, "q"), &Node::Str("0x1p4".into()));
     }
 
     /// go-yaml v2's reader skips a UTF-8 byte-order mark (`yaml_parser_determine_encoding`).
