@@ -1013,3 +1013,38 @@ fn byte_order_mark_before_yaml_or_json_is_skipped() {
     );
     assert_eq!(value(&eff, "readOnlyPort"), json!(10255));
 }
+
+/// A drop-in is decoded strictly (`YAMLToJSONStrict`, go-yaml v2 `UnmarshalStrict`), where
+/// `setMapIndex` reports a key the `<<` merge sets again as "already set in map", and the
+/// kubelet does not fall back to lenient decoding for drop-ins: fatal.
+#[test]
+fn merge_key_collision_in_a_drop_in_is_fatal() {
+    let eff = run_v(
+        32,
+        "--config=/k.yaml --config-dir=/d",
+        Some(file("/k.yaml", HEAD)),
+        dropins(
+            "/d",
+            vec![file(
+                "/d/a.conf",
+                &format!("{HEAD}readOnlyPort: 0\n<<: {{readOnlyPort: 10255}}\n"),
+            )],
+        ),
+    );
+    assert!(eff.config_error.is_some());
+    assert_eq!(status(&eff, "4.2.4"), nodeproof_proto::Status::Error);
+    // Without a collision the merge is fine in a drop-in too.
+    let eff = run_v(
+        32,
+        "--config=/k.yaml --config-dir=/d",
+        Some(file("/k.yaml", HEAD)),
+        dropins(
+            "/d",
+            vec![file(
+                "/d/a.conf",
+                &format!("{HEAD}<<: {{readOnlyPort: 10255}}\n"),
+            )],
+        ),
+    );
+    assert_eq!(value(&eff, "readOnlyPort"), json!(10255));
+}
