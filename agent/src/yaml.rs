@@ -8,6 +8,13 @@
 //! mapping entry in order, duplicates included, so the decoder can report them.
 //! JSON files go through `serde_json` with the same duplicate-keeping tree, because the
 //! kubelet decodes them with a JSON decoder, where `10250.0` is not an integer.
+//!
+//! Entries are kept in the order go-yaml writes them into its Go map (a `<<` merge is
+//! expanded where it stands), so the last entry for a key is the value the kubelet sees.
+//! Whatever go-yaml v2 or sigs.k8s.io/yaml refuse (a tag that does not fit, a null key,
+//! NaN, control characters, excessive aliasing, `%YAML 1.2`) is [`YamlError::Refused`]:
+//! the kubelet would not start with the file. docs/effective-config.md ("Decoding rules")
+//! lists every rule with its upstream function and test.
 
 use std::collections::HashMap;
 
