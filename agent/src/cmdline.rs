@@ -253,18 +253,17 @@ pub fn parse_go_bool(s: &str) -> Result<bool, String> {
     }
 }
 
-/// Go's `strconv.ParseInt(s, 0, bits)`.
+/// Go's `strconv.ParseInt(s, 0, bits)`, as pflag's `int32Value.Set` and `int64Value.Set`
+/// call it: every Go integer literal form (`0x`, `0o`, `0b`, a leading `0` for octal, `_`
+/// between digits), with the range of the flag's own size, so `--read-only-port=4294977551`
+/// is out of range for an int32 flag rather than wrapping to 10255.
 pub fn parse_int_bits(s: &str, bits: u32) -> Result<i64, String> {
-    let v = crate::yaml::parse_go_int(s).ok_or_else(|| format!("{s:?} is not an integer"))?;
-    let (min, max) = if bits >= 64 {
-        (i64::MIN, i64::MAX)
-    } else {
-        (-(1i64 << (bits - 1)), (1i64 << (bits - 1)) - 1)
-    };
-    if v < min || v > max {
-        return Err(format!("{s} is out of range for a {bits}-bit integer"));
-    }
-    Ok(v)
+    crate::yaml::go_parse_int(s, 0, bits).map_err(|e| match e {
+        crate::yaml::GoIntError::Syntax => format!("{s:?} is not an integer"),
+        crate::yaml::GoIntError::Range => {
+            format!("{s} is out of range for a {bits}-bit integer")
+        }
+    })
 }
 
 /// `--feature-gates A=true,B=false` (k8s.io/component-base `MapStringBool.Set`): pairs
@@ -310,9 +309,15 @@ pub fn parse_string_list(s: &str) -> Vec<String> {
     out
 }
 
-/// Go's `time.ParseDuration`, in nanoseconds.
+/// Go's `time.ParseDuration` (time/format.go), in nanoseconds: an optional sign, then
+/// one or more `[0-9]*(\.[0-9]*)?unit` with at least one digit each (`.5s` and `5.s` are
+/// fine, `.s` is not), units ns, us, µs (U+00B5), μs (U+03BC), ms, s, m, h; a bare `0`
+/// needs no unit; `leadingInt` overflow and a total beyond 1<<63 are errors. The fraction
+/// goes through float64 as in Go (`v += uint64(float64(f) * (float64(unit) / scale))`),
+/// so results agree to the nanosecond.
 pub fn parse_go_duration(s: &str) -> Result<i64, String> {
     let err = || format!("{s:?} is not a duration (Go syntax, such as 4h0m0s, 30s or 500ms)");
+    const LIMIT: u64 = 1 << 63;
     let (neg, mut rest) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),
@@ -324,57 +329,98 @@ pub fn parse_go_duration(s: &str) -> Result<i64, String> {
     if rest.is_empty() {
         return Err(err());
     }
-    let mut total: i128 = 0;
+    let mut d: u64 = 0;
     while !rest.is_empty() {
-        let int_end = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let int_part = &rest[..int_end];
-        rest = &rest[int_end..];
-        let mut frac_part = "";
-        if let Some(r) = rest.strip_prefix('.') {
-            let frac_end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
-            frac_part = &r[..frac_end];
-            rest = &r[frac_end..];
+        let b = rest.as_bytes();
+        if !(b[0] == b'.' || b[0].is_ascii_digit()) {
+            return Err(err());
         }
-        if int_part.is_empty() && frac_part.is_empty() {
+        // leadingInt
+        let int_end = b
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .unwrap_or(b.len());
+        let mut v: u64 = 0;
+        for &c in &b[..int_end] {
+            if v > LIMIT / 10 {
+                return Err(err());
+            }
+            v = v * 10 + u64::from(c - b'0');
+            if v > LIMIT {
+                return Err(err());
+            }
+        }
+        let pre = int_end > 0;
+        rest = &rest[int_end..];
+        // leadingFraction: digits past overflow are ignored.
+        let (mut f, mut scale, mut post) = (0u64, 1f64, false);
+        if let Some(r) = rest.strip_prefix('.') {
+            let fb = r.as_bytes();
+            let end = fb
+                .iter()
+                .position(|c| !c.is_ascii_digit())
+                .unwrap_or(fb.len());
+            let mut overflow = false;
+            for &c in &fb[..end] {
+                if overflow {
+                    continue;
+                }
+                if f > (LIMIT - 1) / 10 {
+                    overflow = true;
+                    continue;
+                }
+                let y = f * 10 + u64::from(c - b'0');
+                if y > LIMIT {
+                    overflow = true;
+                    continue;
+                }
+                f = y;
+                scale *= 10.0;
+            }
+            post = end > 0;
+            rest = &r[end..];
+        }
+        if !pre && !post {
             return Err(err());
         }
         let unit_end = rest
             .find(|c: char| c == '.' || c.is_ascii_digit())
             .unwrap_or(rest.len());
-        let unit: i128 = match &rest[..unit_end] {
+        if unit_end == 0 {
+            return Err(format!("{s:?} is not a duration: missing unit"));
+        }
+        let unit: u64 = match &rest[..unit_end] {
             "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
             "ms" => 1_000_000,
             "s" => 1_000_000_000,
             "m" => 60_000_000_000,
             "h" => 3_600_000_000_000,
-            _ => return Err(err()),
+            u => return Err(format!("{s:?} is not a duration: unknown unit {u:?}")),
         };
         rest = &rest[unit_end..];
-        let whole: i128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse().map_err(|_| err())?
-        };
-        let mut value = whole.checked_mul(unit).ok_or_else(err)?;
-        if !frac_part.is_empty() {
-            let mut scale: i128 = 1;
-            let mut frac: i128 = 0;
-            for d in frac_part.bytes().take(18) {
-                frac = frac * 10 + i128::from(d - b'0');
-                scale *= 10;
-            }
-            value += frac * unit / scale;
+        if v > LIMIT / unit {
+            return Err(err());
         }
-        total = total.checked_add(value).ok_or_else(err)?;
-        if total > i128::from(i64::MAX) + 1 {
+        v *= unit;
+        if f > 0 {
+            v += (f as f64 * (unit as f64 / scale)) as u64;
+            if v > LIMIT {
+                return Err(err());
+            }
+        }
+        d += v;
+        if d > LIMIT {
             return Err(err());
         }
     }
-    let total = if neg { -total } else { total };
-    i64::try_from(total).map_err(|_| err())
+    if neg {
+        return Ok((d as i64).wrapping_neg());
+    }
+    if d > LIMIT - 1 {
+        return Err(err());
+    }
+    Ok(d as i64)
 }
 
 /// Go's `time.Duration.String()`: `4h0m0s`, `2m0s`, `1.5s`, `100ms`, `0s`.
@@ -594,6 +640,87 @@ mod tests {
             assert_eq!(format_go_duration(nanos), shown, "{text}");
         }
         for bad in ["", "4", "h", "4x", "1..2s", "-"] {
+            assert!(parse_go_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Go's `strconv.ParseBool` (strconv/atob.go): exactly 1, t, T, TRUE, true, True and
+    /// 0, f, F, FALSE, false, False; YAML's yes/on and mixed case like `tRUE` are errors.
+    #[test]
+    fn parse_bool_accepts_exactly_strconv_forms() {
+        for t in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(parse_go_bool(t), Ok(true), "{t}");
+        }
+        for f in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(parse_go_bool(f), Ok(false), "{f}");
+        }
+        for bad in ["yes", "on", "tRUE", "", " true", "2", "y"] {
+            assert!(parse_go_bool(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// pflag `int32Value.Set` is `strconv.ParseInt(s, 0, 32)`: every Go literal form, and
+    /// the int32 range (a value that would wrap to 10255 in 32 bits is an error).
+    #[test]
+    fn int32_flags_parse_like_strconv_parse_int_bits_32() {
+        for (text, v) in [
+            ("1_0255", 10255),
+            ("0x2_80F", 10255),
+            ("0o24017", 10255),
+            ("0b10100000001111", 10255),
+            ("024017", 10255),
+            ("+10255", 10255),
+            ("-0", 0),
+        ] {
+            assert_eq!(parse_int_bits(text, 32), Ok(v), "{text}");
+        }
+        for bad in [
+            "4294977551",
+            "0x1_0000_280F",
+            "10255.0",
+            "1e4",
+            "_10255",
+            "10255_",
+            "0x",
+            " 1",
+        ] {
+            assert!(parse_int_bits(bad, 32).is_err(), "{bad}");
+        }
+        assert_eq!(parse_int_bits("4294977551", 64), Ok(4294977551));
+    }
+
+    /// Go's `time.ParseDuration` edge cases (time/format.go): sign, bare `0`, fractions
+    /// without an integer part, the µ and μ spellings, `leadingInt` overflow, and
+    /// a total beyond int64.
+    #[test]
+    fn parse_duration_edge_cases_follow_time_parse_duration() {
+        for (text, nanos) in [
+            ("+0", 0),
+            ("-0", 0),
+            (".5s", 500_000_000),
+            ("5.s", 5_000_000_000),
+            ("1µs", 1_000),
+            ("1μs", 1_000),
+            ("1h1h", 7_200_000_000_000),
+            ("0.000000001s", 1),
+            ("0.1234567891s", 123_456_789),
+            ("2562047h47m16.854775807s", i64::MAX),
+            ("-2562047h47m16.854775808s", i64::MIN),
+        ] {
+            assert_eq!(parse_go_duration(text), Ok(nanos), "{text}");
+        }
+        for bad in [
+            ".s",
+            "1",
+            "+",
+            "1S",
+            "1 s",
+            "1h 1m",
+            "2562047h47m16.854775808s",
+            "9223372036854775808ns",
+            "99999999999999999999s",
+            "1d",
+        ] {
             assert!(parse_go_duration(bad).is_err(), "{bad}");
         }
     }

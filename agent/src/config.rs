@@ -187,6 +187,20 @@ fn walk_file(
             continue;
         }
         match (field.kind, value) {
+            // apimachinery `metav1.Duration.UnmarshalJSON` is handed the null (its type has
+            // a pointer-receiver unmarshaler), reads it as "" and fails in
+            // `time.ParseDuration("")`: `streamingConnectionIdleTimeout:` with no value
+            // stops the kubelet rather than leaving the default.
+            (Kind::Duration, Node::Null) => {
+                return Err(ConfigError::BadValue {
+                    path: path.to_string(),
+                    field: full,
+                    message: "null (or no value) is not a duration: the kubelet's decoder \
+                              fails with time: invalid duration \"\"; write a duration such \
+                              as \"4h0m0s\" or remove the line"
+                        .to_string(),
+                });
+            }
             (_, Node::Null) => {}
             (Kind::Struct(sub), Node::Map(inner)) => {
                 walk_file(path, inner, sub, &full, ints_from_floats, out)?;
@@ -327,7 +341,10 @@ pub(crate) fn warn(file: &str, field: Option<&str>, message: String) -> Warning 
 fn unknown_field_message(full: &str, fields: &'static [Field]) -> String {
     let key = full.rsplit('.').next().unwrap_or(full);
     let prefix = full.strip_suffix(key).unwrap_or("");
-    if let Some(f) = fields.iter().find(|f| f.name.eq_ignore_ascii_case(key)) {
+    if let Some(f) = fields
+        .iter()
+        .find(|f| crate::effective::go_fold_eq(key, f.name))
+    {
         return format!(
             "unknown field {full}: field names are case sensitive, so the kubelet ignores it; \
              did you mean {prefix}{}?",

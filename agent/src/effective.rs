@@ -342,6 +342,13 @@ fn is_zero(v: &Value) -> bool {
     }
 }
 
+/// Values other than zero that `SetDefaults_KubeletConfiguration`
+/// (pkg/kubelet/apis/config/v1beta1/defaults.go) replaces with the default: "default nil or
+/// negative value to -1" for podPidsLimit. No other tracked field has such a rewrite.
+fn defaulting_rewrites(path: &str, v: &Value) -> bool {
+    path == "podPidsLimit" && v.as_i64().is_some_and(|n| n < 0) && v.as_i64() != Some(-1)
+}
+
 fn apply_file(eff: &mut Effective, path: &str, values: &BTreeMap<String, Value>) {
     let dir = parent_dir(path);
     for tr in TRACKED {
@@ -356,6 +363,14 @@ fn apply_file(eff: &mut Effective, path: &str, values: &BTreeMap<String, Value>)
                 Source::Default,
                 format!(
                     "{V1BETA1_DEFAULT} ({path} sets {} to {v}, a zero value, which defaulting replaces)",
+                    tr.path
+                ),
+            ),
+            Some(v) if defaulting_rewrites(tr.path, v) => setting(
+                tr.default.value(),
+                Source::Default,
+                format!(
+                    "{V1BETA1_DEFAULT} ({path} sets {} to {v}, which defaulting replaces)",
                     tr.path
                 ),
             ),
@@ -610,8 +625,9 @@ fn merge_patch(target: &mut Merged, patch: &Node, origin: Origin) {
     }
 }
 
-/// Go's `encoding/json` field matching: the exact name first (the Go field name for the
-/// internal struct, the JSON name for v1beta1), else case-insensitive.
+/// Go's `encoding/json` field matching (`(*decodeState).object`): the exact name first
+/// (the Go field name for the internal struct, the JSON name for v1beta1), else the first
+/// field whose `foldName` equals the key's.
 fn match_field(fields: &'static [Field], key: &str, rules: MergeRules) -> Option<&'static Field> {
     fields
         .iter()
@@ -619,7 +635,31 @@ fn match_field(fields: &'static [Field], key: &str, rules: MergeRules) -> Option
             MergeRules::Internal => is_go_name(f.name, key),
             MergeRules::Versioned => f.name == key,
         })
-        .or_else(|| fields.iter().find(|f| f.name.eq_ignore_ascii_case(key)))
+        .or_else(|| fields.iter().find(|f| go_fold_eq(key, f.name)))
+}
+
+/// `foldName(key) == foldName(name)` for an ASCII `name` (every v1beta1 field name is
+/// ASCII). Go's encoding/json `foldName` (fold.go) upper-cases ASCII letters and maps
+/// every other rune to the smallest rune of its `unicode.SimpleFold` orbit (`foldRune`).
+/// The only non-ASCII runes whose orbit holds an ASCII letter are U+017F LATIN SMALL
+/// LETTER LONG S (orbit S, s, ſ) and U+212A KELVIN SIGN (orbit K, k, K), so `anonymouſ`
+/// sets `anonymous`. (U+0130 and U+0131, the dotted and dotless i, have no orbit: they
+/// do not match `i`.)
+pub(crate) fn go_fold_eq(key: &str, name: &str) -> bool {
+    let fold = |c: char| match c {
+        '\u{17F}' => 'S',
+        '\u{212A}' => 'K',
+        c => c.to_ascii_uppercase(),
+    };
+    let mut k = key.chars().map(fold);
+    let mut n = name.chars().map(fold);
+    loop {
+        match (k.next(), n.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
 }
 
 /// Decodes the merged JSON into `out` (path -> value, origin), in Go's order: keys sorted
@@ -827,7 +867,8 @@ fn apply_dropins(eff: &mut Effective, dir: &DropInDir, rules: MergeRules) -> Res
             }
             // 1.32+: defaulting runs again on the merged result.
             (Some((v, Origin::DropIn(i))), MergeRules::Versioned)
-                if pointer || !is_zero(v) || *v == default =>
+                if (pointer || !is_zero(v) || *v == default)
+                    && !defaulting_rewrites(tr.path, v) =>
             {
                 setting(v.clone(), Source::DropIn, confs[*i].path.clone())
             }
@@ -835,7 +876,7 @@ fn apply_dropins(eff: &mut Effective, dir: &DropInDir, rules: MergeRules) -> Res
                 default,
                 Source::Default,
                 format!(
-                    "{V1BETA1_DEFAULT} ({} sets {} to {v}, a zero value, which defaulting \
+                    "{V1BETA1_DEFAULT} ({} sets {} to {v}, which defaulting \
                      replaces on kubelet 1.32 and later)",
                     confs[*i].path, tr.path
                 ),

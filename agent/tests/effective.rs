@@ -669,3 +669,392 @@ fn flag_only_settings_are_reported_when_given() {
     assert_eq!(s.value, json!("node-1"));
     assert!(eff.flag("--node-ip").is_none());
 }
+
+// ---- Decoding rules (docs/effective-config.md, "Decoding rules") ----------------------
+//
+// Each test is a config that a reader not following the kubelet's Go libraries would
+// misread; the check on the setting must see what the kubelet sees.
+
+fn status(eff: &Effective, cis: &str) -> nodeproof_proto::Status {
+    nodeproof_agent::checks::evaluate(eff)
+        .into_iter()
+        .find(|r| r.cis == cis)
+        .unwrap_or_else(|| panic!("no check {cis}"))
+        .status
+}
+
+/// go-yaml v2 `(*decoder).mapping`/`merge`: a `<<` merge placed after `readOnlyPort: 0`
+/// overwrites it, so the read-only port is open (a spec-following reader says 0). 4.2.4
+/// is a Manual check, so an open port is `warn`.
+#[test]
+fn merge_key_after_read_only_port_opens_the_port() {
+    let eff = run(
+        "--config=/k.yaml",
+        Some(file(
+            "/k.yaml",
+            &format!(
+                "{HEAD}x-common: &common\n  readOnlyPort: 10255\nreadOnlyPort: 0\n<<: *common\n"
+            ),
+        )),
+        None,
+    );
+    assert_eq!(value(&eff, "readOnlyPort"), json!(10255));
+    assert_eq!(status(&eff, "4.2.4"), nodeproof_proto::Status::Warn);
+    // Written after the merge, the file's own key wins.
+    let eff = run(
+        "--config=/k.yaml",
+        Some(file(
+            "/k.yaml",
+            &format!(
+                "{HEAD}x-common: &common\n  readOnlyPort: 10255\n<<: *common\nreadOnlyPort: 0\n"
+            ),
+        )),
+        None,
+    );
+    assert_eq!(value(&eff, "readOnlyPort"), json!(0));
+    assert_eq!(status(&eff, "4.2.4"), nodeproof_proto::Status::Pass);
+}
+
+/// go-yaml v2 `(*decoder).scalar` + `resolve`: `!!int "10255"` is the integer 10255 and
+/// `!!bool "true"` is true, so these set the port and anonymous auth (a reader that types
+/// every quoted scalar as a string would call the file broken).
+#[test]
+fn core_tags_on_quoted_scalars_set_the_port_and_anonymous_auth() {
+    let eff = run(
+        "--config=/k.yaml",
+        Some(file(
+            "/k.yaml",
+            &format!(
+                "{HEAD}readOnlyPort: !!int \"10255\"\nauthentication:\n  anonymous:\n    enabled: !!bool \"true\"\n"
+            ),
+        )),
+        None,
+    );
+    assert_eq!(value(&eff, "readOnlyPort"), json!(10255));
+    assert_eq!(value(&eff, "authentication.anonymous.enabled"), json!(true));
+    assert_eq!(status(&eff, "4.2.4"), nodeproof_proto::Status::Warn);
+    assert_eq!(status(&eff, "4.2.1"), nodeproof_proto::Status::Fail);
+}
+
+/// Go's encoding/json `foldName` (fold.go, `foldRune` over `unicode.SimpleFold`): in the
+/// merged drop-ins `anonymouſ` (U+017F) is `anonymous`, and it sorts after the base's
+/// `anonymous`, so it is decoded last and wins on every version.
+#[test]
+fn long_s_in_a_drop_in_key_enables_anonymous_auth() {
+    for minor in [31, 32] {
+        let eff = run_v(
+            minor,
+            "--config=/k.yaml --config-dir=/d",
+            Some(file(
+                "/k.yaml",
+                &format!("{HEAD}authentication:\n  anonymous:\n    enabled: false\n"),
+            )),
+            dropins(
+                "/d",
+                vec![file(
+                    "/d/a.conf",
+                    &format!("{HEAD}authentication:\n  anonymou\u{17F}:\n    enabled: true\n"),
+                )],
+            ),
+        );
+        assert_eq!(
+            value(&eff, "authentication.anonymous.enabled"),
+            json!(true),
+            "1.{minor}"
+        );
+        assert_eq!(
+            source(&eff, "authentication.anonymous.enabled"),
+            Source::DropIn
+        );
+        assert_eq!(
+            status(&eff, "4.2.1"),
+            nodeproof_proto::Status::Fail,
+            "1.{minor}"
+        );
+    }
+}
+
+/// Go's encoding/json `foldName`: U+212A KELVIN SIGN folds to `K`, so
+/// `ma\u{212A}eIPTablesUtilChains` in a drop-in sets makeIPTablesUtilChains.
+#[test]
+fn kelvin_sign_in_a_drop_in_key_sets_the_field() {
+    let eff = run_v(
+        32,
+        "--config=/k.yaml --config-dir=/d",
+        Some(file("/k.yaml", HEAD)),
+        dropins(
+            "/d",
+            vec![file(
+                "/d/a.conf",
+                &format!("{HEAD}ma\u{212A}eIPTablesUtilChains: false\n"),
+            )],
+        ),
+    );
+    assert_eq!(value(&eff, "makeIPTablesUtilChains"), json!(false));
+}
+
+/// apimachinery's serializer decodes the config file with sigs.k8s.io/json
+/// `UnmarshalCaseSensitivePreserveInts` (and `UnmarshalStrict`, also case-sensitive): in
+/// the file, `anonymouſ` is an unknown field and the secure default stands.
+#[test]
+fn long_s_in_the_config_file_is_ignored_because_the_file_decode_is_case_sensitive() {
+    let eff = run(
+        "--config=/k.yaml",
+        Some(file(
+            "/k.yaml",
+            &format!("{HEAD}authentication:\n  anonymou\u{17F}:\n    enabled: true\n"),
+        )),
+        None,
+    );
+    assert_eq!(
+        value(&eff, "authentication.anonymous.enabled"),
+        json!(false)
+    );
+    assert!(eff
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("did you mean")));
+}
+
+/// What sigs.k8s.io/yaml or go-yaml v2 refuse, the kubelet refuses to start with: a null
+/// key (`convertToJSONableObject`: "unsupported map key"), NaN (`json.Marshal`), a core tag
+/// that does not fit, a merge of a non-mapping, a control character, a null duration
+/// (`metav1.Duration.UnmarshalJSON`). The checks then say error, never pass or fail.
+#[test]
+fn inputs_the_kubelet_refuses_make_the_config_unknown() {
+    for body in [
+        "readOnlyPort: 0\n~: x\n",
+        "readOnlyPort: 0\nnull: x\n",
+        "readOnlyPort: 0\nevictionHard: {memory.available: .nan}\n",
+        "readOnlyPort: !!int zero\n",
+        "readOnlyPort: 0\n<<: [1]\n",
+        "readOnlyPort: 0\nstaticPodPath: \"a\u{1}\"\n",
+        "readOnlyPort: 0\nstreamingConnectionIdleTimeout:\n",
+        "readOnlyPort: 0\nstreamingConnectionIdleTimeout: 4 h\n",
+    ] {
+        let eff = run(
+            "--config=/k.yaml",
+            Some(file("/k.yaml", &format!("{HEAD}{body}"))),
+            None,
+        );
+        assert!(eff.config_error.is_some(), "{body:?} should be refused");
+        assert_eq!(
+            status(&eff, "4.2.4"),
+            nodeproof_proto::Status::Error,
+            "{body:?}"
+        );
+    }
+}
+
+/// encoding/json `(*decodeState).literalStore`: a number into an int32 field goes through
+/// `strconv.ParseInt(s, 10, 64)` and `OverflowInt`: `10255.0` in a JSON file and a value
+/// beyond int32 (even one that would wrap to 10255) are type errors. YAML's `10255.0` is
+/// a float that `json.Marshal` writes as `10255`, so it sets the port.
+#[test]
+fn json_floats_and_int32_overflow_are_type_errors_but_yaml_whole_floats_are_ints() {
+    let json_head =
+        "{\"apiVersion\":\"kubelet.config.k8s.io/v1beta1\",\"kind\":\"KubeletConfiguration\",";
+    for body in [
+        "\"readOnlyPort\":10255.0}",
+        "\"readOnlyPort\":4294977551}",
+        "\"readOnlyPort\":1e4}",
+    ] {
+        let eff = run(
+            "--config=/k.json",
+            Some(file("/k.json", &format!("{json_head}{body}"))),
+            None,
+        );
+        assert!(eff.config_error.is_some(), "{body}");
+        assert_eq!(status(&eff, "4.2.4"), nodeproof_proto::Status::Error);
+    }
+    let eff = run(
+        "--config=/k.yaml",
+        Some(file(
+            "/k.yaml",
+            &format!("{HEAD}readOnlyPort: 4294977551\n"),
+        )),
+        None,
+    );
+    assert!(eff.config_error.is_some());
+    for yaml_port in [
+        "10255.0", "1.0255e4", "0x280F", "0o24017", "1_0255", "+10255",
+    ] {
+        let eff = run(
+            "--config=/k.yaml",
+            Some(file(
+                "/k.yaml",
+                &format!("{HEAD}readOnlyPort: {yaml_port}\n"),
+            )),
+            None,
+        );
+        assert_eq!(value(&eff, "readOnlyPort"), json!(10255), "{yaml_port}");
+        assert_eq!(status(&eff, "4.2.4"), nodeproof_proto::Status::Warn);
+    }
+}
+
+/// pflag `int32Value.Set` = `strconv.ParseInt(s, 0, 32)`: `1_0255` is a Go literal for
+/// 10255 (underscores between digits), so the port is open, not "unparseable"; a value
+/// beyond int32 is refused rather than wrapped.
+#[test]
+fn go_integer_literal_flags_open_the_port() {
+    for flag in [
+        "--read-only-port=1_0255",
+        "--read-only-port=0x_280F",
+        "--read-only-port=024017",
+    ] {
+        let eff = run(flag, None, None);
+        assert_eq!(value(&eff, "readOnlyPort"), json!(10255), "{flag}");
+        assert_eq!(status(&eff, "4.2.4"), nodeproof_proto::Status::Warn);
+    }
+    let eff = run("--read-only-port=4294977551", None, None);
+    assert!(eff.lookup("readOnlyPort").is_err());
+    assert_eq!(status(&eff, "4.2.4"), nodeproof_proto::Status::Error);
+}
+
+/// YAML 1.1 scalars as go-yaml v2 resolves them: `yes`/`on`/`y` are true, `off`/`n` false,
+/// so `enabled: on` turns anonymous auth on; a quoted "on" is a string (a type error).
+#[test]
+fn yaml_1_1_booleans_turn_anonymous_auth_on() {
+    for word in ["yes", "on", "y", "Y", "ON", "True"] {
+        let eff = run(
+            "--config=/k.yaml",
+            Some(file(
+                "/k.yaml",
+                &format!("{HEAD}authentication:\n  anonymous:\n    enabled: {word}\n"),
+            )),
+            None,
+        );
+        assert_eq!(
+            value(&eff, "authentication.anonymous.enabled"),
+            json!(true),
+            "{word}"
+        );
+        assert_eq!(status(&eff, "4.2.1"), nodeproof_proto::Status::Fail);
+    }
+    let eff = run(
+        "--config=/k.yaml",
+        Some(file(
+            "/k.yaml",
+            &format!("{HEAD}authentication:\n  anonymous:\n    enabled: \"on\"\n"),
+        )),
+        None,
+    );
+    assert!(eff.config_error.is_some());
+}
+
+/// A YAML file holds one config: `yamlToJSONTarget` calls go-yaml v2 `Unmarshal`, which
+/// reads the first document only, so a second document that opens the port is ignored
+/// (with a warning); a JSON file's duplicate key and a YAML duplicate both keep the last.
+#[test]
+fn second_documents_are_ignored_and_duplicates_keep_the_last() {
+    let eff = run(
+        "--config=/k.yaml",
+        Some(file(
+            "/k.yaml",
+            &format!("{HEAD}readOnlyPort: 0\n---\n{HEAD}readOnlyPort: 10255\n"),
+        )),
+        None,
+    );
+    assert_eq!(value(&eff, "readOnlyPort"), json!(0));
+    assert!(eff
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("more than one YAML document")));
+    let eff = run(
+        "--config=/k.yaml",
+        Some(file(
+            "/k.yaml",
+            &format!("{HEAD}readOnlyPort: 0\nreadOnlyPort: 10255\n"),
+        )),
+        None,
+    );
+    assert_eq!(value(&eff, "readOnlyPort"), json!(10255));
+    let eff = run(
+        "--config=/k.json",
+        Some(file(
+            "/k.json",
+            "{\"apiVersion\":\"kubelet.config.k8s.io/v1beta1\",\"kind\":\"KubeletConfiguration\",\"readOnlyPort\":0,\"readOnlyPort\":10255}",
+        )),
+        None,
+    );
+    assert_eq!(value(&eff, "readOnlyPort"), json!(10255));
+}
+
+/// `SetDefaults_KubeletConfiguration`: "default nil or negative value to -1" for
+/// podPidsLimit, a rewrite of a value the file sets, not only of a zero value.
+#[test]
+fn negative_pod_pids_limit_defaults_to_minus_one() {
+    let eff = run(
+        "--config=/k.yaml",
+        Some(file("/k.yaml", &format!("{HEAD}podPidsLimit: -5\n"))),
+        None,
+    );
+    assert_eq!(value(&eff, "podPidsLimit"), json!(-1));
+    assert_eq!(source(&eff, "podPidsLimit"), Source::Default);
+    let eff = run(
+        "--config=/k.yaml",
+        Some(file("/k.yaml", &format!("{HEAD}podPidsLimit: 0\n"))),
+        None,
+    );
+    assert_eq!(value(&eff, "podPidsLimit"), json!(0));
+}
+
+/// go-yaml v2's reader skips a leading UTF-8 byte-order mark; apimachinery's
+/// `IsJSONBuffer` does not count it as space, so such a file is read as YAML, which JSON
+/// also is.
+#[test]
+fn byte_order_mark_before_yaml_or_json_is_skipped() {
+    let eff = run(
+        "--config=/k.yaml",
+        Some(file(
+            "/k.yaml",
+            &format!("\u{feff}{HEAD}readOnlyPort: 10255\n"),
+        )),
+        None,
+    );
+    assert_eq!(value(&eff, "readOnlyPort"), json!(10255));
+    let eff = run(
+        "--config=/k.json",
+        Some(file(
+            "/k.json",
+            "\u{feff}{\"apiVersion\":\"kubelet.config.k8s.io/v1beta1\",\"kind\":\"KubeletConfiguration\",\"readOnlyPort\":10255}",
+        )),
+        None,
+    );
+    assert_eq!(value(&eff, "readOnlyPort"), json!(10255));
+}
+
+/// A drop-in is decoded strictly (`YAMLToJSONStrict`, go-yaml v2 `UnmarshalStrict`), where
+/// `setMapIndex` reports a key the `<<` merge sets again as "already set in map", and the
+/// kubelet does not fall back to lenient decoding for drop-ins: fatal.
+#[test]
+fn merge_key_collision_in_a_drop_in_is_fatal() {
+    let eff = run_v(
+        32,
+        "--config=/k.yaml --config-dir=/d",
+        Some(file("/k.yaml", HEAD)),
+        dropins(
+            "/d",
+            vec![file(
+                "/d/a.conf",
+                &format!("{HEAD}readOnlyPort: 0\n<<: {{readOnlyPort: 10255}}\n"),
+            )],
+        ),
+    );
+    assert!(eff.config_error.is_some());
+    assert_eq!(status(&eff, "4.2.4"), nodeproof_proto::Status::Error);
+    // Without a collision the merge is fine in a drop-in too.
+    let eff = run_v(
+        32,
+        "--config=/k.yaml --config-dir=/d",
+        Some(file("/k.yaml", HEAD)),
+        dropins(
+            "/d",
+            vec![file(
+                "/d/a.conf",
+                &format!("{HEAD}<<: {{readOnlyPort: 10255}}\n"),
+            )],
+        ),
+    );
+    assert_eq!(value(&eff, "readOnlyPort"), json!(10255));
+}
