@@ -699,7 +699,7 @@ fn merge_key_after_read_only_port_opens_the_port() {
         None,
     );
     assert_eq!(value(&eff, "readOnlyPort"), json!(10255));
-    assert_eq!(status(&eff, "4.2.4"), nodeproof_proto::Status::Warn);
+    assert_eq!(status(&eff, "4.2.4"), nodeproof_proto::Status::Fail);
     // Written after the merge, the file's own key wins.
     let eff = run(
         "--config=/k.yaml",
@@ -732,7 +732,7 @@ fn core_tags_on_quoted_scalars_set_the_port_and_anonymous_auth() {
     );
     assert_eq!(value(&eff, "readOnlyPort"), json!(10255));
     assert_eq!(value(&eff, "authentication.anonymous.enabled"), json!(true));
-    assert_eq!(status(&eff, "4.2.4"), nodeproof_proto::Status::Warn);
+    assert_eq!(status(&eff, "4.2.4"), nodeproof_proto::Status::Fail);
     assert_eq!(status(&eff, "4.2.1"), nodeproof_proto::Status::Fail);
 }
 
@@ -888,7 +888,7 @@ fn json_floats_and_int32_overflow_are_type_errors_but_yaml_whole_floats_are_ints
             None,
         );
         assert_eq!(value(&eff, "readOnlyPort"), json!(10255), "{yaml_port}");
-        assert_eq!(status(&eff, "4.2.4"), nodeproof_proto::Status::Warn);
+        assert_eq!(status(&eff, "4.2.4"), nodeproof_proto::Status::Fail);
     }
 }
 
@@ -904,7 +904,7 @@ fn go_integer_literal_flags_open_the_port() {
     ] {
         let eff = run(flag, None, None);
         assert_eq!(value(&eff, "readOnlyPort"), json!(10255), "{flag}");
-        assert_eq!(status(&eff, "4.2.4"), nodeproof_proto::Status::Warn);
+        assert_eq!(status(&eff, "4.2.4"), nodeproof_proto::Status::Fail);
     }
     let eff = run("--read-only-port=4294977551", None, None);
     assert!(eff.lookup("readOnlyPort").is_err());
