@@ -1,0 +1,197 @@
+//! Exceptions over HTTP: `/v1/exceptions` (admin token) adds, lists and revokes waivers;
+//! the fleet view shows an excepted failure as compliant; bad requests are refused with a
+//! message and store nothing; every add and revoke is on the log. Expiry is tested with
+//! the fleet view's injectable `now` (server::fleet), not by waiting.
+
+mod common;
+
+use common::*;
+use nodeproof_collector::server::fleet;
+use serde_json::{json, Value};
+
+fn request(check: &str, node: Option<&str>, until: &str) -> Value {
+    let mut body = json!({
+        "check": check,
+        "until": until,
+        "reason": "vendor fix due in 2027-Q1",
+        "by": "alice@example.com",
+    });
+    match node {
+        Some(n) => body["node"] = json!(n),
+        None => body["all"] = json!(true),
+    }
+    body
+}
+
+#[tokio::test]
+async fn exceptions_are_added_applied_and_revoked_over_http() {
+    let (server, _agent) = server_with_node().await;
+    // node-1's report fails 4.2.1.
+    let (_, fleet_before) = server.admin_get("/v1/fleet").await;
+    assert_eq!(fleet_before["nodes"]["failing"], 1, "{fleet_before}");
+
+    let (status, added) = server
+        .post_json(
+            "/v1/exceptions",
+            &request("4.2.1", Some("node-1"), "2099-01-01"),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 201, "{added}");
+    assert_eq!(added["check"], "kubelet-anonymous-auth");
+    assert_eq!(added["cis"], "4.2.1");
+    assert_eq!(added["until"], "2099-01-01T00:00:00Z");
+    assert_eq!(added["state"], "active");
+    let id = added["id"].as_i64().expect("id");
+
+    let (_, fleet_view) = server.admin_get("/v1/fleet").await;
+    assert_eq!(fleet_view["nodes"]["failing"], 0, "{fleet_view}");
+    assert_eq!(fleet_view["nodes"]["compliant"], 1, "{fleet_view}");
+    assert_eq!(fleet_view["nodes"]["excepted"], 1, "{fleet_view}");
+    let (_, nodes) = server.admin_get("/v1/nodes").await;
+    assert_eq!(nodes[0]["health"], "ok", "{nodes}");
+    let excepted = &nodes[0]["failing"][0]["excepted"];
+    assert_eq!(excepted["exception"], id, "{nodes}");
+    assert_eq!(excepted["by"], "alice@example.com");
+    assert_eq!(excepted["reason"], "vendor fix due in 2027-Q1");
+    // Still listed as failing the check: the report is not hidden, only judged.
+    let (_, failing) = server.admin_get("/v1/checks/4.2.1/failing").await;
+    assert_eq!(failing[0]["name"], "node-1", "{failing}");
+
+    let (_, list) = server.admin_get("/v1/exceptions").await;
+    assert_eq!(list[0]["matches"], 1, "{list}");
+
+    // Revoked: failing again at once.
+    let revoke = json!({"by": "bob", "reason": "fixed upstream, no longer needed"});
+    let path = format!("/v1/exceptions/{id}/revoke");
+    let (status, revoked) = server.post_json(&path, &revoke, Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["state"], "revoked");
+    assert_eq!(revoked["revoked_by"], "bob");
+    let (_, fleet_after) = server.admin_get("/v1/fleet").await;
+    assert_eq!(fleet_after["nodes"]["failing"], 1, "{fleet_after}");
+    // Twice is a conflict; an unknown one is a 404.
+    let (status, body) = server.post_json(&path, &revoke, Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = server
+        .post_json("/v1/exceptions/999/revoke", &revoke, Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(status, 404, "{body}");
+
+    // Both decisions are on the log, who, when and why.
+    let (_, log) = server.admin_get("/v1/exceptions/events").await;
+    let log = log.as_array().expect("log");
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(
+        (log[0]["action"].as_str(), log[0]["by"].as_str()),
+        (Some("add"), Some("alice@example.com"))
+    );
+    assert_eq!(
+        (log[1]["action"].as_str(), log[1]["by"].as_str()),
+        (Some("revoke"), Some("bob"))
+    );
+    assert_eq!(log[1]["reason"], "fixed upstream, no longer needed");
+    assert!(log[1]["at"].is_string());
+    server.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn an_exception_expires_without_anyone_touching_it() {
+    let (server, _agent) = server_with_node().await;
+    let (status, added) = server
+        .post_json(
+            "/v1/exceptions",
+            &request("kubelet-anonymous-auth", None, "2099-01-01T00:00:00Z"),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 201, "{added}");
+    let until = nodeproof_collector::accept::parse_time("2099-01-01T00:00:00Z").unwrap();
+    // The view at a moved clock: a second before the end it holds (and warns), at the end
+    // it no longer does. node-1 would be stale by then, and a stale node's failures still
+    // count.
+    let before = fleet::read(server.store.as_ref(), until - 1).expect("view");
+    assert_eq!(before.counts.failing, 0);
+    assert!(
+        before.warnings.iter().any(|w| w.contains("expires")),
+        "{:?}",
+        before.warnings
+    );
+    let after = fleet::read(server.store.as_ref(), until).expect("view");
+    assert_eq!(after.counts.failing, 1);
+    assert_eq!(after.counts.stale, 1);
+    assert_eq!(after.exceptions[0].state, fleet::ExceptionState::Expired);
+    assert!(after.nodes[0].failing[0].excepted.is_none());
+    server.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn bad_exception_requests_are_refused_and_store_nothing() {
+    let (server, _agent) = server_with_node().await;
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (
+            request("4.2.99", Some("node-1"), "2099-01-01"),
+            400,
+            "not a check",
+        ),
+        (
+            request("4.2.1", Some("node-1"), "2001-01-01"),
+            400,
+            "not in the future",
+        ),
+        (
+            request("4.2.1", Some("node-1"), "next week"),
+            400,
+            "not a date",
+        ),
+        (
+            request("4.2.1", Some("nobody"), "2099-01-01"),
+            404,
+            "nobody",
+        ),
+        (
+            json!({"check": "4.2.1", "all": true, "until": "2099-01-01", "reason": "x", "by": ""}),
+            400,
+            "by is required",
+        ),
+        (
+            json!({"check": "4.2.1", "until": "2099-01-01", "reason": "x", "by": "a"}),
+            400,
+            "which nodes",
+        ),
+        (
+            json!({"check": "4.2.1", "all": true, "until": "2099-01-01", "reason": "x",
+                   "by": "a", "expires": "never"}),
+            400,
+            "expires",
+        ),
+    ];
+    for (body, want, says) in cases {
+        let (status, answer) = server
+            .post_json("/v1/exceptions", &body, Some(ADMIN_TOKEN))
+            .await;
+        assert_eq!(status, want, "{body} -> {answer}");
+        let message = answer["message"].as_str().unwrap_or("");
+        assert!(message.contains(says), "{body} -> {answer}");
+    }
+    // Without the admin token: 401.
+    let (status, _) = server
+        .post_json(
+            "/v1/exceptions",
+            &request("4.2.1", None, "2099-01-01"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (status, _) = server
+        .post_json(
+            "/v1/exceptions",
+            &request("4.2.1", None, "2099-01-01"),
+            Some("wrong-token"),
+        )
+        .await;
+    assert_eq!(status, 401);
+    assert!(server.store.exceptions().expect("read").is_empty());
+    assert!(server.store.exception_events().expect("read").is_empty());
+    server.stop().await.expect("clean stop");
+}
