@@ -195,3 +195,42 @@ async fn bad_exception_requests_are_refused_and_store_nothing() {
     assert!(server.store.exception_events().expect("read").is_empty());
     server.stop().await.expect("clean stop");
 }
+
+/// A compromised node labels its failures `low` (and a failing Manual check unscored):
+/// the fleet view ranks them by the collector's catalogue and counts them anyway.
+#[tokio::test]
+async fn a_node_labelling_its_failures_low_is_ranked_by_the_catalogue() {
+    use nodeproof_proto::{Severity, Statement, Status, Summary};
+    let (server, mut agent) = server_with_node().await;
+    let mut report = agent.report(2, agent.last.clone(), &time_at(0));
+    for c in &mut report.checks {
+        c.severity = Severity::Low;
+        c.scored = false;
+        c.status = Status::Fail;
+    }
+    report.summary = Summary::of(&report.checks);
+    let envelope = agent.sign(&Statement::new(TestAgent::subjects(), report));
+    let (status, body) = server.post("/v1/reports", envelope.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    agent.accepted(&envelope);
+
+    let (_, nodes) = server.admin_get("/v1/nodes").await;
+    let severities: Vec<(&str, &str)> = nodes[0]["failing"]
+        .as_array()
+        .expect("failing")
+        .iter()
+        .map(|f| {
+            (
+                f["cis"].as_str().unwrap_or(""),
+                f["severity"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        severities,
+        [("4.2.1", "critical"), ("4.2.4", "critical")],
+        "{nodes}"
+    );
+    assert_eq!(nodes[0]["health"], "failing");
+    server.stop().await.expect("clean stop");
+}
