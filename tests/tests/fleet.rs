@@ -347,6 +347,21 @@ fn the_fleet_view_shows_exactly_which_nodes_fail_which_checks() {
     collector.stop();
 }
 
+/// A config that passes every check a person does not have to judge (all but 4.2.7
+/// hostname-override and 4.2.8 event-qps), Manual ones too, with anonymous auth as asked:
+/// so the exceptions test sees exactly the failures it means to, whether failing Manual
+/// checks arrive as `warn` or `fail`.
+fn hardened(anonymous: bool) -> String {
+    format!(
+        "{}authorization:\n  mode: Webhook\nreadOnlyPort: 0\n\
+         streamingConnectionIdleTimeout: 4h0m0s\nmakeIPTablesUtilChains: true\n\
+         serverTLSBootstrap: true\nfeatureGates:\n  RotateKubeletServerCertificate: true\n\
+         tlsCipherSuites:\n- TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\n\
+         - TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\npodPidsLimit: 4096\nseccompDefault: true\n",
+        config(anonymous)
+    )
+}
+
 fn now_unix() -> i64 {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -370,13 +385,32 @@ fn exceptions_expire_are_revoked_and_stale_nodes_keep_failing() {
     let collector = Collector::start(tmp.path(), "127.0.0.1:0");
     let token = collector.token();
     let argv_config = ["/usr/bin/kubelet", "--config=/var/lib/kubelet/config.yaml"];
-    let secure = Node::new(tmp.path(), "secure", &argv_config, Some(&config(false)));
-    let anonymous = Node::new(tmp.path(), "anonymous", &argv_config, Some(&config(true)));
+    let secure = Node::new(tmp.path(), "secure", &argv_config, Some(&hardened(false)));
+    let anonymous = Node::new(tmp.path(), "anonymous", &argv_config, Some(&hardened(true)));
     for n in [&secure, &anonymous] {
         n.enroll(&collector.url(), &token);
         assert_eq!(n.run_once(&collector.url()), 0, "{} delivers", n.name);
     }
     let fleet = collector.fleet_cli();
+    // Only 4.2.1 on `anonymous` fails; nothing but the two judgement checks is left to a
+    // person.
+    let judged: Vec<&str> = fleet["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["warn"] != 0)
+        .map(|c| c["cis"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        judged.iter().all(|c| ["4.2.7", "4.2.8"].contains(c)),
+        "{judged:?}: {fleet}"
+    );
+    assert_eq!(
+        failing_by_node(&fleet)["anonymous"],
+        set(&["4.2.1"]),
+        "{fleet}"
+    );
+    assert_eq!(failing_by_node(&fleet)["secure"], set(&[]), "{fleet}");
     assert_eq!(
         fleet_node(&fleet, "anonymous")["health"],
         "failing",

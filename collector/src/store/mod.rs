@@ -209,6 +209,9 @@ pub struct DriftEvent {
     pub digest: String,
 }
 
+/// The store's own counters (scored failures, stale nodes not counted as failing). The fleet
+/// view that users see (`server::fleet`) judges every failure and applies exceptions at read
+/// time instead; these stay for the scale measurement and the counters' consistency checks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct NodeCounts {
     pub total: u64,
