@@ -176,6 +176,18 @@ fn main() -> anyhow::Result<()> {
     }
     view_times.sort();
     println!("view counts: {:?}", view.counts);
+    let mut count_times: Vec<Duration> = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let (counts, _) = nodeproof_collector::server::fleet::counts(&store, NOW)?;
+        count_times.push(t.elapsed());
+        assert_eq!(counts, view.counts, "the counts agree with the node view");
+    }
+    count_times.sort();
+    println!(
+        "fleet counts (GET /v1/fleet: tallies, stale nodes, failing rows) over {nodes} nodes: {:.1} ms (median of 5)",
+        count_times[2].as_secs_f64() * 1e3
+    );
     println!(
         "fleet view (nodes + failures + exceptions) over {nodes} nodes: {:.1} ms (median of 5)",
         view_times[2].as_secs_f64() * 1e3

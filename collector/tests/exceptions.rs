@@ -234,3 +234,70 @@ async fn a_node_labelling_its_failures_low_is_ranked_by_the_catalogue() {
     assert_eq!(nodes[0]["health"], "failing");
     server.stop().await.expect("clean stop");
 }
+
+/// `GET /v1/fleet` counts without listing the nodes (`fleet::counts`); the node view
+/// (`fleet::read`) lists them. Both must agree, at every time, with exceptions of every kind.
+#[test]
+fn the_cheap_counts_agree_with_the_node_view() {
+    use nodeproof_collector::store::conformance::{check, unscored, Agent};
+    use nodeproof_collector::store::sqlite::SqliteStore;
+    use nodeproof_collector::store::{NewException, Store};
+    use nodeproof_proto::Status::{Error as E, Fail as F, Pass as P};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("c.db")).expect("open");
+    let mut agents: Vec<Agent> = ["a", "b", "c", "d", "e", "f"]
+        .iter()
+        .map(|n| Agent::with_interval(n, 100))
+        .collect();
+    for (i, x) in agents.iter().enumerate() {
+        x.enroll(&store, i != 5, 0); // f stays pending
+    }
+    let postures = [
+        vec![check("4.2.1", F)],                        // a: fails, excepted below
+        vec![check("4.2.1", F), unscored("4.2.13", F)], // b: 4.2.13 excepted for all
+        vec![check("4.2.1", P), unscored("4.2.13", E)], // c: only an excepted error
+        vec![check("4.2.1", P)],                        // d: compliant
+        vec![check("4.2.2", F)],                        // e: reports early, goes stale
+    ];
+    let mut batch = Vec::new();
+    for (i, (x, p)) in agents.iter_mut().zip(postures).enumerate() {
+        batch.push(x.full(if i == 4 { 500 } else { 1000 }, p));
+    }
+    store.commit(&batch).expect("commit");
+    let add = |check_id: &str, cis: &str, node: Option<&str>, until: i64| {
+        store
+            .add_exception(
+                &NewException {
+                    check_id: check_id.into(),
+                    cis: cis.into(),
+                    node: node.map(str::to_string),
+                    until,
+                    reason: "r".into(),
+                    by: "b".into(),
+                },
+                900,
+            )
+            .expect("add");
+    };
+    add("kubelet-4-2-1", "4.2.1", Some("a"), 1100);
+    add("kubelet-4-2-13", "4.2.13", None, 1200);
+    add("kubelet-4-2-2", "4.2.2", Some("e"), 5000);
+    add("kubelet-4-2-3", "4.2.3", None, 1010); // matches nothing, ends soon
+    for now in [1000, 1099, 1100, 1199, 1200, 1301, 6000] {
+        let (counts, warnings) = fleet::counts(&store, now).expect("counts");
+        let view = fleet::read(&store, now).expect("view");
+        assert_eq!(counts, view.counts, "at {now}");
+        assert_eq!(warnings, view.warnings, "at {now}");
+    }
+    let view = fleet::read(&store, 1000).expect("view");
+    assert_eq!(
+        (
+            view.counts.compliant,
+            view.counts.excepted,
+            view.counts.failing,
+            view.counts.stale
+        ),
+        (3, 2, 1, 1),
+        "a and c compliant by exceptions, d outright; b fails 4.2.1; e stale, excepted"
+    );
+}

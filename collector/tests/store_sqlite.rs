@@ -50,6 +50,7 @@ stories!(
     drift_since,
     chain_events,
     failing_checks,
+    stale_nodes,
     exceptions,
 );
 

@@ -9,7 +9,7 @@
 //! (`nodeproof_proto::CHECKS`), never from the report: a compromised node would label its
 //! failures low.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use nodeproof_proto::{check_meta, CheckMeta, Severity, Status, CHECKS};
 use serde::{Deserialize, Serialize};
@@ -312,14 +312,14 @@ pub fn read(store: &dyn Store, now: i64) -> StoreResult<FleetState> {
     Ok(evaluate(&nodes, &failing, &exceptions, now))
 }
 
-/// The fleet view of `nodes` with their `failing` checks, `exceptions` applied at `now`.
-pub fn evaluate(
-    nodes: &[NodeRecord],
-    failing: &[FailingCheck],
-    exceptions: &[ExceptionRecord],
+/// Each node's failures as the view shows them (catalogue severity, exceptions applied at
+/// `now`), and how many failures each exception covers.
+fn apply_exceptions<'a>(
+    failing: &'a [FailingCheck],
+    active: &[&ExceptionRecord],
     now: i64,
-) -> FleetState {
-    let active: Vec<&ExceptionRecord> = exceptions.iter().filter(|e| e.active(now)).collect();
+) -> (HashMap<&'a str, Vec<FailingView>>, HashMap<i64, u64>) {
+    debug_assert!(active.iter().all(|e| e.active(now)));
     let mut matches: HashMap<i64, u64> = HashMap::new();
     let mut by_node: HashMap<&str, Vec<FailingView>> = HashMap::new();
     for f in failing {
@@ -342,6 +342,59 @@ pub fn evaluate(
             }),
         });
     }
+    (by_node, matches)
+}
+
+/// Every exception as shown at `now`, and the warnings about them: ending within 7 days,
+/// or matching no failure.
+fn exception_views(
+    exceptions: &[ExceptionRecord],
+    matches: &HashMap<i64, u64>,
+    now: i64,
+) -> (Vec<ExceptionView>, Vec<String>) {
+    let views: Vec<ExceptionView> = exceptions
+        .iter()
+        .map(|e| ExceptionView::of(e, now, matches.get(&e.id).copied().unwrap_or(0)))
+        .collect();
+    let mut warnings = Vec::new();
+    for (e, r) in views.iter().zip(exceptions) {
+        if e.state != ExceptionState::Active {
+            continue;
+        }
+        let left = r.until - now;
+        if left <= EXPIRY_WARNING_SECS {
+            warnings.push(format!(
+                "exception {} ({} {}) expires at {} (in {}): fix the finding or renew the \
+                 exception",
+                e.id,
+                e.cis,
+                e.scope(),
+                e.until,
+                human_duration(left)
+            ));
+        }
+        if e.matches == 0 {
+            warnings.push(format!(
+                "exception {} ({} {}) matches no failing check: revoke it if the finding is \
+                 fixed",
+                e.id,
+                e.cis,
+                e.scope()
+            ));
+        }
+    }
+    (views, warnings)
+}
+
+/// The fleet view of `nodes` with their `failing` checks, `exceptions` applied at `now`.
+pub fn evaluate(
+    nodes: &[NodeRecord],
+    failing: &[FailingCheck],
+    exceptions: &[ExceptionRecord],
+    now: i64,
+) -> FleetState {
+    let active: Vec<&ExceptionRecord> = exceptions.iter().filter(|e| e.active(now)).collect();
+    let (mut by_node, matches) = apply_exceptions(failing, &active, now);
 
     let mut counts = FleetCounts::default();
     let mut views = Vec::with_capacity(nodes.len());
@@ -391,41 +444,7 @@ pub fn evaluate(
         views.push(view);
     }
     views.sort_by(|a, b| a.name.cmp(&b.name));
-
-    let exceptions: Vec<ExceptionView> = exceptions
-        .iter()
-        .map(|e| ExceptionView::of(e, now, matches.get(&e.id).copied().unwrap_or(0)))
-        .collect();
-    let mut warnings = Vec::new();
-    for e in exceptions
-        .iter()
-        .filter(|e| e.state == ExceptionState::Active)
-    {
-        let record = active.iter().find(|r| r.id == e.id);
-        if let Some(r) = record {
-            let left = r.until - now;
-            if left <= EXPIRY_WARNING_SECS {
-                warnings.push(format!(
-                    "exception {} ({} {}) expires at {} (in {}): fix the finding or renew \
-                     the exception",
-                    e.id,
-                    e.cis,
-                    e.scope(),
-                    e.until,
-                    human_duration(left)
-                ));
-            }
-        }
-        if e.matches == 0 {
-            warnings.push(format!(
-                "exception {} ({} {}) matches no failing check: revoke it if the finding is \
-                 fixed",
-                e.id,
-                e.cis,
-                e.scope()
-            ));
-        }
-    }
+    let (exceptions, warnings) = exception_views(exceptions, &matches, now);
     FleetState {
         generated_at: rfc3339(now),
         counts,
@@ -433,6 +452,42 @@ pub fn evaluate(
         exceptions,
         warnings,
     }
+}
+
+/// The counts and warnings of [`evaluate`] without the node list, for `GET /v1/fleet`: it
+/// reads the store's tallies, the stale nodes and the failing rows, so it costs what the
+/// stale and failing part of the fleet costs, not the whole fleet.
+pub fn counts(store: &dyn Store, now: i64) -> StoreResult<(FleetCounts, Vec<String>)> {
+    let tally = store.fleet_summary(now)?.nodes;
+    let stale: HashSet<String> = store.stale_nodes(now)?.into_iter().collect();
+    let failing = store.failing_checks()?;
+    let exceptions = store.exceptions()?;
+    let active: Vec<&ExceptionRecord> = exceptions.iter().filter(|e| e.active(now)).collect();
+    let (by_node, matches) = apply_exceptions(&failing, &active, now);
+    let mut counts = FleetCounts {
+        total: tally.total,
+        approved: tally.approved,
+        pending: tally.pending,
+        revoked: tally.revoked,
+        stale: stale.len() as u64,
+        ..FleetCounts::default()
+    };
+    let mut not_compliant = stale.len() as u64;
+    for (node, failures) in &by_node {
+        let fails = failures.iter().any(|f| f.excepted.is_none());
+        let is_stale = stale.contains(*node);
+        if fails {
+            counts.failing += 1;
+            if !is_stale {
+                not_compliant += 1;
+            }
+        } else if !is_stale {
+            counts.excepted += 1;
+        }
+    }
+    counts.compliant = counts.approved.saturating_sub(not_compliant);
+    let (_, warnings) = exception_views(&exceptions, &matches, now);
+    Ok((counts, warnings))
 }
 
 /// `3d 4h`, `5h 10m`, `42m`: how long until an exception ends.

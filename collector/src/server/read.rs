@@ -156,15 +156,15 @@ pub async fn get_fleet(State(state): State<Arc<AppState>>, headers: HeaderMap) -
         async {
             guard(&state, &headers)?;
             let now = now_unix();
-            let (summary, view) = blocking(&state, move |s| {
-                Ok((s.fleet_summary(now)?, fleet::read(s, now)?))
+            let (summary, (counts, warnings)) = blocking(&state, move |s| {
+                Ok((s.fleet_summary(now)?, fleet::counts(s, now)?))
             })
             .await?;
             Ok(FleetView {
-                generated_at: view.generated_at,
-                nodes: view.counts,
+                generated_at: rfc3339(now),
+                nodes: counts,
                 checks: summary.checks,
-                warnings: view.warnings,
+                warnings,
             })
         }
         .await,

@@ -33,6 +33,7 @@ pub const STORIES: &[(&str, Story)] = &[
     ("drift_since", drift_since),
     ("chain_events", chain_events),
     ("failing_checks", failing_checks),
+    ("stale_nodes", stale_nodes),
     ("exceptions", exceptions),
 ];
 
@@ -1479,4 +1480,31 @@ pub fn exceptions(s: &dyn Store) {
     assert_eq!(log[0].node.as_deref(), Some("node-a"));
     assert_eq!((log[1].node.as_deref(), log[1].until), (None, 9000));
     assert_eq!(log[2].check_id, "kubelet-pod-pids-limit");
+}
+
+/// `stale_nodes(now)`: approved nodes silent for more than 3 intervals, or never reported.
+pub fn stale_nodes(s: &dyn Store) {
+    let mut quiet = Agent::with_interval("quiet", 100);
+    let mut fresh = Agent::with_interval("fresh", 100);
+    let never = Agent::new("never");
+    let pending = Agent::new("pending");
+    for x in [&quiet, &fresh, &never] {
+        x.enroll(s, true, 0);
+    }
+    pending.enroll(s, false, 0);
+    commit(s, &[quiet.full(1000, vec![check("4.2.1", F)])]);
+    commit(s, &[fresh.full(1000, vec![check("4.2.1", P)])]);
+    assert_eq!(
+        ok(s.stale_nodes(1300), "stale"),
+        ["never"],
+        "300 s is 3 intervals"
+    );
+    commit(s, &[fresh.unchanged(1250)]);
+    assert_eq!(
+        ok(s.stale_nodes(1301), "stale"),
+        ["never", "quiet"],
+        "by name; a failing node is stale too; pending nodes are not"
+    );
+    let summary = ok(s.fleet_summary(1301), "summary");
+    assert_eq!(summary.nodes.stale, 2, "the same rule as fleet_summary");
 }

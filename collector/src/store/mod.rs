@@ -388,6 +388,9 @@ pub trait Store: Send + Sync {
     fn envelope(&self, digest: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Approved nodes whose latest state has this check failing (or in error).
     fn failing(&self, cis: &str) -> StoreResult<Vec<NodeRecord>>;
+    /// Names of approved nodes that are stale at `now`: silent for more than 3 of their
+    /// intervals, or never reported (the rule of `fleet_summary`'s `stale`).
+    fn stale_nodes(&self, now: i64) -> StoreResult<Vec<String>>;
     /// Every failing or erroring check of approved nodes' latest state (scored or not),
     /// by node name, then CIS order.
     fn failing_checks(&self) -> StoreResult<Vec<FailingCheck>>;

@@ -1652,6 +1652,22 @@ impl Store for SqliteStore {
         })
     }
 
+    fn stale_nodes(&self, now: i64) -> StoreResult<Vec<String>> {
+        // Two index ranges of nodes_fleet per failing_any, as in fleet_summary.
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT name FROM nodes WHERE status = 'approved' AND failing_any IN (0, 1)
+                     AND stale_after < ?1
+                 UNION ALL
+                 SELECT name FROM nodes WHERE status = 'approved' AND failing_any IN (0, 1)
+                     AND stale_after IS NULL
+                 ORDER BY 1",
+            )?;
+            let rows = stmt.query_map([now], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
     fn failing_checks(&self) -> StoreResult<Vec<FailingCheck>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(

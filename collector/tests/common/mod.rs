@@ -506,6 +506,9 @@ impl Store for FlakyStore {
     fn size_bytes(&self) -> store::StoreResult<u64> {
         self.inner.size_bytes()
     }
+    fn stale_nodes(&self, now: i64) -> store::StoreResult<Vec<String>> {
+        self.inner.stale_nodes(now)
+    }
     fn failing_checks(&self) -> store::StoreResult<Vec<store::FailingCheck>> {
         self.inner.failing_checks()
     }
