@@ -165,6 +165,33 @@ fn main() -> anyhow::Result<()> {
         times[0].as_secs_f64() * 1e3,
         times[19].as_secs_f64() * 1e3
     );
+    // The node view (what `/v1/fleet`, `/v1/nodes` and `fleet` read since exceptions): the
+    // node list and the failing rows, exceptions applied in memory.
+    let mut view_times: Vec<Duration> = Vec::new();
+    let mut view = nodeproof_collector::server::fleet::read(&store, NOW)?;
+    for _ in 0..5 {
+        let t = Instant::now();
+        view = nodeproof_collector::server::fleet::read(&store, NOW)?;
+        view_times.push(t.elapsed());
+    }
+    view_times.sort();
+    println!("view counts: {:?}", view.counts);
+    let mut count_times: Vec<Duration> = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let (counts, _) = nodeproof_collector::server::fleet::counts(&store, NOW)?;
+        count_times.push(t.elapsed());
+        assert_eq!(counts, view.counts, "the counts agree with the node view");
+    }
+    count_times.sort();
+    println!(
+        "fleet counts (GET /v1/fleet: tallies, stale nodes, failing rows) over {nodes} nodes: {:.1} ms (median of 5)",
+        count_times[2].as_secs_f64() * 1e3
+    );
+    println!(
+        "fleet view (nodes + failures + exceptions) over {nodes} nodes: {:.1} ms (median of 5)",
+        view_times[2].as_secs_f64() * 1e3
+    );
     println!(
         "database size: {:.1} MiB ({} bytes)",
         store.size_bytes()? as f64 / 1048576.0,

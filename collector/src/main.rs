@@ -12,7 +12,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use nodeproof_collector::accept::Policy;
 use nodeproof_collector::server::quota::Quotas;
-use nodeproof_collector::server::{self, admin, AdminToken, Limits, ServeConfig, TlsFiles};
+use nodeproof_collector::server::{self, admin, fleet, AdminToken, Limits, ServeConfig, TlsFiles};
 use nodeproof_collector::store::{self, NodeStatus, Store};
 use nodeproof_collector::text::escape;
 
@@ -45,6 +45,74 @@ enum Command {
         #[command(flatten)]
         db: Db,
     },
+    /// Accept a failing check for a while (a waiver that expires): add, list, revoke.
+    #[command(subcommand)]
+    Exception(ExceptionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ExceptionCommand {
+    /// Except a failing check on one node (or all) until a date. The signed reports are
+    /// unchanged; the fleet view shows the failure as `excepted` until the exception ends.
+    Add {
+        #[command(flatten)]
+        db: Db,
+        /// The check: a CIS number (4.2.13) or a check id (kubelet-pod-pids-limit).
+        #[arg(long)]
+        check: String,
+        /// The node it applies to.
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        node: Option<String>,
+        /// Every node, present and future.
+        #[arg(long)]
+        all: bool,
+        /// When it ends: a date (2027-03-01 means 00:00 UTC that day) or RFC 3339 time.
+        #[arg(long)]
+        until: String,
+        /// Why the finding is accepted (kept on record).
+        #[arg(long)]
+        reason: String,
+        /// Who decided (kept on record).
+        #[arg(long)]
+        by: String,
+    },
+    /// List exceptions: active ones, or every one with --all.
+    List {
+        #[command(flatten)]
+        db: Db,
+        /// Expired and revoked exceptions too.
+        #[arg(long)]
+        all: bool,
+        /// Judge expiry at this RFC 3339 time instead of now.
+        #[arg(long, value_parser = parse_at)]
+        at: Option<i64>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// End an exception now: its failures count again. Kept on record.
+    Revoke {
+        /// The exception's number, as `exception list` shows it (#3 or 3).
+        id: String,
+        #[command(flatten)]
+        db: Db,
+        /// Why (kept on record).
+        #[arg(long)]
+        reason: String,
+        /// Who (kept on record).
+        #[arg(long)]
+        by: String,
+    },
+    /// The append-only log of every add and revoke, oldest first (JSON).
+    Log {
+        #[command(flatten)]
+        db: Db,
+    },
+}
+
+/// `--at`: an RFC 3339 time as Unix seconds.
+fn parse_at(text: &str) -> Result<i64, String> {
+    nodeproof_collector::accept::parse_time(text)
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time ({e}), e.g. 2027-03-01T00:00:00Z"))
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +259,10 @@ enum NodesCommand {
 struct FleetArgs {
     #[command(flatten)]
     db: Db,
+    /// Judge staleness and exceptions at this RFC 3339 time instead of now (e.g. to see
+    /// what fails once an exception expires).
+    #[arg(long, value_parser = parse_at)]
+    at: Option<i64>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }
@@ -278,15 +350,15 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Nodes(NodesCommand::List { db, format }) => {
-            let nodes = open(&db)?.list_nodes().context("cannot list nodes")?;
+            let store = open(&db)?;
             match format {
-                Format::Text => print!("{}", admin::render_nodes_text(&nodes, now)),
+                Format::Text => {
+                    let nodes = store.list_nodes().context("cannot list nodes")?;
+                    print!("{}", admin::render_nodes_text(&nodes, now));
+                }
                 Format::Json => {
-                    let views: Vec<_> = nodes
-                        .iter()
-                        .map(|n| server::read::NodeView::of(n, now))
-                        .collect();
-                    println!("{}", serde_json::to_string_pretty(&views)?);
+                    let view = fleet::read(store.as_ref(), now).context("cannot list nodes")?;
+                    println!("{}", serde_json::to_string_pretty(&view.nodes)?);
                 }
             }
             Ok(())
@@ -328,14 +400,110 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Nodes(NodesCommand::Revoke { name, db }) => {
             set_status(&db, &name, NodeStatus::Revoked, now)
         }
+        Command::Exception(command) => exception(command, now),
         Command::Fleet(args) => {
             let store = open(&args.db)?;
-            let report = admin::fleet_report(store.as_ref(), now)
+            let report = admin::fleet_report(store.as_ref(), args.at.unwrap_or(now))
                 .context("cannot read the fleet summary")?;
             match args.format {
                 Format::Text => print!("{}", admin::render_fleet_text(&report)),
                 Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
             }
+            Ok(())
+        }
+    }
+}
+
+fn exception(command: ExceptionCommand, now: i64) -> anyhow::Result<()> {
+    match command {
+        ExceptionCommand::Add {
+            db,
+            check,
+            node,
+            all,
+            until,
+            reason,
+            by,
+        } => {
+            let request = fleet::ExceptionRequest {
+                check,
+                node,
+                all,
+                until,
+                reason,
+                by,
+            };
+            let new = fleet::validate_exception(&request, now).map_err(anyhow::Error::msg)?;
+            let record = open(&db)?
+                .add_exception(&new, now)
+                .context("cannot add the exception")?;
+            println!("{}", record.id);
+            eprintln!(
+                "exception #{} added: {} ({}) {} is excepted until {}",
+                record.id,
+                record.cis,
+                record.check_id,
+                record
+                    .node
+                    .as_deref()
+                    .map_or_else(|| "on all nodes".to_string(), |n| format!("on node {n}")),
+                server::rfc3339(record.until)
+            );
+            Ok(())
+        }
+        ExceptionCommand::List {
+            db,
+            all,
+            at,
+            format,
+        } => {
+            let store = open(&db)?;
+            let view = fleet::read(store.as_ref(), at.unwrap_or(now))
+                .context("cannot read the exceptions")?;
+            let shown: Vec<_> = view
+                .exceptions
+                .iter()
+                .filter(|e| all || e.state == fleet::ExceptionState::Active)
+                .collect();
+            match format {
+                Format::Text => {
+                    print!("{}", admin::render_exceptions_text(shown.into_iter()));
+                    for w in &view.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                }
+                Format::Json => println!("{}", serde_json::to_string_pretty(&shown)?),
+            }
+            Ok(())
+        }
+        ExceptionCommand::Revoke { id, db, reason, by } => {
+            let number: i64 = id.trim_start_matches('#').parse().map_err(|_| {
+                anyhow::anyhow!("{id:?} is not an exception number: see `exception list`")
+            })?;
+            let by =
+                fleet::text_field("by", &by, fleet::MAX_BY_CHARS).map_err(anyhow::Error::msg)?;
+            let reason = fleet::text_field("reason", &reason, fleet::MAX_REASON_CHARS)
+                .map_err(anyhow::Error::msg)?;
+            match open(&db)?
+                .revoke_exception(number, &by, &reason, now)
+                .with_context(|| format!("cannot revoke exception #{number}"))?
+            {
+                Some(_) => {
+                    eprintln!("exception #{number} revoked: its failures count again");
+                    Ok(())
+                }
+                None => bail!("there is no exception #{number}: see `exception list --all`"),
+            }
+        }
+        ExceptionCommand::Log { db } => {
+            let events = open(&db)?
+                .exception_events()
+                .context("cannot read the exception log")?;
+            let views: Vec<_> = events
+                .into_iter()
+                .map(server::read::ExceptionEventView::from)
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&views)?);
             Ok(())
         }
     }

@@ -722,6 +722,8 @@ async fn read_endpoints_need_the_admin_token() {
         format!("/v1/nodes/node-1/reports/{digest}"),
         "/v1/checks/4.2.1/failing".to_string(),
         "/v1/drift?since=2000-01-01T00:00:00Z".to_string(),
+        "/v1/exceptions".to_string(),
+        "/v1/exceptions/events".to_string(),
     ];
     for path in &paths {
         let (status, body) = server.get(path, None).await;
@@ -771,7 +773,10 @@ async fn read_endpoints_answer_the_documented_shapes() {
         .unwrap();
     assert_eq!(node["status"], "approved");
     assert_eq!(node["last_sequence"], 2);
-    assert_eq!(node["failing"], json!(["4.2.1"]));
+    assert_eq!(node["failing"][0]["cis"], "4.2.1", "{node}");
+    assert_eq!(node["failing"][0]["severity"], "critical", "{node}");
+    assert_eq!(node["failing"].as_array().unwrap().len(), 1, "{node}");
+    assert_eq!(node["health"], "failing");
     assert_eq!(node["stale"], false);
     assert!(node["last_seen"].is_string());
 
@@ -805,6 +810,20 @@ async fn read_endpoints_answer_the_documented_shapes() {
     assert_eq!(failing[0]["name"], "node-1", "{failing}");
     let (_, passing) = server.admin_get("/v1/checks/4.2.4/failing").await;
     assert_eq!(passing, json!([]));
+    // By check id too; a check the catalogue does not have is a 404 that says so.
+    let (_, by_id) = server
+        .admin_get("/v1/checks/kubelet-anonymous-auth/failing")
+        .await;
+    assert_eq!(by_id[0]["name"], "node-1", "{by_id}");
+    let (status, body) = server.admin_get("/v1/checks/4.2.99/failing").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a check"),
+        "{body}"
+    );
 
     let (_, drift) = server
         .admin_get("/v1/drift?since=2000-01-01T00:00:00Z")

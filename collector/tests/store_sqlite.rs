@@ -51,6 +51,9 @@ stories!(
     chain_events,
     chain_events_are_counted,
     pending_claims_and_deletion,
+    failing_checks,
+    stale_nodes,
+    exceptions,
 );
 
 /// `run_all` is what another backend's test calls; here it opens each store by URL.
@@ -108,7 +111,10 @@ fn reopening_keeps_everything_and_does_not_rerun_migrations() {
             .iter()
             .map(|(v, n, _)| (*v, n.as_str()))
             .collect::<Vec<_>>(),
-        [(1, "initial"), (2, "ingest_hardening")],
+        store::sqlite::MIGRATIONS
+            .iter()
+            .map(|m| (m.version, m.name))
+            .collect::<Vec<_>>(),
         "the first open applied every migration"
     );
 
@@ -204,9 +210,10 @@ fn a_database_from_a_newer_collector_is_refused() {
     let path = dir.path().join("newer.db");
     drop(store::open(&url_of(&path)).expect("open"));
     let conn = rusqlite::Connection::open(&path).expect("open raw");
+    let future = store::sqlite::MIGRATIONS.len() as i64 + 1;
     conn.execute(
-        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'from_the_future', 0)",
-        [],
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, 'from_the_future', 0)",
+        [future],
     )
     .expect("pretend a newer collector migrated it");
     drop(conn);
@@ -218,7 +225,7 @@ fn a_database_from_a_newer_collector_is_refused() {
     assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
     for part in [
         "newer nodeproof-collector",
-        "migration 999",
+        &format!("migration {future}"),
         "from_the_future",
         "upgrade",
     ] {
@@ -229,7 +236,7 @@ fn a_database_from_a_newer_collector_is_refused() {
     }
     assert_eq!(
         migrations(&path).len(),
-        nodeproof_collector::store::sqlite::MIGRATIONS.len() + 1,
+        future as usize,
         "refusing changes nothing"
     );
 }
@@ -536,4 +543,38 @@ fn the_writer_bounds_the_log_when_the_background_thread_falls_behind() {
     for a in &agents {
         assert_eq!(store.history(&a.name, 1000).expect("history").len(), 100);
     }
+}
+
+/// The exception log is evidence: even someone with the database file and SQL cannot
+/// rewrite or delete an entry without dropping the triggers first.
+#[test]
+fn exception_log_cannot_be_rewritten() {
+    let (dir, store) = fresh_sqlite();
+    Agent::new("node-a").enroll(&store, true, 0);
+    let new = store::NewException {
+        check_id: "kubelet-pod-pids-limit".into(),
+        cis: "4.2.13".into(),
+        node: None,
+        until: 5000,
+        reason: "vendor fix due".into(),
+        by: "alice".into(),
+    };
+    store.add_exception(&new, 100).expect("add");
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("nodeproof.db")).expect("open raw");
+    for sql in [
+        "UPDATE exception_events SET by = 'mallory'",
+        "DELETE FROM exception_events",
+    ] {
+        let e = conn.execute(sql, []).expect_err(sql);
+        assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+    }
+    let n: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM exception_events WHERE by = 'alice'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(n, 1);
 }

@@ -106,6 +106,21 @@ impl Collector {
         serde_json::from_slice(&out.stdout).expect("JSON")
     }
 
+    /// Runs `nodeproof-collector ARGS --db DB`.
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        run(Command::new(bin("nodeproof-collector"))
+            .args(args)
+            .args(["--db", &self.db]))
+    }
+
+    /// `fleet --format json --at AT`: the view at another time (the CLI's injectable clock).
+    fn fleet_at(&self, at: i64) -> Value {
+        let at = nodeproof_collector::server::rfc3339(at);
+        let out = self.cli(&["fleet", "--format", "json", "--at", &at]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    }
+
     fn fleet_cli(&self) -> Value {
         let out = run(Command::new(bin("nodeproof-collector"))
             .args(["fleet", "--db", &self.db, "--format", "json"]));
@@ -215,7 +230,7 @@ fn failing_by_node(fleet: &Value) -> BTreeMap<String, BTreeSet<String>> {
                 .as_array()
                 .expect("failing")
                 .iter()
-                .map(|c| c.as_str().expect("cis").to_string())
+                .map(|c| c["cis"].as_str().expect("cis").to_string())
                 .collect();
             (n["name"].as_str().expect("name").to_string(), failing)
         })
@@ -232,8 +247,8 @@ fn the_fleet_view_shows_exactly_which_nodes_fail_which_checks() {
     let collector = Collector::start(tmp.path(), "127.0.0.1:0");
     let token = collector.token();
     let argv_config = ["/usr/bin/kubelet", "--config=/var/lib/kubelet/config.yaml"];
-    let secure = Node::new(tmp.path(), "secure", &argv_config, Some(&config(false)));
-    let anonymous = Node::new(tmp.path(), "anonymous", &argv_config, Some(&config(true)));
+    let secure = Node::new(tmp.path(), "secure", &argv_config, Some(&hardened(false)));
+    let anonymous = Node::new(tmp.path(), "anonymous", &argv_config, Some(&hardened(true)));
     // No --config: the legacy flag defaults (anonymous, AlwaysAllow, no client CA).
     let legacy = Node::new(
         tmp.path(),
@@ -254,10 +269,18 @@ fn the_fleet_view_shows_exactly_which_nodes_fail_which_checks() {
     let failing = failing_by_node(&fleet);
     assert_eq!(failing["secure"], set(&[]));
     assert_eq!(failing["anonymous"], set(&["4.2.1"]));
-    assert_eq!(
-        failing["legacy"],
-        set(&["4.2.1", "4.2.2", "4.2.3", "4.2.10"])
-    );
+    // The legacy node fails Manual checks too (as `warn` or `fail`, depending on the
+    // agent); its Automated failures are exactly these.
+    let automated: BTreeSet<String> = failing["legacy"]
+        .iter()
+        .filter(|cis| {
+            nodeproof_proto::CHECKS
+                .iter()
+                .any(|c| c.cis == cis.as_str() && c.scored)
+        })
+        .cloned()
+        .collect();
+    assert_eq!(automated, set(&["4.2.1", "4.2.2", "4.2.3", "4.2.10"]));
     let check = |fleet: &Value, cis: &str| -> (u64, u64) {
         let c = fleet["checks"]
             .as_array()
@@ -310,7 +333,7 @@ fn the_fleet_view_shows_exactly_which_nodes_fail_which_checks() {
 
     // The anonymous node is fixed: it becomes compliant and the change shows as drift.
     let before = collector.get("/v1/fleet")["generated_at"].clone();
-    anonymous.set_config(&config(false));
+    anonymous.set_config(&hardened(false));
     assert_eq!(anonymous.run_once(&collector.url()), 0);
     let failing = failing_by_node(&collector.fleet_cli());
     assert_eq!(failing["anonymous"], set(&[]));
@@ -333,6 +356,274 @@ fn the_fleet_view_shows_exactly_which_nodes_fail_which_checks() {
         changes.contains(&("4.2.1".into(), "fail".into(), "pass".into())),
         "{drift}"
     );
+    collector.stop();
+}
+
+/// A config that passes every check a person does not have to judge (all but 4.2.7
+/// hostname-override and 4.2.8 event-qps), Manual ones too, with anonymous auth as asked:
+/// so the exceptions test sees exactly the failures it means to, whether failing Manual
+/// checks arrive as `warn` or `fail`.
+fn hardened(anonymous: bool) -> String {
+    format!(
+        "{}authorization:\n  mode: Webhook\nreadOnlyPort: 0\n\
+         streamingConnectionIdleTimeout: 4h0m0s\nmakeIPTablesUtilChains: true\n\
+         serverTLSBootstrap: true\nfeatureGates:\n  RotateKubeletServerCertificate: true\n\
+         tlsCipherSuites:\n- TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\n\
+         - TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\npodPidsLimit: 4096\nseccompDefault: true\n",
+        config(anonymous)
+    )
+}
+
+fn now_unix() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(d.as_secs()).expect("time fits")
+}
+
+/// The node named `name` in a fleet view.
+fn fleet_node<'a>(fleet: &'a Value, name: &str) -> &'a Value {
+    fleet["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in {fleet}"))
+}
+
+#[test]
+fn exceptions_expire_are_revoked_and_stale_nodes_keep_failing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let collector = Collector::start(tmp.path(), "127.0.0.1:0");
+    let token = collector.token();
+    let argv_config = ["/usr/bin/kubelet", "--config=/var/lib/kubelet/config.yaml"];
+    let secure = Node::new(tmp.path(), "secure", &argv_config, Some(&hardened(false)));
+    let anonymous = Node::new(tmp.path(), "anonymous", &argv_config, Some(&hardened(true)));
+    for n in [&secure, &anonymous] {
+        n.enroll(&collector.url(), &token);
+        assert_eq!(n.run_once(&collector.url()), 0, "{} delivers", n.name);
+    }
+    let fleet = collector.fleet_cli();
+    // Only 4.2.1 on `anonymous` fails; nothing but the two judgement checks is left to a
+    // person.
+    let judged: Vec<&str> = fleet["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["warn"] != 0)
+        .map(|c| c["cis"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        judged.iter().all(|c| ["4.2.7", "4.2.8"].contains(c)),
+        "{judged:?}: {fleet}"
+    );
+    assert_eq!(
+        failing_by_node(&fleet)["anonymous"],
+        set(&["4.2.1"]),
+        "{fleet}"
+    );
+    assert_eq!(failing_by_node(&fleet)["secure"], set(&[]), "{fleet}");
+    assert_eq!(
+        fleet_node(&fleet, "anonymous")["health"],
+        "failing",
+        "{fleet}"
+    );
+    let failure = &fleet_node(&fleet, "anonymous")["failing"][0];
+    assert_eq!(failure["cis"], "4.2.1");
+    assert_eq!(failure["severity"], "critical", "the collector's catalogue");
+
+    // Refused with a message, nothing recorded: unknown check, past date, unknown node,
+    // neither --node nor --all.
+    let now = now_unix();
+    let day = 86_400;
+    let until = nodeproof_collector::server::rfc3339(now + 10 * day);
+    // Exit 1 for a refused request, 2 (clap) for a malformed command line.
+    let cases: [(Vec<&str>, i32, &str); 4] = [
+        (
+            vec![
+                "--check",
+                "4.2.99",
+                "--node",
+                "anonymous",
+                "--until",
+                &until,
+            ],
+            1,
+            "not a check",
+        ),
+        (
+            vec![
+                "--check",
+                "4.2.1",
+                "--node",
+                "anonymous",
+                "--until",
+                "2001-01-01",
+            ],
+            1,
+            "not in the future",
+        ),
+        (
+            vec!["--check", "4.2.1", "--node", "nobody", "--until", &until],
+            1,
+            "nobody",
+        ),
+        (vec!["--check", "4.2.1", "--until", &until], 2, "--node"),
+    ];
+    for (args, code, says) in cases {
+        let mut argv = vec!["exception", "add", "--reason", "r", "--by", "b"];
+        argv.extend(args.iter().copied());
+        let out = collector.cli(&argv);
+        assert_eq!(out.status.code(), Some(code), "{argv:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(says), "{argv:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let out = collector.cli(&["exception", "list", "--all", "--format", "json"]);
+    assert_eq!(stdout(&out).trim(), "[]", "refused adds store nothing");
+
+    // Accept 4.2.1 on `anonymous` for ten days (by check id), and 4.2.1 on `secure`,
+    // which passes it: that one matches nothing and is warned about.
+    let add = |check: &str, node: &str| -> String {
+        let out = collector.cli(&[
+            "exception",
+            "add",
+            "--check",
+            check,
+            "--node",
+            node,
+            "--until",
+            &until,
+            "--reason",
+            "vendor fix due",
+            "--by",
+            "alice",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).trim().to_string()
+    };
+    let waiver = add("kubelet-anonymous-auth", "anonymous");
+    let useless = add("4.2.1", "secure");
+    let fleet = collector.fleet_cli();
+    let node = fleet_node(&fleet, "anonymous");
+    assert_eq!(node["health"], "ok", "{fleet}");
+    assert_eq!(node["failing"][0]["excepted"]["by"], "alice");
+    assert_eq!(node["failing"][0]["excepted"]["reason"], "vendor fix due");
+    assert_eq!(
+        node["failing"][0]["excepted"]["exception"].to_string(),
+        waiver
+    );
+    assert_eq!(fleet["summary"]["compliant"], 2, "{fleet}");
+    assert_eq!(fleet["summary"]["failing"], 0, "{fleet}");
+    let warnings = fleet["warnings"].to_string();
+    assert!(
+        warnings.contains(&format!("exception {useless} ")),
+        "{warnings}"
+    );
+    assert!(warnings.contains("matches no failing check"), "{warnings}");
+    assert!(!warnings.contains("expires"), "ten days left: {warnings}");
+    // The HTTP view agrees.
+    let http = collector.get("/v1/fleet");
+    assert_eq!(http["nodes"]["failing"], 0, "{http}");
+    assert_eq!(http["nodes"]["excepted"], 1, "{http}");
+
+    // The text table: a STATUS column, and the failure marked as excepted.
+    let out = collector.cli(&["fleet"]);
+    let text = stdout(&out);
+    assert!(text.contains("STATUS"), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("anonymous"))
+        .unwrap_or_default();
+    assert!(line.contains(" ok "), "{text}");
+    assert!(
+        line.contains(&format!("4.2.1(critical, excepted #{waiver})")),
+        "{text}"
+    );
+
+    // Moving the clock: five days before the end, a warning; the nodes are stale by then,
+    // and a stale node's failures still count (the excepted one does not yet).
+    let soon = collector.fleet_at(now + 5 * day);
+    assert!(
+        soon["warnings"].to_string().contains("expires"),
+        "{}",
+        soon["warnings"]
+    );
+    assert_eq!(soon["summary"]["stale"], 2, "{soon}");
+    assert_eq!(soon["summary"]["failing"], 0, "{soon}");
+    assert_eq!(fleet_node(&soon, "anonymous")["health"], "stale");
+    // At the end: failing again with nobody touching anything, counted as stale *and*
+    // failing, its last known failure kept.
+    let after = collector.fleet_at(now + 10 * day);
+    assert_eq!(after["summary"]["stale"], 2, "{after}");
+    assert_eq!(after["summary"]["failing"], 1, "{after}");
+    assert_eq!(after["summary"]["compliant"], 0, "{after}");
+    let node = fleet_node(&after, "anonymous");
+    assert_eq!(node["failing"][0]["cis"], "4.2.1", "{after}");
+    assert!(node["failing"][0]["excepted"].is_null(), "{after}");
+
+    // Revoked now: failing at once, and the revocation is on the log with who and why.
+    let out = collector.cli(&[
+        "exception",
+        "revoke",
+        &waiver,
+        "--by",
+        "bob",
+        "--reason",
+        "audit refused the waiver",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = collector.cli(&[
+        "exception",
+        "revoke",
+        &waiver,
+        "--by",
+        "bob",
+        "--reason",
+        "twice",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "revoking twice is refused");
+    assert!(stderr(&out).contains("already revoked"), "{}", stderr(&out));
+    let fleet = collector.fleet_cli();
+    assert_eq!(
+        fleet_node(&fleet, "anonymous")["health"],
+        "failing",
+        "{fleet}"
+    );
+    assert_eq!(fleet["summary"]["failing"], 1, "{fleet}");
+    let out = collector.cli(&["exception", "list", "--all", "--format", "json"]);
+    let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let states: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|e| e["state"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(states, ["revoked", "active"], "{list}");
+    let log: Value =
+        serde_json::from_slice(&collector.cli(&["exception", "log"]).stdout).expect("JSON");
+    let entries: Vec<(String, String, String)> = log
+        .as_array()
+        .expect("log")
+        .iter()
+        .map(|e| {
+            (
+                e["exception"].to_string(),
+                e["action"].as_str().unwrap_or("").to_string(),
+                e["by"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            (waiver.clone(), "add".to_string(), "alice".to_string()),
+            (useless.clone(), "add".to_string(), "alice".to_string()),
+            (waiver.clone(), "revoke".to_string(), "bob".to_string()),
+        ],
+        "{log}"
+    );
+    assert_eq!(log[2]["reason"], "audit refused the waiver");
     collector.stop();
 }
 

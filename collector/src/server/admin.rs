@@ -10,9 +10,10 @@ use nodeproof_proto::sha256_hex;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 
+use super::fleet::{self, ExceptionState, ExceptionView, FailingView, FleetCounts, NodeView};
 use super::read::is_stale;
 use super::rfc3339;
-use crate::store::{CheckCounts, NodeCounts, NodeRecord, NodeStatus, Store, StoreResult};
+use crate::store::{CheckCounts, NodeRecord, Store, StoreResult};
 use crate::text::escape;
 
 /// A new bootstrap token: `npt_` and 32 random bytes, base64url without padding. The prefix
@@ -70,46 +71,32 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
     Ok(total)
 }
 
-/// One node in `fleet`'s output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FleetNode {
-    pub name: String,
-    pub key_id: String,
-    pub status: NodeStatus,
-    /// RFC 3339, `None` before the first report.
-    pub last_seen: Option<String>,
-    pub failing: Vec<String>,
-}
-
-/// `nodeproof-collector fleet --format json`: the summary counts, the node list and the
-/// per-check counts.
+/// `nodeproof-collector fleet --format json`: the summary counts, the nodes with their
+/// failures (excepted ones marked), the per-check counts, the exceptions and the warnings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FleetReport {
     pub generated_at: String,
-    pub summary: NodeCounts,
-    pub nodes: Vec<FleetNode>,
-    /// Per check, over approved nodes' latest state.
+    pub summary: FleetCounts,
+    pub nodes: Vec<NodeView>,
+    /// Per check, over approved nodes' latest state (excepted failures included).
     pub checks: Vec<CheckCounts>,
+    /// Every exception, by id.
+    pub exceptions: Vec<ExceptionView>,
+    pub warnings: Vec<String>,
 }
 
-/// Reads the fleet report from the store at Unix time `now`.
+/// Reads the fleet report from the store at Unix time `now` (exceptions and staleness are
+/// judged at `now`).
 pub fn fleet_report(store: &dyn Store, now: i64) -> StoreResult<FleetReport> {
     let summary = store.fleet_summary(now)?;
-    let nodes = store.list_nodes()?;
+    let view = fleet::read(store, now)?;
     Ok(FleetReport {
-        generated_at: rfc3339(now),
-        summary: summary.nodes,
-        nodes: nodes
-            .into_iter()
-            .map(|n| FleetNode {
-                last_seen: n.last_seen.map(rfc3339),
-                name: n.name,
-                key_id: n.key_id,
-                status: n.status,
-                failing: n.failing,
-            })
-            .collect(),
+        generated_at: view.generated_at,
+        summary: view.counts,
+        nodes: view.nodes,
         checks: summary.checks,
+        exceptions: view.exceptions,
+        warnings: view.warnings,
     })
 }
 
@@ -160,26 +147,57 @@ fn short_key(key_id: &str) -> String {
     key_id.chars().take(16).collect()
 }
 
+/// A failure as one cell: `4.2.1(critical)`, `4.2.13(medium, excepted #3)`.
+fn failure_cell(f: &FailingView) -> String {
+    let severity = f.severity.map_or("unknown", |s| s.as_str());
+    let error = if f.status == nodeproof_proto::Status::Error {
+        ", error"
+    } else {
+        ""
+    };
+    match &f.excepted {
+        Some(e) => format!("{}({severity}{error}, excepted #{})", f.cis, e.exception),
+        None => format!("{}({severity}{error})", f.cis),
+    }
+}
+
 /// `fleet --format text`.
 pub fn render_fleet_text(report: &FleetReport) -> String {
     let s = &report.summary;
     let mut out = format!(
-        "fleet at {}: {} nodes ({} approved, {} pending, {} revoked); {} compliant, {} failing, {} stale\n\n",
-        report.generated_at, s.total, s.approved, s.pending, s.revoked, s.compliant, s.failing, s.stale
+        "fleet at {}: {} nodes ({} approved, {} pending, {} revoked); {} compliant ({} with \
+         exceptions), {} failing, {} stale\n",
+        report.generated_at,
+        s.total,
+        s.approved,
+        s.pending,
+        s.revoked,
+        s.compliant,
+        s.excepted,
+        s.failing,
+        s.stale
     );
+    for w in &report.warnings {
+        let _ = writeln!(out, "warning: {}", escape(w));
+    }
+    out.push('\n');
     let rows: Vec<Vec<String>> = report
         .nodes
         .iter()
         .map(|n| {
             vec![
                 n.name.clone(),
-                n.status.as_str().to_string(),
+                n.health.as_str().to_string(),
                 n.last_seen.clone().unwrap_or_else(|| "never".to_string()),
                 short_key(&n.key_id),
                 if n.failing.is_empty() {
                     "-".to_string()
                 } else {
-                    n.failing.join(",")
+                    n.failing
+                        .iter()
+                        .map(failure_cell)
+                        .collect::<Vec<_>>()
+                        .join(",")
                 },
             ]
         })
@@ -197,6 +215,9 @@ pub fn render_fleet_text(report: &FleetReport) -> String {
                 vec![
                     c.cis.clone(),
                     c.id.clone(),
+                    nodeproof_proto::check_meta(&c.id)
+                        .map_or("unknown", |m| m.severity.as_str())
+                        .to_string(),
                     c.pass.to_string(),
                     c.fail.to_string(),
                     c.warn.to_string(),
@@ -205,11 +226,56 @@ pub fn render_fleet_text(report: &FleetReport) -> String {
             })
             .collect();
         out.push_str(&table(
-            &["CIS", "CHECK", "PASS", "FAIL", "WARN", "ERROR"],
+            &["CIS", "CHECK", "SEVERITY", "PASS", "FAIL", "WARN", "ERROR"],
             &rows,
         ));
     }
+    let active: Vec<&ExceptionView> = report
+        .exceptions
+        .iter()
+        .filter(|e| e.state == ExceptionState::Active)
+        .collect();
+    if !active.is_empty() {
+        out.push('\n');
+        out.push_str(&render_exceptions_text(active.into_iter()));
+    }
     out
+}
+
+/// `exception list`, and the active exceptions under `fleet`.
+pub fn render_exceptions_text<'a>(exceptions: impl Iterator<Item = &'a ExceptionView>) -> String {
+    let rows: Vec<Vec<String>> = exceptions
+        .map(|e| {
+            vec![
+                format!("#{}", e.id),
+                e.cis.clone(),
+                e.node.clone().unwrap_or_else(|| "(all)".to_string()),
+                match e.state {
+                    ExceptionState::Active => "active",
+                    ExceptionState::Expired => "expired",
+                    ExceptionState::Revoked => "revoked",
+                }
+                .to_string(),
+                e.until.clone(),
+                e.matches.to_string(),
+                e.by.clone(),
+                e.reason.replace('\n', " "),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "EXCEPTION",
+            "CIS",
+            "NODE",
+            "STATE",
+            "UNTIL",
+            "MATCHES",
+            "BY",
+            "REASON",
+        ],
+        &rows,
+    )
 }
 
 /// `nodes list`.
@@ -248,24 +314,43 @@ mod tests {
 
     #[test]
     fn control_characters_in_node_name_are_escaped_in_fleet_output() {
+        use crate::store::NodeStatus;
+        let node = NodeRecord {
+            name: "evil\x1b[2J\x1b[Hnode-1 approved\n".into(),
+            key_id: "k\x07".into(),
+            public_key: String::new(),
+            status: NodeStatus::Pending,
+            enrolled_at: 0,
+            last_sequence: 0,
+            last_digest: None,
+            last_scan_time: None,
+            last_seen: None,
+            interval_secs: None,
+            last_full_digest: None,
+            last_full_sequence: None,
+            posture: None,
+            summary: None,
+            failing: vec![],
+        };
+        let view = fleet::evaluate(&[node], &[], &[], 1_800_000_000);
         let report = FleetReport {
-            generated_at: rfc3339(0),
-            summary: Default::default(),
-            nodes: vec![FleetNode {
-                name: "evil\x1b[2J\x1b[Hnode-1 approved\n".into(),
-                key_id: "k\x07".into(),
-                status: NodeStatus::Pending,
-                last_seen: None,
-                failing: vec![],
-            }],
+            generated_at: view.generated_at,
+            summary: view.counts,
+            nodes: view.nodes,
             checks: vec![],
+            exceptions: vec![],
+            warnings: vec!["about evil\x1b[2J\nwarning: forged".into()],
         };
         let text = render_fleet_text(&report);
         assert!(
             !text.chars().any(|c| c.is_control() && c != '\n'),
             "{text:?}"
         );
-        assert_eq!(text.lines().count(), 4, "no injected line: {text}");
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("warning:")).count(),
+            1,
+            "no injected warning line: {text}"
+        );
         assert!(text.contains("evil\\u{1b}[2J"), "{text}");
     }
 
@@ -294,22 +379,60 @@ mod tests {
     }
 
     #[test]
-    fn fleet_text_lists_nodes_and_checks() {
+    fn fleet_text_lists_nodes_status_severity_and_exceptions() {
+        use crate::store::{ExceptionRecord, FailingCheck, NodeStatus};
+        let now = 1_800_000_000;
+        let node = |name: &str, status| NodeRecord {
+            name: name.into(),
+            key_id: "ab".repeat(32),
+            public_key: String::new(),
+            status,
+            enrolled_at: 0,
+            last_sequence: 1,
+            last_digest: None,
+            last_scan_time: None,
+            last_seen: Some(now),
+            interval_secs: Some(300),
+            last_full_digest: None,
+            last_full_sequence: None,
+            posture: None,
+            summary: None,
+            failing: vec![],
+        };
+        let fail = |node: &str, id: &str, cis: &str| FailingCheck {
+            node: node.into(),
+            id: id.into(),
+            cis: cis.into(),
+            status: nodeproof_proto::Status::Fail,
+            since_at: now,
+        };
+        let nodes = [
+            node("node-1", NodeStatus::Approved),
+            node("node-2", NodeStatus::Approved),
+            node("node-3", NodeStatus::Pending),
+        ];
+        let failing = [
+            fail("node-1", "kubelet-anonymous-auth", "4.2.1"),
+            fail("node-2", "kubelet-pod-pids-limit", "4.2.13"),
+        ];
+        let exceptions = [ExceptionRecord {
+            id: 7,
+            check_id: "kubelet-pod-pids-limit".into(),
+            cis: "4.2.13".into(),
+            node: None,
+            until: now + 3 * 86_400,
+            reason: "vendor fix due".into(),
+            created_by: "alice".into(),
+            created_at: now - 10,
+            revoked_at: None,
+            revoked_by: None,
+            revoke_reason: None,
+        }];
+        let view = fleet::evaluate(&nodes, &failing, &exceptions, now);
         let report = FleetReport {
-            generated_at: "2024-05-01T12:00:00Z".into(),
-            summary: NodeCounts {
-                total: 2,
-                approved: 1,
-                pending: 1,
-                ..NodeCounts::default()
-            },
-            nodes: vec![FleetNode {
-                name: "node-1".into(),
-                key_id: "ab".repeat(32),
-                status: NodeStatus::Approved,
-                last_seen: None,
-                failing: vec!["4.2.1".into(), "4.2.4".into()],
-            }],
+            generated_at: view.generated_at,
+            summary: view.counts,
+            nodes: view.nodes,
             checks: vec![CheckCounts {
                 id: "kubelet-anonymous-auth".into(),
                 cis: "4.2.1".into(),
@@ -318,15 +441,32 @@ mod tests {
                 warn: 0,
                 error: 0,
             }],
+            exceptions: view.exceptions,
+            warnings: view.warnings,
         };
         let text = render_fleet_text(&report);
-        assert!(text.contains("2 nodes (1 approved, 1 pending"), "{text}");
-        assert!(text.contains("node-1"), "{text}");
-        assert!(text.contains("4.2.1,4.2.4"), "{text}");
-        assert!(text.contains("kubelet-anonymous-auth"), "{text}");
+        assert!(text.contains("3 nodes (2 approved, 1 pending"), "{text}");
+        assert!(
+            text.contains("1 compliant (1 with exceptions), 1 failing"),
+            "{text}"
+        );
+        let line = |name: &str| text.lines().find(|l| l.starts_with(name)).unwrap_or("");
+        assert!(line("node-1").contains("failing"), "{text}");
+        assert!(line("node-1").contains("4.2.1(critical)"), "{text}");
+        assert!(line("node-2").contains(" ok "), "{text}");
+        assert!(
+            line("node-2").contains("4.2.13(medium, excepted #7)"),
+            "{text}"
+        );
+        assert!(line("node-3").contains("pending"), "{text}");
+        assert!(text.contains("warning: exception 7"), "{text}");
+        assert!(text.contains("critical"), "{text}");
+        assert!(line("#7").contains("vendor fix due"), "{text}");
         let json = serde_json::to_value(&report).unwrap();
-        assert_eq!(json["nodes"][0]["failing"][0], "4.2.1");
-        assert_eq!(json["checks"][0]["fail"], 1);
-        assert_eq!(json["summary"]["total"], 2);
+        assert_eq!(json["nodes"][0]["failing"][0]["cis"], "4.2.1");
+        assert_eq!(json["nodes"][0]["failing"][0]["severity"], "critical");
+        assert_eq!(json["nodes"][1]["health"], "ok");
+        assert_eq!(json["nodes"][1]["failing"][0]["excepted"]["by"], "alice");
+        assert_eq!(json["summary"]["total"], 3);
     }
 }

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod body;
 pub mod enroll;
 pub mod error;
+pub mod fleet;
 pub mod ingest;
 pub mod limits;
 pub mod quota;
@@ -274,6 +275,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/nodes/{name}/reports/{digest}", get(read::get_report))
         .route("/v1/checks/{cis}/failing", get(read::get_failing))
         .route("/v1/drift", get(read::get_drift))
+        .route(
+            "/v1/exceptions",
+            get(read::get_exceptions).post(read::post_exception),
+        )
+        .route("/v1/exceptions/events", get(read::get_exception_events))
+        .route(
+            "/v1/exceptions/{id}/revoke",
+            post(read::post_revoke_exception),
+        )
         .route("/v1/stats", get(get_stats))
         .route("/metrics", get(get_metrics))
         .route("/healthz", get(healthz))

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,9 +18,10 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use super::error::HttpError;
+use super::fleet::{self, ExceptionRequest, ExceptionView, FleetCounts};
 use super::{blocking, now_unix, rfc3339, AppState};
 use crate::accept::parse_time;
-use crate::store::{CheckCounts, NodeCounts, NodeRecord, NodeStatus};
+use crate::store::{CheckCounts, ExceptionEvent, NodeRecord, NodeStatus};
 
 /// The admin token, kept only as its SHA-256 so it can be compared in constant time
 /// whatever the length of what a client sends.
@@ -78,19 +79,7 @@ pub fn authorize(token: Option<&AdminToken>, headers: &HeaderMap) -> Result<(), 
     }
 }
 
-/// A node as the read endpoints show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeView {
-    pub name: String,
-    pub key_id: String,
-    pub status: NodeStatus,
-    /// RFC 3339; `None` until the first accepted statement.
-    pub last_seen: Option<String>,
-    pub last_sequence: u64,
-    /// CIS numbers of failing (or erroring) scored checks in the latest posture.
-    pub failing: Vec<String>,
-    pub stale: bool,
-}
+pub use super::fleet::NodeView;
 
 /// Whether an approved node has been silent for more than 3 of its intervals (or has never
 /// reported), the same rule the store's fleet counters use.
@@ -106,31 +95,16 @@ pub fn is_stale(node: &NodeRecord, now: i64) -> bool {
     }
 }
 
-impl NodeView {
-    /// The views of `nodes` at Unix time `now`, in order.
-    fn all(nodes: &[NodeRecord], now: i64) -> Vec<NodeView> {
-        nodes.iter().map(|n| NodeView::of(n, now)).collect()
-    }
-
-    pub fn of(node: &NodeRecord, now: i64) -> NodeView {
-        NodeView {
-            name: node.name.clone(),
-            key_id: node.key_id.clone(),
-            status: node.status,
-            last_seen: node.last_seen.map(rfc3339),
-            last_sequence: node.last_sequence,
-            failing: node.failing.clone(),
-            stale: is_stale(node, now),
-        }
-    }
-}
-
 /// `GET /v1/fleet`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FleetView {
     pub generated_at: String,
-    pub nodes: NodeCounts,
+    /// With exceptions applied at `generated_at`.
+    pub nodes: FleetCounts,
+    /// Verdicts per check over approved nodes' latest state, excepted failures included.
     pub checks: Vec<CheckCounts>,
+    /// Exceptions about to expire, and active ones that match nothing.
+    pub warnings: Vec<String>,
 }
 
 /// One row of `GET /v1/nodes/{name}/history`.
@@ -182,11 +156,15 @@ pub async fn get_fleet(State(state): State<Arc<AppState>>, headers: HeaderMap) -
         async {
             guard(&state, &headers)?;
             let now = now_unix();
-            let summary = blocking(&state, move |s| Ok(s.fleet_summary(now)?)).await?;
+            let (summary, (counts, warnings)) = blocking(&state, move |s| {
+                Ok((s.fleet_summary(now)?, fleet::counts(s, now)?))
+            })
+            .await?;
             Ok(FleetView {
                 generated_at: rfc3339(now),
-                nodes: summary.nodes,
+                nodes: counts,
                 checks: summary.checks,
+                warnings,
             })
         }
         .await,
@@ -197,8 +175,9 @@ pub async fn get_nodes(State(state): State<Arc<AppState>>, headers: HeaderMap) -
     answer(
         async {
             guard(&state, &headers)?;
-            let nodes = blocking(&state, |s| Ok(s.list_nodes()?)).await?;
-            Ok(NodeView::all(&nodes, now_unix()))
+            let now = now_unix();
+            let view = blocking(&state, move |s| Ok(fleet::read(s, now)?)).await?;
+            Ok(view.nodes)
         }
         .await,
     )
@@ -310,8 +289,16 @@ pub async fn get_failing(
     answer(
         async {
             guard(&state, &headers)?;
-            let nodes = blocking(&state, move |s| Ok(s.failing(&cis)?)).await?;
-            Ok(NodeView::all(&nodes, now_unix()))
+            let meta = fleet::lookup_check(&cis)
+                .ok_or_else(|| HttpError::not_found(fleet::unknown_check(&cis)))?;
+            let now = now_unix();
+            let view = blocking(&state, move |s| Ok(fleet::read(s, now)?)).await?;
+            Ok(view
+                .nodes
+                .into_iter()
+                .filter(|n| n.status == NodeStatus::Approved)
+                .filter(|n| n.failing.iter().any(|f| f.id == meta.id))
+                .collect::<Vec<_>>())
         }
         .await,
     )
@@ -352,6 +339,127 @@ pub async fn get_drift(
                     at: rfc3339(e.at),
                     digest: e.digest,
                 })
+                .collect::<Vec<_>>())
+        }
+        .await,
+    )
+}
+
+// Exceptions: admin-token writes and reads of the collector's own decisions. They never
+// touch the stored reports; the fleet view applies them when it is read.
+
+/// `GET /v1/exceptions`: every exception (active, expired, revoked), by id.
+pub async fn get_exceptions(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    answer(
+        async {
+            guard(&state, &headers)?;
+            let now = now_unix();
+            let view = blocking(&state, move |s| Ok(fleet::read(s, now)?)).await?;
+            Ok(view.exceptions)
+        }
+        .await,
+    )
+}
+
+/// `POST /v1/exceptions` with an [`ExceptionRequest`]: 201 and the new exception.
+pub async fn post_exception(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Json<ExceptionRequest>, JsonRejection>,
+) -> Response {
+    let result = async {
+        guard(&state, &headers)?;
+        let Json(request) = body.map_err(|e| HttpError::bad_request(e.body_text()))?;
+        let now = now_unix();
+        let new = fleet::validate_exception(&request, now).map_err(HttpError::bad_request)?;
+        let record = blocking(&state, move |s| Ok(s.add_exception(&new, now)?)).await?;
+        Ok(ExceptionView::of(&record, now, 0))
+    }
+    .await;
+    match result {
+        Ok(view) => (StatusCode::CREATED, Json(view)).into_response(),
+        Err(e) => answer::<()>(Err(e)),
+    }
+}
+
+/// What `POST /v1/exceptions/{id}/revoke` takes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    pub by: String,
+    pub reason: String,
+}
+
+pub async fn post_revoke_exception(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<RevokeRequest>, JsonRejection>,
+) -> Response {
+    answer(
+        async {
+            guard(&state, &headers)?;
+            let id: i64 = id.parse().map_err(|_| {
+                HttpError::not_found(format!("{id:?} is not an exception id (a number)"))
+            })?;
+            let Json(request) = body.map_err(|e| HttpError::bad_request(e.body_text()))?;
+            let by = fleet::text_field("by", &request.by, fleet::MAX_BY_CHARS)
+                .map_err(HttpError::bad_request)?;
+            let reason = fleet::text_field("reason", &request.reason, fleet::MAX_REASON_CHARS)
+                .map_err(HttpError::bad_request)?;
+            let now = now_unix();
+            let record = blocking(&state, move |s| {
+                Ok(s.revoke_exception(id, &by, &reason, now)?)
+            })
+            .await?
+            .ok_or_else(|| HttpError::not_found(format!("there is no exception {id}")))?;
+            Ok(ExceptionView::of(&record, now, 0))
+        }
+        .await,
+    )
+}
+
+/// One entry of `GET /v1/exceptions/events`, the append-only log of adds and revokes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionEventView {
+    pub exception: i64,
+    /// `add` or `revoke`.
+    pub action: String,
+    /// RFC 3339.
+    pub at: String,
+    pub by: String,
+    pub reason: String,
+    pub check: String,
+    pub node: Option<String>,
+    pub until: String,
+}
+
+impl From<ExceptionEvent> for ExceptionEventView {
+    fn from(e: ExceptionEvent) -> ExceptionEventView {
+        ExceptionEventView {
+            exception: e.exception_id,
+            action: e.action,
+            at: rfc3339(e.at),
+            by: e.by,
+            reason: e.reason,
+            check: e.check_id,
+            node: e.node,
+            until: rfc3339(e.until),
+        }
+    }
+}
+
+pub async fn get_exception_events(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Response {
+    answer(
+        async {
+            guard(&state, &headers)?;
+            let events = blocking(&state, |s| Ok(s.exception_events()?)).await?;
+            Ok(events
+                .into_iter()
+                .map(ExceptionEventView::from)
                 .collect::<Vec<_>>())
         }
         .await,

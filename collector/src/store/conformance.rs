@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 use nodeproof_proto::{Status, Summary};
 
 use super::{
-    Accepted, AcceptedKind, ChainEvent, CheckCounts, CheckState, NodeCounts, NodeKey, NodeRecord,
-    NodeStatus, Store, StoreError, StoreResult,
+    Accepted, AcceptedKind, ChainEvent, CheckCounts, CheckState, FailingCheck, NewException,
+    NodeCounts, NodeKey, NodeRecord, NodeStatus, Store, StoreError, StoreResult,
 };
 
 /// A story: one promise of the `Store` contract, checked on a fresh store.
@@ -34,6 +34,9 @@ pub const STORIES: &[(&str, Story)] = &[
     ("chain_events", chain_events),
     ("chain_events_are_counted", chain_events_are_counted),
     ("pending_claims_and_deletion", pending_claims_and_deletion),
+    ("failing_checks", failing_checks),
+    ("stale_nodes", stale_nodes),
+    ("exceptions", exceptions),
 ];
 
 /// Runs every story, each on a store from `make` (which must return an empty one).
@@ -1481,4 +1484,168 @@ pub fn pending_claims_and_deletion(s: &dyn Store) {
     assert_no_such_node(s.delete_node("ghost"), "deleting an unknown node");
     let summary = ok(s.fleet_summary(1000), "fleet_summary");
     assert_eq!((summary.nodes.total, summary.nodes.pending), (3, 0));
+}
+
+/// `failing_checks`: every failing or erroring check (scored or not) of approved nodes'
+/// latest state, by node then CIS order, with the time it took that status.
+pub fn failing_checks(s: &dyn Store) {
+    let mut agents: Vec<Agent> = ["b", "a", "p", "r"].iter().map(|n| Agent::new(n)).collect();
+    for (i, x) in agents.iter().enumerate() {
+        x.enroll(s, i != 2, 0); // p stays pending
+    }
+    let postures = [
+        vec![check("4.2.10", F), check("4.2.2", E), check("4.2.3", P)], // b
+        vec![unscored("4.2.13", F), check("4.2.1", W)],                 // a: unscored fails
+        vec![check("4.2.1", F)],                                        // p: pending
+        vec![check("4.2.1", F)],                                        // r: revoked below
+    ];
+    let approved: Vec<Accepted> = agents
+        .iter_mut()
+        .zip(postures)
+        .enumerate()
+        .filter(|(i, _)| *i != 2)
+        .map(|(_, (x, p))| x.full(100, p))
+        .collect();
+    commit(s, &approved);
+    ok(s.set_status("r", NodeStatus::Revoked, 150), "revoke r");
+    let got = ok(s.failing_checks(), "failing_checks");
+    let row = |node: &str, cis: &str, status: Status, since_at: i64| FailingCheck {
+        node: node.into(),
+        id: format!("kubelet-{}", cis.replace('.', "-")),
+        cis: cis.into(),
+        status,
+        since_at,
+    };
+    assert_eq!(
+        got,
+        vec![
+            row("a", "4.2.13", F, 100),
+            row("b", "4.2.2", E, 100),
+            row("b", "4.2.10", F, 100),
+        ],
+        "approved nodes only, unscored too, errors too, warn and pass not"
+    );
+    // The latest state only; a check that stays failing keeps its since_at.
+    let b = &mut agents[0];
+    commit(
+        s,
+        &[b.full(300, vec![check("4.2.10", F), check("4.2.2", P)])],
+    );
+    let got = ok(s.failing_checks(), "failing_checks");
+    assert_eq!(
+        got,
+        vec![row("a", "4.2.13", F, 100), row("b", "4.2.10", F, 100)],
+        "after b's next report"
+    );
+}
+
+/// Exceptions: add (node or all), list, revoke once, and the append-only log of both.
+pub fn exceptions(s: &dyn Store) {
+    Agent::new("node-a").enroll(s, true, 0);
+    let new = |node: Option<&str>, until: i64| NewException {
+        check_id: "kubelet-pod-pids-limit".into(),
+        cis: "4.2.13".into(),
+        node: node.map(str::to_string),
+        until,
+        reason: "vendor fix due".into(),
+        by: "alice".into(),
+    };
+    assert!(ok(s.exceptions(), "exceptions").is_empty());
+    let one = ok(s.add_exception(&new(Some("node-a"), 5000), 100), "add");
+    assert_eq!(one.node.as_deref(), Some("node-a"));
+    assert_eq!((one.until, one.created_at), (5000, 100));
+    assert_eq!(one.created_by, "alice");
+    assert_eq!(one.revoked_at, None);
+    assert!(
+        one.active(4999) && !one.active(5000),
+        "ends at until, exclusive"
+    );
+    let two = ok(s.add_exception(&new(None, 9000), 200), "add for all nodes");
+    assert!(two.id > one.id, "ids increase");
+    assert!(two.covers("any-node", "kubelet-pod-pids-limit"));
+    assert!(!one.covers("node-b", "kubelet-pod-pids-limit"));
+    assert!(!one.covers("node-a", "kubelet-anonymous-auth"));
+
+    // A node that is not enrolled: refused, nothing recorded.
+    assert_no_such_node(
+        s.add_exception(&new(Some("nobody"), 5000), 300),
+        "unknown node",
+    );
+    assert_eq!(
+        ok(s.exceptions(), "exceptions"),
+        vec![one.clone(), two.clone()]
+    );
+
+    let revoked = ok(s.revoke_exception(one.id, "bob", "fixed", 400), "revoke")
+        .expect("the exception exists");
+    assert_eq!(revoked.revoked_at, Some(400));
+    assert_eq!(revoked.revoked_by.as_deref(), Some("bob"));
+    assert_eq!(revoked.revoke_reason.as_deref(), Some("fixed"));
+    assert!(!revoked.active(401));
+    assert_conflict(
+        s.revoke_exception(one.id, "bob", "again", 500),
+        "revoke twice",
+    );
+    assert_eq!(
+        ok(
+            s.revoke_exception(one.id + 1000, "bob", "x", 500),
+            "revoke unknown"
+        ),
+        None
+    );
+    let all = ok(s.exceptions(), "exceptions");
+    assert_eq!(all, vec![revoked, two.clone()], "revoked ones are kept");
+
+    let log = ok(s.exception_events(), "exception_events");
+    let summary: Vec<(i64, &str, i64, &str, &str)> = log
+        .iter()
+        .map(|e| {
+            (
+                e.exception_id,
+                e.action.as_str(),
+                e.at,
+                e.by.as_str(),
+                e.reason.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (one.id, "add", 100, "alice", "vendor fix due"),
+            (two.id, "add", 200, "alice", "vendor fix due"),
+            (one.id, "revoke", 400, "bob", "fixed"),
+        ],
+        "every add and revoke, in order, and nothing for refused ones"
+    );
+    assert_eq!(log[0].node.as_deref(), Some("node-a"));
+    assert_eq!((log[1].node.as_deref(), log[1].until), (None, 9000));
+    assert_eq!(log[2].check_id, "kubelet-pod-pids-limit");
+}
+
+/// `stale_nodes(now)`: approved nodes silent for more than 3 intervals, or never reported.
+pub fn stale_nodes(s: &dyn Store) {
+    let mut quiet = Agent::with_interval("quiet", 100);
+    let mut fresh = Agent::with_interval("fresh", 100);
+    let never = Agent::new("never");
+    let pending = Agent::new("pending");
+    for x in [&quiet, &fresh, &never] {
+        x.enroll(s, true, 0);
+    }
+    pending.enroll(s, false, 0);
+    commit(s, &[quiet.full(1000, vec![check("4.2.1", F)])]);
+    commit(s, &[fresh.full(1000, vec![check("4.2.1", P)])]);
+    assert_eq!(
+        ok(s.stale_nodes(1300), "stale"),
+        ["never"],
+        "300 s is 3 intervals"
+    );
+    commit(s, &[fresh.unchanged(1250)]);
+    assert_eq!(
+        ok(s.stale_nodes(1301), "stale"),
+        ["never", "quiet"],
+        "by name; a failing node is stale too; pending nodes are not"
+    );
+    let summary = ok(s.fleet_summary(1301), "summary");
+    assert_eq!(summary.nodes.stale, 2, "the same rule as fleet_summary");
 }

@@ -253,6 +253,9 @@ pub struct DriftEvent {
     pub digest: String,
 }
 
+/// The store's own counters (scored failures, stale nodes not counted as failing). The fleet
+/// view that users see (`server::fleet`) judges every failure and applies exceptions at read
+/// time instead; these stay for the scale measurement and the counters' consistency checks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct NodeCounts {
     pub total: u64,
@@ -282,6 +285,75 @@ pub struct FleetSummary {
     pub nodes: NodeCounts,
     /// Over approved nodes' latest state, in CIS order.
     pub checks: Vec<CheckCounts>,
+}
+
+/// A failing (or erroring) check in an approved node's latest state: every check, scored
+/// or not. `id` and `cis` are as the node reported them; the fleet view takes severity
+/// from the collector's own catalogue by `id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailingCheck {
+    pub node: String,
+    pub id: String,
+    pub cis: String,
+    pub status: Status,
+    /// When the check took this status (the collector's receive time).
+    pub since_at: i64,
+}
+
+/// An exception to record: `check_id` and `cis` come from the collector's catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewException {
+    pub check_id: String,
+    pub cis: String,
+    /// `None`: every node.
+    pub node: Option<String>,
+    /// Unix seconds; the exception applies while `now < until`.
+    pub until: i64,
+    pub reason: String,
+    pub by: String,
+}
+
+/// A recorded exception (waiver). Never deleted: a revoked one keeps who, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionRecord {
+    pub id: i64,
+    pub check_id: String,
+    pub cis: String,
+    pub node: Option<String>,
+    pub until: i64,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    pub revoked_by: Option<String>,
+    pub revoke_reason: Option<String>,
+}
+
+impl ExceptionRecord {
+    /// Whether it excepts failures at Unix time `now`: not revoked and not yet expired.
+    pub fn active(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && now < self.until
+    }
+
+    /// Whether it covers `check_id` on `node`.
+    pub fn covers(&self, node: &str, check_id: &str) -> bool {
+        self.check_id == check_id && self.node.as_deref().is_none_or(|n| n == node)
+    }
+}
+
+/// One entry of the append-only exception log: an add or a revoke.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionEvent {
+    pub id: i64,
+    pub exception_id: i64,
+    /// `add` or `revoke`.
+    pub action: String,
+    pub at: i64,
+    pub by: String,
+    pub reason: String,
+    pub check_id: String,
+    pub node: Option<String>,
+    pub until: i64,
 }
 
 /// The storage every backend provides. Implementations must make `commit` atomic (all of
@@ -379,9 +451,33 @@ pub trait Store: Send + Sync {
     fn envelope(&self, digest: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Approved nodes whose latest state has this check failing (or in error).
     fn failing(&self, cis: &str) -> StoreResult<Vec<NodeRecord>>;
+    /// Names of approved nodes that are stale at `now`: silent for more than 3 of their
+    /// intervals, or never reported (the rule of `fleet_summary`'s `stale`).
+    fn stale_nodes(&self, now: i64) -> StoreResult<Vec<String>>;
+    /// Every failing or erroring check of approved nodes' latest state (scored or not),
+    /// by node name, then CIS order.
+    fn failing_checks(&self) -> StoreResult<Vec<FailingCheck>>;
     /// Check changes accepted at or after `since` (the collector's receive time, so a report
     /// delivered late is not missed by a poller), oldest first.
     fn drift(&self, since: i64) -> StoreResult<Vec<DriftEvent>>;
+    // Exceptions.
+    /// Records an exception and its `add` event together. NoSuchNode when `node` names no
+    /// enrolled node (a typo would otherwise except nothing, silently).
+    fn add_exception(&self, new: &NewException, now: i64) -> StoreResult<ExceptionRecord>;
+    /// Revokes an exception and records the `revoke` event together; `None` when there is
+    /// no exception `id`, Conflict when it is already revoked.
+    fn revoke_exception(
+        &self,
+        id: i64,
+        by: &str,
+        reason: &str,
+        now: i64,
+    ) -> StoreResult<Option<ExceptionRecord>>;
+    /// Every exception ever added (revoked and expired ones too), by id.
+    fn exceptions(&self) -> StoreResult<Vec<ExceptionRecord>>;
+    /// The exception log, oldest first.
+    fn exception_events(&self) -> StoreResult<Vec<ExceptionEvent>>;
+
     /// Stored bytes, for the storage-growth measurement.
     fn size_bytes(&self) -> StoreResult<u64>;
 

@@ -42,9 +42,9 @@ use rusqlite::{
 };
 
 use super::{
-    Accepted, AcceptedKind, ChainEvent, CheckCounts, CheckState, DriftEvent, FleetSummary,
-    HistoryEntry, NodeCounts, NodeKey, NodeRecord, NodeStatus, PendingClaim, Store, StoreError,
-    StoreResult,
+    Accepted, AcceptedKind, ChainEvent, CheckCounts, CheckState, DriftEvent, ExceptionEvent,
+    ExceptionRecord, FailingCheck, FleetSummary, HistoryEntry, NewException, NodeCounts, NodeKey,
+    NodeRecord, NodeStatus, PendingClaim, Store, StoreError, StoreResult,
 };
 
 /// One schema change, embedded from `migrations/sqlite/NNNN_name.sql`.
@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "ingest_hardening",
         sql: include_str!("../../migrations/sqlite/0002_ingest_hardening.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "exceptions",
+        sql: include_str!("../../migrations/sqlite/0003_exceptions.sql"),
     },
 ];
 
@@ -2008,6 +2013,135 @@ impl Store for SqliteStore {
         })
     }
 
+    fn stale_nodes(&self, now: i64) -> StoreResult<Vec<String>> {
+        // Two index ranges of nodes_fleet per failing_any, as in fleet_summary.
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT name FROM nodes WHERE status = 'approved' AND failing_any IN (0, 1)
+                     AND stale_after < ?1
+                 UNION ALL
+                 SELECT name FROM nodes WHERE status = 'approved' AND failing_any IN (0, 1)
+                     AND stale_after IS NULL
+                 ORDER BY 1",
+            )?;
+            let rows = stmt.query_map([now], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn failing_checks(&self) -> StoreResult<Vec<FailingCheck>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT k.node, k.id, k.cis, k.status, k.since_at
+                 FROM node_checks k JOIN nodes n ON n.name = k.node
+                 WHERE k.status IN ('fail', 'error') AND n.status = 'approved'",
+            )?;
+            let mut rows: Vec<FailingCheck> = stmt
+                .query_map([], |r| {
+                    Ok(FailingCheck {
+                        node: r.get(0)?,
+                        id: r.get(1)?,
+                        cis: r.get(2)?,
+                        status: get_status(r, 3)?,
+                        since_at: r.get(4)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            rows.sort_by(|a, b| a.node.cmp(&b.node).then(cis_order(&a.cis, &b.cis)));
+            Ok(rows)
+        })
+    }
+
+    fn add_exception(&self, new: &NewException, now: i64) -> StoreResult<ExceptionRecord> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(node) = &new.node {
+            if !node_exists(&tx, node)? {
+                return Err(StoreError::NoSuchNode(node.clone()));
+            }
+        }
+        tx.prepare_cached(
+            "INSERT INTO exceptions (check_id, cis, node, until_at, reason, created_by,
+                                     created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            new.check_id,
+            new.cis,
+            new.node,
+            new.until,
+            new.reason,
+            new.by,
+            now
+        ])?;
+        let id = tx.last_insert_rowid();
+        let record = exception_by_id(&tx, id)?
+            .ok_or_else(|| StoreError::Backend(format!("exception {id} vanished")))?;
+        exception_event(&tx, &record, "add", now, &new.by, &new.reason)?;
+        tx.commit()?;
+        Ok(record)
+    }
+
+    fn revoke_exception(
+        &self,
+        id: i64,
+        by: &str,
+        reason: &str,
+        now: i64,
+    ) -> StoreResult<Option<ExceptionRecord>> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(current) = exception_by_id(&tx, id)? else {
+            return Ok(None);
+        };
+        if let Some(at) = current.revoked_at {
+            return Err(StoreError::Conflict(format!(
+                "exception {id} was already revoked (at Unix time {at} by {})",
+                current.revoked_by.as_deref().unwrap_or("?")
+            )));
+        }
+        tx.prepare_cached(
+            "UPDATE exceptions SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4
+             WHERE id = ?1",
+        )?
+        .execute(params![id, now, by, reason])?;
+        exception_event(&tx, &current, "revoke", now, by, reason)?;
+        let record = exception_by_id(&tx, id)?;
+        tx.commit()?;
+        Ok(record)
+    }
+
+    fn exceptions(&self) -> StoreResult<Vec<ExceptionRecord>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!("{SELECT_EXCEPTION} ORDER BY id"))?;
+            let rows = stmt.query_map([], exception_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn exception_events(&self) -> StoreResult<Vec<ExceptionEvent>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, exception_id, action, at, by, reason, check_id, node, until_at
+                 FROM exception_events ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ExceptionEvent {
+                    id: r.get(0)?,
+                    exception_id: r.get(1)?,
+                    action: r.get(2)?,
+                    at: r.get(3)?,
+                    by: r.get(4)?,
+                    reason: r.get(5)?,
+                    check_id: r.get(6)?,
+                    node: r.get(7)?,
+                    until: r.get(8)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
     fn size_bytes(&self) -> StoreResult<u64> {
         // The logical size (pages in use or free, including those still in the WAL): what
         // the file is once checkpointed.
@@ -2027,6 +2161,50 @@ impl Store for SqliteStore {
     fn health(&self, min_free_bytes: u64) -> super::StoreHealth {
         self.file_health(min_free_bytes)
     }
+}
+
+const SELECT_EXCEPTION: &str = "SELECT id, check_id, cis, node, until_at, reason, created_by,
+        created_at, revoked_at, revoked_by, revoke_reason FROM exceptions";
+
+fn exception_from_row(r: &Row<'_>) -> rusqlite::Result<ExceptionRecord> {
+    Ok(ExceptionRecord {
+        id: r.get(0)?,
+        check_id: r.get(1)?,
+        cis: r.get(2)?,
+        node: r.get(3)?,
+        until: r.get(4)?,
+        reason: r.get(5)?,
+        created_by: r.get(6)?,
+        created_at: r.get(7)?,
+        revoked_at: r.get(8)?,
+        revoked_by: r.get(9)?,
+        revoke_reason: r.get(10)?,
+    })
+}
+
+fn exception_by_id(conn: &Connection, id: i64) -> StoreResult<Option<ExceptionRecord>> {
+    let mut stmt = conn.prepare_cached(&format!("{SELECT_EXCEPTION} WHERE id = ?1"))?;
+    Ok(stmt.query_row([id], exception_from_row).optional()?)
+}
+
+/// Appends one entry to the exception log (inside the caller's transaction).
+fn exception_event(
+    tx: &Transaction<'_>,
+    e: &ExceptionRecord,
+    action: &str,
+    at: i64,
+    by: &str,
+    reason: &str,
+) -> StoreResult<()> {
+    tx.prepare_cached(
+        "INSERT INTO exception_events (exception_id, action, at, by, reason, check_id, node,
+                                       until_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        e.id, action, at, by, reason, e.check_id, e.node, e.until
+    ])?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -166,6 +166,20 @@ impl TestServer {
         self.get(path, Some(ADMIN_TOKEN)).await
     }
 
+    /// POSTs JSON with `token` as the bearer token (None: no Authorization header).
+    pub async fn post_json(&self, path: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.client.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body read");
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("answer is not JSON ({e}): {status} {text:?}"));
+        (status, json)
+    }
+
     pub fn node(&self, name: &str) -> NodeRecord {
         self.store
             .node(name)
@@ -541,5 +555,33 @@ impl Store for FlakyStore {
     }
     fn size_bytes(&self) -> store::StoreResult<u64> {
         self.inner.size_bytes()
+    }
+    fn stale_nodes(&self, now: i64) -> store::StoreResult<Vec<String>> {
+        self.inner.stale_nodes(now)
+    }
+    fn failing_checks(&self) -> store::StoreResult<Vec<store::FailingCheck>> {
+        self.inner.failing_checks()
+    }
+    fn add_exception(
+        &self,
+        new: &store::NewException,
+        now: i64,
+    ) -> store::StoreResult<store::ExceptionRecord> {
+        self.inner.add_exception(new, now)
+    }
+    fn revoke_exception(
+        &self,
+        id: i64,
+        by: &str,
+        reason: &str,
+        now: i64,
+    ) -> store::StoreResult<Option<store::ExceptionRecord>> {
+        self.inner.revoke_exception(id, by, reason, now)
+    }
+    fn exceptions(&self) -> store::StoreResult<Vec<store::ExceptionRecord>> {
+        self.inner.exceptions()
+    }
+    fn exception_events(&self) -> store::StoreResult<Vec<store::ExceptionEvent>> {
+        self.inner.exception_events()
     }
 }
