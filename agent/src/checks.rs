@@ -714,7 +714,9 @@ fn tls_cipher_suites(eff: &Effective) -> Result<Verdict, String> {
             PATH,
             false,
             "Unset: the kubelet uses Go's default suites for TLS 1.2, which include some \
-             outside the CIS list (for example TLS_RSA_* without forward secrecy).",
+             outside the CIS list: the ECDHE CBC-SHA1 suites in every Go release, and TLS_RSA_* \
+             without forward secrecy in binaries built with Go before 1.22 or with \
+             GODEBUG=tlsrsakex=1 (crypto/tls defaultCipherSuites).",
         ));
     }
     let weak: Vec<&str> = suites
