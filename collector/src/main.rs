@@ -355,6 +355,10 @@ fn run(command: Command) -> anyhow::Result<()> {
                 Format::Text => {
                     let nodes = store.list_nodes().context("cannot list nodes")?;
                     print!("{}", admin::render_nodes_text(&nodes, now));
+                    let claims = store
+                        .pending_claims()
+                        .context("cannot read pending claims")?;
+                    print!("{}", admin::render_claims_text(&claims));
                 }
                 Format::Json => {
                     let view = fleet::read(store.as_ref(), now).context("cannot list nodes")?;
@@ -365,17 +369,21 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Nodes(NodesCommand::Approve { name, key_id, db }) => {
             let store = open(&db)?;
-            let claim = store
+            let claims: Vec<_> = store
                 .pending_claims()
                 .context("cannot read pending nodes")?
                 .into_iter()
-                .find(|c| c.name == name);
-            if let Some(c) = &claim {
+                .filter(|c| c.name == name)
+                .collect();
+            for c in &claims {
                 eprintln!("{}", admin::describe_claim(c));
             }
             let node = store
                 .approve(&name, key_id.as_deref(), now)
                 .with_context(|| format!("cannot approve node {}", escape(&name)))?;
+            for c in claims.iter().filter(|c| c.key_id != node.key_id) {
+                eprintln!("dropped: {}", admin::describe_claim(c));
+            }
             eprintln!(
                 "node {} (key {}) is now {}",
                 escape(&node.name),

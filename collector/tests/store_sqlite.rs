@@ -51,6 +51,8 @@ stories!(
     chain_events,
     chain_events_are_counted,
     pending_claims_and_deletion,
+    several_claims_on_a_pending_name,
+    claims_expire_one_by_one,
     failing_checks,
     stale_nodes,
     exceptions,

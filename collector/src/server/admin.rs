@@ -111,6 +111,35 @@ pub fn describe_claim(claim: &crate::store::PendingClaim) -> String {
     )
 }
 
+/// Every pending claim, one a line with the full key id (what `nodes approve --key-id`
+/// takes) and where and when it came from; empty when there are none. A name with several
+/// claims has been claimed by more than one key: only one of them is the real node.
+pub fn render_claims_text(claims: &[crate::store::PendingClaim]) -> String {
+    if claims.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<Vec<String>> = claims
+        .iter()
+        .map(|c| {
+            let n = claims.iter().filter(|o| o.name == c.name).count();
+            vec![
+                c.name.clone(),
+                c.key_id.clone(),
+                c.source.clone().unwrap_or_else(|| "-".to_string()),
+                rfc3339(c.claimed_at),
+                n.to_string(),
+            ]
+        })
+        .collect();
+    format!(
+        "\npending claims (approve one with `nodes approve NODE --key-id KEY`):\n{}",
+        table(
+            &["NODE", "KEY ID", "SOURCE", "CLAIMED AT", "CLAIMS ON NODE"],
+            &rows
+        )
+    )
+}
+
 /// A plain-text table, columns padded to their widest cell. Cells hold what nodes sent
 /// (names, key ids): control characters in them are escaped, so a node cannot rewrite an
 /// operator's terminal.

@@ -32,6 +32,35 @@ fn existing_pending_count(store: &dyn crate::store::Store) -> Result<usize, Stor
     Ok(store.pending_claims()?.len())
 }
 
+fn too_many_pending(max_pending: usize) -> HttpError {
+    HttpError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too_many_pending",
+        format!(
+            "{max_pending} claims are already waiting for approval, the collector's limit: \
+             enrol with a bootstrap token, or ask an operator to approve or delete pending \
+             nodes (`nodeproof-collector nodes list`)"
+        ),
+    )
+}
+
+fn key_taken(name: &str) -> HttpError {
+    HttpError::new(
+        StatusCode::CONFLICT,
+        "key_taken",
+        format!("this key is already enrolled as (or claims) node {name:?}: each node needs its own key"),
+    )
+}
+
+fn key_taken_by_enrolled(
+    store: &dyn crate::store::Store,
+    kid: &str,
+) -> Result<HttpError, StoreError> {
+    Ok(key_taken(
+        &store.node_by_key(kid)?.map(|n| n.name).unwrap_or_default(),
+    ))
+}
+
 /// Enrolment and rotation bodies are a key and a few strings.
 const MAX_REQUEST: usize = 64 * 1024;
 
@@ -247,15 +276,42 @@ async fn enroll(
         for claim in store.expire_pending(now - quotas.pending_ttl_secs)? {
             tracing::info!(node = %escape(&claim.name), key_id = %escape(&claim.key_id), source = %escape(claim.source.as_deref().unwrap_or("-")), "pending enrolment expired");
         }
+        // Read once: bounded by the cap, and needed for the cap, the key's other claims and
+        // the log of the claims a decision drops.
+        let claims = store.pending_claims()?;
         // Checked before the token is spent, so a conflicting or repeated enrolment does
         // not use up a bootstrap token.
         let mut takes_over = None;
+        if let Some(other) = claims.iter().find(|c| c.key_id == kid && c.name != node) {
+            return Err(key_taken(&other.name));
+        }
         if let Some(existing) = store.node(&node)? {
             if existing.key_id != kid {
                 // Only a claim: a valid token outranks it, so whoever sends a name first
                 // cannot keep the real node out.
                 if existing.status == NodeStatus::Pending && token_hash.is_some() {
                     takes_over = Some(existing);
+                } else if existing.status == NodeStatus::Pending {
+                    // Another claim on a pending name: recorded next to the first, so a
+                    // squatter's earlier claim cannot keep the real node's from the
+                    // operator, who picks one with `nodes approve NAME --key-id`.
+                    if claims.iter().any(|c| c.key_id == kid) {
+                        return Ok(existing);
+                    }
+                    if store.node_by_key(&kid)?.is_some() {
+                        return Err(key_taken_by_enrolled(store, &kid)?);
+                    }
+                    if claims.len() >= quotas.max_pending {
+                        return Err(too_many_pending(quotas.max_pending));
+                    }
+                    match store.add_claim(&node, &kid, &public_key, &source, now) {
+                        Err(StoreError::Conflict(message)) => {
+                            return Err(HttpError::new(StatusCode::CONFLICT, "name_taken", message))
+                        }
+                        other => other?,
+                    }
+                    tracing::warn!(node = %escape(&node), key_id = %kid, source = %escape(&source), first_key_id = %escape(&existing.key_id), "another key claims a pending name: approve the real one with `nodes approve --key-id`");
+                    return Ok(existing);
                 } else {
                     return Err(HttpError::new(
                         StatusCode::CONFLICT,
@@ -274,15 +330,8 @@ async fn enroll(
             } else if existing.status != NodeStatus::Pending {
                 return Ok(existing);
             }
-        } else if let Some(other) = store.node_by_key(&kid)? {
-            return Err(HttpError::new(
-                StatusCode::CONFLICT,
-                "key_taken",
-                format!(
-                    "this key is already enrolled as node {:?}: each node needs its own key",
-                    other.name
-                ),
-            ));
+        } else if store.node_by_key(&kid)?.is_some() {
+            return Err(key_taken_by_enrolled(store, &kid)?);
         }
         let approved = match &token_hash {
             Some(hash) => {
@@ -300,28 +349,19 @@ async fn enroll(
             None => false,
         };
         if let Some(claim) = takes_over {
-            let claimed_from = store
-                .pending_claims()?
-                .into_iter()
-                .find(|c| c.name == claim.name)
-                .and_then(|c| c.source);
             match store.delete_node(&claim.name) {
                 Ok(_) | Err(StoreError::NoSuchNode(_)) => {}
                 Err(e) => return Err(e.into()),
             }
-            tracing::warn!(node = %escape(&node), claim_key_id = %escape(&claim.key_id), claim_source = %escape(claimed_from.as_deref().unwrap_or("-")), new_key_id = %kid, "a pending claim on this name was replaced by an enrolment with a valid token");
+        }
+        if approved {
+            // A token decides the name: every other claim on it is dropped, on record.
+            for c in claims.iter().filter(|c| c.name == node && c.key_id != kid) {
+                tracing::warn!(node = %escape(&node), claim_key_id = %escape(&c.key_id), claim_source = %escape(c.source.as_deref().unwrap_or("-")), new_key_id = %kid, "a pending claim on this name was dropped by an enrolment with a valid token");
+            }
         }
         if !approved && existing_pending_count(store)? >= quotas.max_pending {
-            return Err(HttpError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too_many_pending",
-                format!(
-                    "{} nodes are already waiting for approval, the collector's limit: enrol \
-                     with a bootstrap token, or ask an operator to approve or delete pending \
-                     nodes (`nodeproof-collector nodes list`)",
-                    quotas.max_pending
-                ),
-            ));
+            return Err(too_many_pending(quotas.max_pending));
         }
         let record = match store.enroll(&node, &kid, &public_key, approved, now) {
             // Lost a race with another enrolment of the same name.

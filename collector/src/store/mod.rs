@@ -430,18 +430,35 @@ pub trait Store: Send + Sync {
     fn chain_events(&self, node: &str) -> StoreResult<Vec<ChainEvent>>;
 
     // Pending enrolments and names.
-    /// Every pending node, oldest claim first.
+    /// Every pending claim, oldest first: each pending node's, and the later claims other
+    /// keys made on a pending name (several per name).
     fn pending_claims(&self) -> StoreResult<Vec<PendingClaim>>;
+    /// Records another key's claim on a name that is pending with a different key, so a
+    /// squatter's earlier claim cannot keep the real node's claim from the operator. The
+    /// same key again is a no-op. Conflict when the name is not pending or the key belongs
+    /// to (or claims) another node; NoSuchNode for an unknown name.
+    fn add_claim(
+        &self,
+        name: &str,
+        key_id: &str,
+        public_key: &str,
+        source: &str,
+        now: i64,
+    ) -> StoreResult<()>;
     /// Notes the peer address of the claim when `name` is pending with `key_id`.
     fn set_claim_source(&self, name: &str, key_id: &str, source: &str) -> StoreResult<()>;
-    /// Deletes (as [`Store::delete_node`]) every pending node enrolled before
-    /// `enrolled_before`, and returns them.
+    /// Drops every pending claim made before `enrolled_before` and returns them. A pending
+    /// node whose claim expired is deleted (as [`Store::delete_node`]), unless a later claim
+    /// on its name is still live: that one becomes the pending node.
     fn expire_pending(&self, enrolled_before: i64) -> StoreResult<Vec<PendingClaim>>;
-    /// Deletes a pending or revoked node with its keys and everything stored about it, so
-    /// the name can be enrolled again; an approved node is a Conflict (revoke it first).
+    /// Deletes a pending or revoked node with its keys, every claim on its name and
+    /// everything stored about it, so the name can be enrolled again; an approved node is a
+    /// Conflict (revoke it first).
     fn delete_node(&self, name: &str) -> StoreResult<NodeRecord>;
-    /// Approves a pending node; with `key_id`, only if that is its key (Conflict
-    /// otherwise). A revoked node is a Conflict; an approved one is left as it is.
+    /// Approves a pending node and drops the other claims on its name. With several claims
+    /// `key_id` must say which (Conflict without it); with `key_id`, only that claim's key
+    /// is approved (Conflict when no claim on the name has it). A revoked node is a
+    /// Conflict; an approved one is left as it is.
     fn approve(&self, name: &str, key_id: Option<&str>, now: i64) -> StoreResult<NodeRecord>;
 
     // Queries.

@@ -72,6 +72,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "exceptions",
         sql: include_str!("../../migrations/sqlite/0003_exceptions.sql"),
     },
+    Migration {
+        version: 4,
+        name: "claims",
+        sql: include_str!("../../migrations/sqlite/0004_claims.sql"),
+    },
 ];
 
 /// How long a connection waits for another one's lock (another process writing, a
@@ -1090,6 +1095,11 @@ fn change_status(
          WHERE name = ?1",
     )?
     .execute(params![name, to.as_str(), now])?;
+    if from == NodeStatus::Pending && to != NodeStatus::Pending {
+        // The name is decided: the other claims on it are void.
+        tx.prepare_cached("DELETE FROM extra_claims WHERE name = ?1")?
+            .execute([name])?;
+    }
     let was = from == NodeStatus::Approved;
     let is = to == NodeStatus::Approved;
     if was != is {
@@ -1100,9 +1110,69 @@ fn change_status(
     Ok(())
 }
 
+/// The node a key belongs to, or the name it claims (a later pending claim).
 fn key_owner(conn: &Connection, key_id: &str) -> StoreResult<Option<String>> {
-    let mut stmt = conn.prepare_cached("SELECT node FROM node_keys WHERE key_id = ?1")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT node FROM node_keys WHERE key_id = ?1
+         UNION ALL SELECT name FROM extra_claims WHERE key_id = ?1 LIMIT 1",
+    )?;
     Ok(stmt.query_row([key_id], |r| r.get(0)).optional()?)
+}
+
+/// Every pending claim on `name`, oldest first: the pending `nodes` row, then the later
+/// claims of other keys.
+fn claims_of(conn: &Connection, name: &str) -> StoreResult<Vec<PendingClaim>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, key_id, claim_source, enrolled_at FROM nodes
+             WHERE name = ?1 AND status = 'pending'
+         UNION ALL
+         SELECT name, key_id, source, claimed_at FROM extra_claims WHERE name = ?1
+         ORDER BY 4, 2",
+    )?;
+    let rows = stmt.query_map([name], pending_claim_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A later claim: its key's PEM, source and time.
+fn extra_claim(
+    conn: &Connection,
+    name: &str,
+    key_id: &str,
+) -> StoreResult<Option<(String, Option<String>, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT public_key, source, claimed_at FROM extra_claims WHERE name = ?1 AND key_id = ?2",
+    )?;
+    Ok(stmt
+        .query_row([name, key_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?)
+}
+
+/// Makes the later claim `key_id` the name's only claim: the pending row (never reported,
+/// so nothing but the claim is lost) is replaced by one with that key, pending or approved.
+fn promote_claim(
+    tx: &Transaction<'_>,
+    name: &str,
+    key_id: &str,
+    approved: bool,
+    now: i64,
+) -> StoreResult<NodeRecord> {
+    let (public_key, source, claimed_at) =
+        extra_claim(tx, name, key_id)?.ok_or_else(|| StoreError::NoSuchNode(name.into()))?;
+    // Drops every claim on the name, this one too, so its key is free to enrol.
+    delete_node_in(tx, name)?;
+    let node = enroll_in(
+        tx,
+        name,
+        key_id,
+        &public_key,
+        approved,
+        if approved { now } else { claimed_at },
+    )?;
+    if !approved {
+        tx.prepare_cached("UPDATE nodes SET claim_source = ?2 WHERE name = ?1")?
+            .execute(params![name, source])?;
+    }
+    Ok(node)
 }
 
 fn enroll_in(
@@ -1152,6 +1222,23 @@ fn enroll_in(
     node_named(tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()))
 }
 
+fn insert_extra_claim(
+    tx: &Transaction<'_>,
+    name: &str,
+    key_id: &str,
+    public_key: &str,
+    source: Option<&str>,
+    claimed_at: i64,
+) -> StoreResult<()> {
+    tx.prepare_cached(
+        "INSERT INTO extra_claims (key_id, name, public_key, source, claimed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![key_id, name, public_key, source, claimed_at])
+    .map_err(|e| conflict_or(e, || format!("cannot record a claim on node {name}")))?;
+    Ok(())
+}
+
 fn pending_claim_from_row(r: &Row<'_>) -> rusqlite::Result<PendingClaim> {
     Ok(PendingClaim {
         name: r.get(0)?,
@@ -1174,6 +1261,8 @@ fn delete_node_in(tx: &Transaction<'_>, name: &str) -> StoreResult<NodeRecord> {
     let failing_any: bool = tx
         .prepare_cached("SELECT failing_any FROM nodes WHERE name = ?1")?
         .query_row([name], |r| r.get(0))?;
+    tx.prepare_cached("DELETE FROM extra_claims WHERE name = ?1")?
+        .execute([name])?;
     for table in [
         "chain_events",
         "drift",
@@ -1786,7 +1875,10 @@ impl Store for SqliteStore {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT name, key_id, claim_source, enrolled_at FROM nodes
-                 WHERE status = 'pending' ORDER BY enrolled_at, name",
+                     WHERE status = 'pending'
+                 UNION ALL
+                 SELECT name, key_id, source, claimed_at FROM extra_claims
+                 ORDER BY 4, 1, 2",
             )?;
             let rows = stmt.query_map([], pending_claim_from_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -1803,12 +1895,44 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn add_claim(
+        &self,
+        name: &str,
+        key_id: &str,
+        public_key: &str,
+        source: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let node = node_named(&tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()))?;
+        if node.status != NodeStatus::Pending {
+            return Err(StoreError::Conflict(format!(
+                "node {name} is {}: only a pending name takes more claims",
+                node.status.as_str()
+            )));
+        }
+        if node.key_id == key_id || extra_claim(&tx, name, key_id)?.is_some() {
+            return Ok(());
+        }
+        if let Some(owner) = key_owner(&tx, key_id)? {
+            return Err(StoreError::Conflict(format!(
+                "key {key_id} already belongs to (or claims) node {owner}; every node needs \
+                 its own key"
+            )));
+        }
+        insert_extra_claim(&tx, name, key_id, public_key, Some(source), now)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     fn expire_pending(&self, enrolled_before: i64) -> StoreResult<Vec<PendingClaim>> {
         // Asked on every enrolment: a read first, so the writer (which the ingest path
         // shares) is only taken when there is something to drop.
         let any = self.read(|c| {
             Ok(c.prepare_cached(
-                "SELECT 1 FROM nodes WHERE status = 'pending' AND enrolled_at < ?1 LIMIT 1",
+                "SELECT 1 FROM nodes WHERE status = 'pending' AND enrolled_at < ?1
+                     UNION ALL SELECT 1 FROM extra_claims WHERE claimed_at < ?1 LIMIT 1",
             )?
             .exists([enrolled_before])?)
         })?;
@@ -1817,7 +1941,17 @@ impl Store for SqliteStore {
         }
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let expired: Vec<PendingClaim> = {
+        let mut expired: Vec<PendingClaim> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT name, key_id, source, claimed_at FROM extra_claims
+                 WHERE claimed_at < ?1 ORDER BY claimed_at",
+            )?;
+            let rows = stmt.query_map([enrolled_before], pending_claim_from_row)?;
+            rows.collect::<Result<_, _>>()?
+        };
+        tx.prepare_cached("DELETE FROM extra_claims WHERE claimed_at < ?1")?
+            .execute([enrolled_before])?;
+        let first: Vec<PendingClaim> = {
             let mut stmt = tx.prepare_cached(
                 "SELECT name, key_id, claim_source, enrolled_at FROM nodes
                  WHERE status = 'pending' AND enrolled_at < ?1 ORDER BY enrolled_at",
@@ -1825,9 +1959,38 @@ impl Store for SqliteStore {
             let rows = stmt.query_map([enrolled_before], pending_claim_from_row)?;
             rows.collect::<Result<_, _>>()?
         };
-        for claim in &expired {
-            delete_node_in(&tx, &claim.name)?;
+        for claim in &first {
+            // A later, unexpired claim on the name takes the pending row's place (keeping
+            // its own time), so the first claim's expiry does not drop the others.
+            let later = claims_of(&tx, &claim.name)?;
+            match later.iter().find(|c| c.key_id != claim.key_id) {
+                Some(next) => {
+                    let others: Vec<_> = later
+                        .iter()
+                        .filter(|c| c.key_id != claim.key_id && c.key_id != next.key_id)
+                        .map(|c| Ok((c.clone(), extra_claim(&tx, &c.name, &c.key_id)?)))
+                        .collect::<StoreResult<_>>()?;
+                    promote_claim(&tx, &claim.name, &next.key_id, false, 0)?;
+                    for (c, row) in others {
+                        if let Some((pem, source, at)) = row {
+                            insert_extra_claim(
+                                &tx,
+                                &c.name,
+                                &c.key_id,
+                                &pem,
+                                source.as_deref(),
+                                at,
+                            )?;
+                        }
+                    }
+                }
+                None => {
+                    delete_node_in(&tx, &claim.name)?;
+                }
+            }
         }
+        expired.extend(first);
+        expired.sort_by_key(|c| c.claimed_at);
         tx.commit()?;
         Ok(expired)
     }
@@ -1844,6 +2007,27 @@ impl Store for SqliteStore {
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let node = node_named(&tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()))?;
+        if node.status == NodeStatus::Pending {
+            let claims = claims_of(&tx, name)?;
+            match key_id {
+                None if claims.len() > 1 => {
+                    let keys: Vec<&str> = claims.iter().map(|c| c.key_id.as_str()).collect();
+                    return Err(StoreError::Conflict(format!(
+                        "node {name} has {} pending claims, with keys {}: only one is the \
+                         real node; check the key id on the node and approve it with \
+                         `nodes approve {name} --key-id <key id>`; nothing changed",
+                        claims.len(),
+                        keys.join(", ")
+                    )));
+                }
+                Some(want) if want != node.key_id && claims.iter().any(|c| c.key_id == want) => {
+                    let node = promote_claim(&tx, name, want, true, now)?;
+                    tx.commit()?;
+                    return Ok(node);
+                }
+                _ => {}
+            }
+        }
         if let Some(want) = key_id {
             if node.key_id != want {
                 return Err(StoreError::Conflict(format!(

@@ -524,6 +524,16 @@ impl Store for FlakyStore {
     fn set_claim_source(&self, name: &str, key_id: &str, source: &str) -> store::StoreResult<()> {
         self.inner.set_claim_source(name, key_id, source)
     }
+    fn add_claim(
+        &self,
+        name: &str,
+        key_id: &str,
+        public_key: &str,
+        source: &str,
+        now: i64,
+    ) -> store::StoreResult<()> {
+        self.inner.add_claim(name, key_id, public_key, source, now)
+    }
     fn expire_pending(&self, before: i64) -> store::StoreResult<Vec<store::PendingClaim>> {
         self.inner.expire_pending(before)
     }
