@@ -272,13 +272,19 @@ async fn report_flood_from_one_node_is_rate_limited() {
 #[tokio::test]
 async fn pending_claim_does_not_block_the_real_node() {
     let server = TestServer::start().await;
-    // Someone claims the name first, without a token, with their own key.
+    // Someone claims the name first, without a token, with their own key (twice over).
     let squatter = TestAgent::new("node-7", 66);
     let (status, body) = server
         .post("/v1/enroll", squatter.enrollment(None, &time_at(0)))
         .await;
     assert_eq!(status, 202, "{body}");
-    // The real node comes with a bootstrap token: it gets the name.
+    let second = TestAgent::new("node-7", 67);
+    let (status, body) = server
+        .post("/v1/enroll", second.enrollment(None, &time_at(0)))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(server.store.pending_claims().unwrap().len(), 2);
+    // The real node comes with a bootstrap token: it gets the name, and every claim goes.
     let real = TestAgent::new("node-7", 7);
     enroll_approved(&server, &real).await;
     let node = server.node("node-7");
@@ -292,6 +298,141 @@ async fn pending_claim_does_not_block_the_real_node() {
     assert_eq!(status, 201, "{body}");
     let (status, body) = server.post("/v1/reports", squatter.next_full()).await;
     assert_eq!(status, 401, "{body}");
+}
+
+#[tokio::test]
+async fn squatters_pending_claim_does_not_block_the_real_nodes_claim() {
+    let server = TestServer::start().await;
+    let squatter = TestAgent::new("node-7", 66);
+    let (status, body) = server
+        .post("/v1/enroll", squatter.enrollment(None, &time_at(0)))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    // The real node has no token either: its claim is recorded next to the squatter's.
+    let real = TestAgent::new("node-7", 7);
+    let (status, body) = server
+        .post("/v1/enroll", real.enrollment(None, &time_at(0)))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        (body["status"].as_str(), body["key_id"].as_str()),
+        (Some("pending"), Some(real.key_id().as_str()))
+    );
+    // Polling again (the agent re-enrols while it waits) adds nothing.
+    let (status, body) = server
+        .post("/v1/enroll", real.enrollment(None, &time_at(1)))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let claims = server.store.pending_claims().unwrap();
+    assert_eq!(
+        claims
+            .iter()
+            .map(|c| (c.name.as_str(), c.key_id.clone()))
+            .collect::<Vec<_>>(),
+        vec![("node-7", squatter.key_id()), ("node-7", real.key_id())]
+    );
+    assert!(claims[1]
+        .source
+        .as_deref()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    // Neither reports while pending.
+    let (status, body) = server.post("/v1/reports", real.next_full()).await;
+    assert_eq!(status, 401, "{body}");
+    // The operator approves the real key.
+    server
+        .store
+        .approve("node-7", Some(&real.key_id()), 0)
+        .unwrap();
+    assert!(server.store.pending_claims().unwrap().is_empty());
+    let node = server.node("node-7");
+    assert_eq!(
+        (node.key_id, node.status),
+        (real.key_id(), NodeStatus::Approved)
+    );
+    // The real node reports; the squatter's key cannot, nor claim the name again.
+    let real = TestAgent::new("node-7", 7);
+    let (status, body) = server.post("/v1/reports", real.next_full()).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server.post("/v1/reports", squatter.next_full()).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = server
+        .post("/v1/enroll", squatter.enrollment(None, &time_at(2)))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("name_taken")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn approve_with_two_claims_needs_a_key_id() {
+    let server = TestServer::start().await;
+    let squatter = TestAgent::new("node-7", 66);
+    let real = TestAgent::new("node-7", 7);
+    for agent in [&squatter, &real] {
+        let (status, body) = server
+            .post("/v1/enroll", agent.enrollment(None, &time_at(0)))
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let err = server.store.approve("node-7", None, 0).unwrap_err();
+    assert!(err.to_string().contains("--key-id"), "{err}");
+    assert_eq!(server.node("node-7").status, NodeStatus::Pending);
+    assert_eq!(server.store.pending_claims().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn claims_on_one_name_count_against_the_pending_cap() {
+    let server = TestServer::start_with_quotas(Quotas {
+        max_pending: 2,
+        ..Quotas::default()
+    })
+    .await;
+    for seed in [66, 67] {
+        let agent = TestAgent::new("node-7", seed);
+        let (status, body) = server
+            .post("/v1/enroll", agent.enrollment(None, &time_at(0)))
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let third = TestAgent::new("node-7", 68);
+    let (status, body) = server
+        .post("/v1/enroll", third.enrollment(None, &time_at(0)))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("too_many_pending")),
+        "{body}"
+    );
+    assert_eq!(server.store.pending_claims().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_key_claiming_one_name_cannot_claim_another() {
+    let server = TestServer::start().await;
+    let first = TestAgent::new("node-7", 66);
+    let (status, _) = server
+        .post("/v1/enroll", first.enrollment(None, &time_at(0)))
+        .await;
+    assert_eq!(status, 202);
+    let claimer = TestAgent::new("node-7", 7);
+    let (status, _) = server
+        .post("/v1/enroll", claimer.enrollment(None, &time_at(0)))
+        .await;
+    assert_eq!(status, 202);
+    // The same key (a later claim on node-7) under another name.
+    let elsewhere = TestAgent::new("node-8", 7);
+    let (status, body) = server
+        .post("/v1/enroll", elsewhere.enrollment(None, &time_at(0)))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("key_taken")),
+        "{body}"
+    );
+    assert!(server.store.node("node-8").unwrap().is_none());
 }
 
 #[tokio::test]
