@@ -88,6 +88,78 @@ fn nodes_approve_shows_the_claim_and_key_id_makes_it_approve_only_that_key() {
 }
 
 #[test]
+fn squatters_claim_is_shown_next_to_the_real_one_and_approve_needs_a_key_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("c.db").display());
+    let s = store::open(&db).unwrap();
+    let squatter = TestAgent::new("node-7", 66);
+    let real = TestAgent::new("node-7", 7);
+    s.enroll(
+        "node-7",
+        &squatter.key_id(),
+        &squatter.public_pem(),
+        false,
+        0,
+    )
+    .unwrap();
+    s.set_claim_source("node-7", &squatter.key_id(), "203.0.113.66:1")
+        .unwrap();
+    s.add_claim(
+        "node-7",
+        &real.key_id(),
+        &real.public_pem(),
+        "10.0.0.7:4000",
+        60,
+    )
+    .unwrap();
+    drop(s);
+
+    let (code, stdout, stderr) = run(&db, &["nodes", "list"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    for want in [
+        squatter.key_id(),
+        real.key_id(),
+        "203.0.113.66:1".into(),
+        "10.0.0.7:4000".into(),
+        "1970-01-01T00:01:00Z".into(),
+        "--key-id".into(),
+    ] {
+        assert!(stdout.contains(&want), "{want} in {stdout}");
+    }
+
+    let (code, _, stderr) = run(&db, &["nodes", "approve", "node-7"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("2 pending claims"), "{stderr}");
+    assert!(stderr.contains("--key-id"), "{stderr}");
+    assert!(
+        stderr.contains("203.0.113.66:1") && stderr.contains("10.0.0.7:4000"),
+        "{stderr}"
+    );
+    let s = store::open(&db).unwrap();
+    assert_eq!(s.pending_claims().unwrap().len(), 2, "nothing changed");
+    drop(s);
+
+    let (code, _, stderr) = run(
+        &db,
+        &["nodes", "approve", "node-7", "--key-id", &real.key_id()],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let dropped: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("dropped:"))
+        .collect();
+    assert_eq!(dropped.len(), 1, "{stderr}");
+    assert!(dropped[0].contains(&squatter.key_id()), "{stderr}");
+    let s = store::open(&db).unwrap();
+    let node = s.node("node-7").unwrap().unwrap();
+    assert_eq!(
+        (node.key_id, node.status),
+        (real.key_id(), NodeStatus::Approved)
+    );
+    assert!(s.pending_claims().unwrap().is_empty());
+}
+
+#[test]
 fn nodes_delete_frees_a_revoked_name_but_not_an_approved_one() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("c.db").display());
