@@ -553,7 +553,9 @@ fn chain_point(last_sequence: Option<u64>, last_digest: Option<String>) -> Optio
 fn node_hint(code: &str) -> String {
     match code {
         "unknown_key" => "the collector does not know this agent's key: enroll it with \
-                          `nodeproof-agent enroll --collector URL --key FILE --token TOKEN`, or, \
+                          `nodeproof-agent enroll --collector URL --key FILE --token TOKEN`; if \
+                          its enrolment is a second claim on a pending name, an operator must \
+                          approve it (`nodeproof-collector nodes approve NAME --key-id KEYID`); \
                           after `rotate-key`, restart the daemon with the new --key"
             .into(),
         "node_pending" => "the node is enrolled but waits for approval: run \
