@@ -5,29 +5,26 @@
 
 use std::fmt::Write as _;
 
-/// `text` with every control character (C0, DEL, C1) and the Unicode line and paragraph
-/// separators written as `\u{..}` escapes, and backslashes doubled so an escape cannot be
+use nodeproof_proto::text::is_unsafe_char;
+
+/// `text` with every character [`is_unsafe_char`] names (controls, bidirectional and
+/// zero-width marks, line separators) written as `\u{..}` escapes, and backslashes doubled so an escape cannot be
 /// faked; anything else as it is.
 pub fn escape(text: &str) -> String {
-    if !text.chars().any(needs_escape) && !text.contains('\\') {
+    if !text.chars().any(is_unsafe_char) && !text.contains('\\') {
         return text.to_string();
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         if c == '\\' {
             out.push_str("\\\\");
-        } else if needs_escape(c) {
+        } else if is_unsafe_char(c) {
             let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
         } else {
             out.push(c);
         }
     }
     out
-}
-
-fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod dsse;
 pub mod keys;
 pub mod report;
 pub mod statement;
+pub mod text;
 
 pub use api::*;
 pub use catalogue::{check_meta, CheckMeta, Severity, CATALOGUE_VERSION, CHECKS};

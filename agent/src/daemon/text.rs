@@ -17,7 +17,7 @@ pub fn escape(text: &str) -> String {
         }
         if c == '\\' {
             out.push_str("\\\\");
-        } else if c.is_control() || is_invisible_control(c) {
+        } else if nodeproof_proto::text::is_unsafe_char(c) {
             match c {
                 '\n' => out.push_str("\\n"),
                 '\r' => out.push_str("\\r"),
@@ -29,17 +29,6 @@ pub fn escape(text: &str) -> String {
         }
     }
     out
-}
-
-/// Unicode format characters that reorder or hide text in a terminal ("Trojan Source",
-/// CVE-2021-42574), and the line and paragraph separators.
-fn is_invisible_control(c: char) -> bool {
-    matches!(c,
-        '\u{200b}'..='\u{200f}'
-        | '\u{2028}'..='\u{202e}'
-        | '\u{2060}'..='\u{2069}'
-        | '\u{feff}'
-        | '\u{061c}')
 }
 
 #[cfg(test)]

@@ -138,7 +138,6 @@ impl LimitStats {
     }
 
     pub fn to_prometheus(&self) -> String {
-        use std::fmt::Write as _;
         let mut out = String::new();
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         for (name, kind, help, v) in [
@@ -197,10 +196,7 @@ impl LimitStats {
                 g(&self.body_timeouts),
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-            );
+            super::stats::write_metric(&mut out, name, kind, help, v);
         }
         out
     }

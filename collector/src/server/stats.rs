@@ -120,10 +120,7 @@ impl Stats {
     pub fn to_prometheus(&self) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
+            write_metric(out, name, "counter", help, value);
         };
         counter(
             &mut out,
@@ -156,6 +153,15 @@ impl Stats {
         }
         out
     }
+}
+
+/// One unlabelled metric in the Prometheus text exposition format: `# HELP`, `# TYPE`
+/// (`counter` or `gauge`) and the sample, each on its own line.
+pub(crate) fn write_metric(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
 }
 
 #[cfg(test)]
