@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod catalogue;
+pub mod chain;
 pub mod dsse;
 pub mod keys;
 pub mod report;
