@@ -14,135 +14,15 @@
 //! A second directory in that repository, `cfg/cis-1.12.0/node.yaml` (commit
 //! 2abf6ffc0b1e0a7f18c101bbcddafc8b63f927c7), words 4.2.4 without "if defined" and still allows
 //! the two `TLS_RSA_*` suites in 4.2.12; we follow `cfg/cis-1.12`, which release v0.15.0 ships.
-//!
-//! Verdict policy (docs/checks.md): a judge only says whether the recommendation is met;
-//! `Check::run` turns "not met" into the status the catalogue's `on_unmet` names. CIS's
-//! Automated/Manual (`scored`) is a label, not the policy: an open read-only port is a fact
-//! whether CIS can script its audit or not, so it fails. Only the two checks where a person
-//! must judge a known value warn: 4.2.7 (an override some distributions need) and 4.2.8
-//! (what event rate is "appropriate"). A judge's `Err` is `error` (unknown), never a verdict.
 
-use nodeproof_proto::{CheckResult, Remediation, Setting, Severity, Source, Status};
+use nodeproof_proto::Source;
 use serde_json::Value;
 
+use super::{
+    as_bool, as_i64, as_str, as_str_array, config_form, is_legacy_default, Check, OnUnmet, Verdict,
+};
 use crate::effective::Effective;
 use crate::kubeconfig::ClientAuth;
-
-/// What a check's function concludes about one node, before the catalogue turns it into a
-/// `CheckResult`. `Err(reason)` from the function means the value cannot be known.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Verdict {
-    /// Whether the recommendation holds for the effective value; the catalogue's `on_unmet`
-    /// decides what "not met" becomes.
-    pub met: bool,
-    /// The effective value in config-file form, e.g. `readOnlyPort: 10255`.
-    pub actual: String,
-    /// The source and origin of the setting the verdict rests on.
-    pub source: Option<Source>,
-    pub origin: Option<String>,
-    pub note: String,
-}
-
-impl Verdict {
-    /// A verdict resting on `setting`, with the value shown as `path: value`.
-    fn on(setting: &Setting, path: &str, met: bool, note: impl Into<String>) -> Verdict {
-        Verdict {
-            met,
-            actual: config_form(path, &setting.value),
-            source: Some(setting.source),
-            origin: Some(setting.origin.clone()),
-            note: note.into(),
-        }
-    }
-}
-
-/// The judging function of one check.
-pub type Judge = fn(&Effective) -> Result<Verdict, String>;
-
-/// What a known value that does not meet the recommendation becomes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnUnmet {
-    /// The value settles it: the node is not compliant.
-    Fail,
-    /// The value is known but a person must judge whether it is acceptable here.
-    Warn,
-}
-
-impl OnUnmet {
-    fn status(self) -> Status {
-        match self {
-            OnUnmet::Fail => Status::Fail,
-            OnUnmet::Warn => Status::Warn,
-        }
-    }
-}
-
-/// One CIS recommendation: what the README and the report say about it, plus its judge.
-#[derive(Debug)]
-pub struct Check {
-    /// Our stable id; reports and the collector key on it, so never reuse or rename one.
-    pub id: &'static str,
-    pub cis: &'static str,
-    /// The CIS title without its "(Automated)"/"(Manual)" suffix, which `scored` carries.
-    pub title: &'static str,
-    /// CIS "Automated" (true) or "Manual" (false): a label from the benchmark, which does
-    /// not decide the status (`on_unmet` does).
-    pub scored: bool,
-    /// The status of a known value that does not meet the recommendation.
-    pub on_unmet: OnUnmet,
-    pub expected: &'static str,
-    /// The command-line form of the fix.
-    pub flag_fix: &'static str,
-    /// The config-file form of the fix, as YAML to merge into the KubeletConfiguration.
-    pub config_fix: &'static str,
-    pub judge: Judge,
-}
-
-impl Check {
-    /// The check's severity, from the catalogue both the agent and the collector share.
-    pub fn severity(&self) -> Severity {
-        nodeproof_proto::check_meta(self.id)
-            .map(|m| m.severity)
-            .expect("every check is in proto's catalogue (tested)")
-    }
-
-    /// Judges `eff` and builds the report's entry for this check.
-    pub fn run(&self, eff: &Effective) -> CheckResult {
-        let (status, actual, source, origin, note) = match (self.judge)(eff) {
-            Ok(v) => {
-                let status = if v.met {
-                    Status::Pass
-                } else {
-                    self.on_unmet.status()
-                };
-                (status, v.actual, v.source, v.origin, v.note)
-            }
-            Err(reason) => (Status::Error, "unknown".to_string(), None, None, reason),
-        };
-        CheckResult {
-            id: self.id.to_string(),
-            cis: self.cis.to_string(),
-            title: self.title.to_string(),
-            scored: self.scored,
-            severity: self.severity(),
-            status,
-            expected: self.expected.to_string(),
-            actual,
-            source,
-            origin,
-            note,
-            remediation: Remediation {
-                flag: self.flag_fix.to_string(),
-                config: self.config_fix.to_string(),
-            },
-        }
-    }
-}
-
-/// Runs every check of the catalogue, in catalogue order.
-pub fn evaluate(eff: &Effective) -> Vec<CheckResult> {
-    CATALOGUE.iter().map(|c| c.run(eff)).collect()
-}
 
 /// The cipher suites CIS 1.12 (4.2.12) calls strong, as kube-bench's `cfg/cis-1.12` lists
 /// them: ECDHE key exchange with an AEAD cipher only.
@@ -778,56 +658,6 @@ fn seccomp_default(eff: &Effective) -> Result<Verdict, String> {
 
 // ---- helpers --------------------------------------------------------------------------
 
-/// A default that applies only because the kubelet runs without `--config`.
-fn is_legacy_default(s: &Setting) -> bool {
-    s.source == Source::Default && s.origin.contains("legacy")
-}
-
-fn as_bool(s: &Setting, path: &str) -> Result<bool, String> {
-    s.value
-        .as_bool()
-        .ok_or_else(|| format!("{path}: expected a boolean, found {}", s.value))
-}
-
-fn as_i64(s: &Setting, path: &str) -> Result<i64, String> {
-    s.value
-        .as_i64()
-        .ok_or_else(|| format!("{path}: expected an integer, found {}", s.value))
-}
-
-fn as_str<'a>(s: &'a Setting, path: &str) -> Result<&'a str, String> {
-    s.value
-        .as_str()
-        .ok_or_else(|| format!("{path}: expected a string, found {}", s.value))
-}
-
-fn as_str_array<'a>(s: &'a Setting, path: &str) -> Result<Vec<&'a str>, String> {
-    let err = || format!("{path}: expected a list of strings, found {}", s.value);
-    s.value
-        .as_array()
-        .ok_or_else(err)?
-        .iter()
-        .map(|v| v.as_str().ok_or_else(err))
-        .collect()
-}
-
-/// `path: value` as a person would write it in the config file.
-fn config_form(path: &str, value: &Value) -> String {
-    format!("{path}: {}", yaml_value(value))
-}
-
-fn yaml_value(value: &Value) -> String {
-    match value {
-        Value::String(s) if s.is_empty() => "\"\"".to_string(),
-        Value::String(s) => s.clone(),
-        Value::Array(items) => {
-            let items: Vec<String> = items.iter().map(yaml_value).collect();
-            format!("[{}]", items.join(", "))
-        }
-        other => other.to_string(),
-    }
-}
-
 /// A Go duration (`time.ParseDuration` syntax: "4h0m0s", "1.5h", "300ms", "0") in
 /// nanoseconds. Only its sign matters to the checks, so a float is precise enough.
 fn go_duration_nanos(text: &str) -> Result<f64, String> {
@@ -870,6 +700,8 @@ fn go_duration_nanos(text: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::evaluate;
+    use nodeproof_proto::{CheckResult, Setting, Severity, Status};
     use serde_json::json;
 
     fn origin(source: Source) -> String {
