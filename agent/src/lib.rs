@@ -15,6 +15,7 @@ pub mod effective;
 pub mod exe_version;
 pub mod fakeproc;
 pub mod kubeconfig;
+pub mod node_files;
 pub mod process;
 pub mod render;
 pub mod scan;

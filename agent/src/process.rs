@@ -378,6 +378,28 @@ impl KubeletProcess {
         })
     }
 
+    /// The metadata of what the kubelet opens at `path`, found as
+    /// [`read_file`](Self::read_file) finds it (symbolic links followed inside its root), and
+    /// the path inside the root the links led to. For the permission checks (CIS 4.1): the
+    /// mode and owner that matter are those of the file the kubelet reads, not of a link.
+    pub fn stat(&self, path: &str) -> Result<(fs::Metadata, String), ReadError> {
+        let abs = self.resolve_relative(path);
+        let resolved = self.root_fs().resolve(&abs, true)?;
+        let names: Vec<String> = resolved
+            .parts
+            .iter()
+            .map(|(p, _)| p.to_string_lossy().into_owned())
+            .collect();
+        Ok((resolved.meta().clone(), format!("/{}", names.join("/"))))
+    }
+
+    /// Process `pid` of `proc_dir` with this comm and command line, read the way the
+    /// kubelet is (its cwd expressed inside its root), for reading another component's files
+    /// (kube-proxy, kube-apiserver) through its own root.
+    pub fn of_process(proc_dir: &Path, pid: i32, comm: String, cmdline: Vec<String>) -> Self {
+        build(proc_dir, pid, comm, cmdline, 0)
+    }
+
     fn resolve_relative(&self, path: &str) -> String {
         if path.starts_with('/') {
             path.to_string()

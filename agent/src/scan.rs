@@ -16,6 +16,7 @@ use crate::checks;
 use crate::cmdline::parse_cmdline;
 use crate::effective::{self, compute_for, DropInDir, Effective, FileInput};
 use crate::kubeconfig;
+use crate::node_files::{self, NodeFiles};
 use crate::process::{self, find_kubelet, kubelet_minor, ExeInfo, FindError, KubeletProcess};
 use crate::validate;
 
@@ -54,6 +55,8 @@ pub struct Snapshot {
     /// Raw bytes' digests of every file read, in read order.
     pub files: Vec<FileDigest>,
     pub warnings: Vec<Warning>,
+    /// Mode and owner of the files the kubelet uses (CIS 4.1).
+    pub node_files: NodeFiles,
 }
 
 /// Reads the node: the kubelet process, its config file and drop-ins through its own root.
@@ -97,21 +100,52 @@ pub fn collect(opts: &ScanOptions) -> Result<Snapshot, ScanError> {
             field: None,
         });
     }
+    let kubelet_version = opts
+        .kubelet_version
+        .clone()
+        .or_else(|| exe.as_ref().ok().and_then(|e| e.version.clone()));
+    let node_files = collect_node_files(
+        &opts.proc_dir,
+        &kp,
+        &cmd,
+        (&config_file, &dropins),
+        kubelet_version.as_deref(),
+    );
     Ok(Snapshot {
         pid: kp.pid,
         argv: kp.argv.clone(),
         config_file,
         dropins,
         kubeconfig,
-        kubelet_version: opts
-            .kubelet_version
-            .clone()
-            .or_else(|| exe.as_ref().ok().and_then(|e| e.version.clone())),
+        kubelet_version,
         exe,
         node: process::node_facts(&opts.proc_dir),
         files,
         warnings,
+        node_files,
     })
+}
+
+/// Stats the files the kubelet uses; the client CA's path is the effective setting, so the
+/// (pure) effective computation runs here once for it.
+fn collect_node_files(
+    proc_dir: &std::path::Path,
+    kp: &KubeletProcess,
+    cmd: &crate::cmdline::CommandLine,
+    (config_file, dropins): (&Option<FileInput>, &Option<DropInDir>),
+    version: Option<&str>,
+) -> NodeFiles {
+    let minor = version.and_then(kubelet_minor);
+    let eff = compute_for(cmd, config_file.as_ref(), dropins.as_ref(), minor);
+    let client_ca = eff
+        .lookup("authentication.x509.clientCAFile")
+        .and_then(|s| match &s.value {
+            serde_json::Value::String(p) => Ok((p.clone(), s.source, s.origin.clone())),
+            other => Err(format!(
+                "authentication.x509.clientCAFile is {other}, not a path"
+            )),
+        });
+    node_files::collect(proc_dir, kp, cmd, client_ca)
 }
 
 fn read_text(kp: &KubeletProcess, path: &str, files: &mut Vec<FileDigest>) -> FileInput {
@@ -150,6 +184,8 @@ pub fn assemble(snap: &Snapshot, scan_time: String) -> Report {
     });
     let mut checks = checks::evaluate(&eff);
     validate::overrule(&mut checks, &eff);
+    // File modes are facts of their own: a refused config does not make them unknown.
+    checks.extend(checks::files::evaluate(&snap.node_files));
     report_from(snap, &eff, checks, scan_time)
 }
 

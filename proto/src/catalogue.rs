@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// Names the catalogue a report was judged against (`Report::catalogue`). Bump the suffix when
 /// a check is added, removed or changes meaning, so the collector can tell old reports apart.
-pub const CATALOGUE_VERSION: &str = "nodeproof.dev/checks/cis-1.12/v1";
+pub const CATALOGUE_VERSION: &str = "nodeproof.dev/checks/cis-1.12/v2";
 
 /// How bad a failure of a check is. Ordered: `Low < Medium < High < Critical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -64,7 +64,8 @@ pub struct CheckMeta {
     pub why: &'static str,
 }
 
-/// Every check of `CATALOGUE_VERSION`, in CIS order.
+/// Every check of `CATALOGUE_VERSION`: the kubelet settings (4.2) in CIS order, then each
+/// later group in a block of its own, in CIS order within it.
 pub const CHECKS: &[CheckMeta] = &[
     CheckMeta {
         id: "kubelet-anonymous-auth",
@@ -169,6 +170,90 @@ pub const CHECKS: &[CheckMeta] = &[
         severity: Severity::Medium,
         why: "containers run unconfined by seccomp unless each pod asks for a profile",
     },
+    // ---- CIS 4.1: worker-node files (the agent's checks::files) ----------------------
+    CheckMeta {
+        id: "kubelet-service-file-permissions",
+        cis: "4.1.1",
+        scored: true,
+        severity: Severity::Medium,
+        why: "a unit file others can write runs their command as root at the next restart; \
+              one others can only read exposes the kubelet's flags",
+    },
+    CheckMeta {
+        id: "kubelet-service-file-ownership",
+        cis: "4.1.2",
+        scored: true,
+        severity: Severity::High,
+        why: "the owner of the unit file decides the kubelet's command line, which runs as root",
+    },
+    CheckMeta {
+        id: "proxy-kubeconfig-permissions",
+        cis: "4.1.3",
+        scored: false,
+        severity: Severity::Medium,
+        why: "kube-proxy's credentials for the API server can be read or redirected",
+    },
+    CheckMeta {
+        id: "proxy-kubeconfig-ownership",
+        cis: "4.1.4",
+        scored: false,
+        severity: Severity::Medium,
+        why: "the owner can redirect kube-proxy to another API server or read its credentials",
+    },
+    CheckMeta {
+        id: "kubelet-kubeconfig-permissions",
+        cis: "4.1.5",
+        scored: true,
+        severity: Severity::High,
+        why: "the node's credentials for the API server can be read (to act as the node) or \
+              replaced",
+    },
+    CheckMeta {
+        id: "kubelet-kubeconfig-ownership",
+        cis: "4.1.6",
+        scored: true,
+        severity: Severity::High,
+        why: "the owner can read the node's credentials or point the kubelet at another API \
+              server",
+    },
+    CheckMeta {
+        id: "client-ca-file-permissions",
+        cis: "4.1.7",
+        scored: false,
+        severity: Severity::High,
+        why: "644 allows reading; a write bit lets someone add a CA whose certificates the \
+              kubelet then accepts as any user",
+    },
+    CheckMeta {
+        id: "client-ca-file-ownership",
+        cis: "4.1.8",
+        scored: false,
+        severity: Severity::High,
+        why: "the owner decides which client certificates the kubelet accepts",
+    },
+    CheckMeta {
+        id: "kubelet-config-file-permissions",
+        cis: "4.1.9",
+        scored: true,
+        severity: Severity::Medium,
+        why: "a config others can write can turn off the kubelet's authentication at the next \
+              restart; one others can only read exposes its settings",
+    },
+    CheckMeta {
+        id: "kubelet-config-file-ownership",
+        cis: "4.1.10",
+        scored: true,
+        severity: Severity::High,
+        why: "the owner of the config decides the kubelet's authentication and authorization",
+    },
+    CheckMeta {
+        id: "kubelet-config-dir-permissions",
+        cis: "4.1.11",
+        scored: false,
+        severity: Severity::High,
+        why: "whoever can add a file to the drop-in directory overrides the kubelet's config",
+    },
+    // ---- end of CIS 4.1 ---------------------------------------------------------------
 ];
 
 /// The catalogue entry for `id`, if the id is one of ours.

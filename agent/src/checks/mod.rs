@@ -12,6 +12,7 @@
 //! must judge a known value warn: 4.2.7 (an override some distributions need) and 4.2.8
 //! (what event rate is "appropriate"). A judge's `Err` is `error` (unknown), never a verdict.
 
+pub mod files;
 pub mod kubelet;
 
 pub use kubelet::{CATALOGUE, CIS_STRONG_CIPHERS};
@@ -49,8 +50,9 @@ impl Verdict {
     }
 }
 
-/// The judging function of one check.
-pub type Judge = fn(&Effective) -> Result<Verdict, String>;
+/// The judging function of one check, over its group's input (`Effective` for the kubelet
+/// settings, [`crate::node_files::NodeFiles`] for the node's files).
+pub type Judge<I = Effective> = fn(&I) -> Result<Verdict, String>;
 
 /// What a known value that does not meet the recommendation becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +74,7 @@ impl OnUnmet {
 
 /// One CIS recommendation: what the README and the report say about it, plus its judge.
 #[derive(Debug)]
-pub struct Check {
+pub struct Check<I: 'static = Effective> {
     /// Our stable id; reports and the collector key on it, so never reuse or rename one.
     pub id: &'static str,
     pub cis: &'static str,
@@ -88,10 +90,10 @@ pub struct Check {
     pub flag_fix: &'static str,
     /// The config-file form of the fix, as YAML to merge into the KubeletConfiguration.
     pub config_fix: &'static str,
-    pub judge: Judge,
+    pub judge: Judge<I>,
 }
 
-impl Check {
+impl<I> Check<I> {
     /// The check's severity, from the catalogue both the agent and the collector share.
     pub fn severity(&self) -> Severity {
         nodeproof_proto::check_meta(self.id)
@@ -99,9 +101,9 @@ impl Check {
             .expect("every check is in proto's catalogue (tested)")
     }
 
-    /// Judges `eff` and builds the report's entry for this check.
-    pub fn run(&self, eff: &Effective) -> CheckResult {
-        let (status, actual, source, origin, note) = match (self.judge)(eff) {
+    /// Judges `input` and builds the report's entry for this check.
+    pub fn run(&self, input: &I) -> CheckResult {
+        let (status, actual, source, origin, note) = match (self.judge)(input) {
             Ok(v) => {
                 let status = if v.met {
                     Status::Pass
@@ -132,9 +134,34 @@ impl Check {
     }
 }
 
-/// Runs every check of the catalogue, in catalogue order.
+/// Runs every kubelet-settings check (4.2), in catalogue order.
 pub fn evaluate(eff: &Effective) -> Vec<CheckResult> {
     CATALOGUE.iter().map(|c| c.run(eff)).collect()
+}
+
+/// What every group's catalogue entry has in common, for tests and docs that span groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub id: &'static str,
+    pub cis: &'static str,
+    pub scored: bool,
+    pub on_unmet: OnUnmet,
+}
+
+/// Every check of every group, in report order: the shared catalogue
+/// (`nodeproof_proto::CHECKS`) must list the same.
+pub fn all_checks() -> Vec<Entry> {
+    fn entry<I>(c: &Check<I>) -> Entry {
+        Entry {
+            id: c.id,
+            cis: c.cis,
+            scored: c.scored,
+            on_unmet: c.on_unmet,
+        }
+    }
+    let kubelet = CATALOGUE.iter().map(entry);
+    let files = files::CATALOGUE.iter().map(entry);
+    kubelet.chain(files).collect()
 }
 
 // ---- helpers --------------------------------------------------------------------------
@@ -186,5 +213,61 @@ fn yaml_value(value: &Value) -> String {
             format!("[{}]", items.join(", "))
         }
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The collector trusts proto's catalogue, never the report: every group's checks must
+    /// be in it, in report order, with the same CIS number and label.
+    #[test]
+    fn catalogue_matches_protos_catalogue() {
+        let protos: Vec<_> = nodeproof_proto::CHECKS
+            .iter()
+            .map(|c| (c.id, c.cis, c.scored))
+            .collect();
+        let ours: Vec<_> = all_checks()
+            .iter()
+            .map(|c| (c.id, c.cis, c.scored))
+            .collect();
+        assert_eq!(ours, protos);
+    }
+
+    /// docs/checks.md and the README document the policy and severities; they must say
+    /// what the code does.
+    #[test]
+    fn docs_and_readme_tables_match_the_catalogue() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let read = |name: &str| {
+            std::fs::read_to_string(root.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+        let (docs, readme) = (read("docs/checks.md"), read("README.md"));
+        for c in all_checks() {
+            let meta = nodeproof_proto::check_meta(c.id).expect("in proto's catalogue");
+            let label = if c.scored { "Automated" } else { "Manual" };
+            let policy = match c.on_unmet {
+                OnUnmet::Fail => "fail",
+                OnUnmet::Warn => "**warn**",
+            };
+            let row = format!(
+                "| {} | `{}` | {label} | {policy} | {} | {} |",
+                c.cis, c.id, meta.severity, meta.why
+            );
+            assert!(docs.contains(&row), "docs/checks.md lacks the row\n{row}");
+            let start = format!("| {} | `{}` | ", c.cis, c.id);
+            let line = readme
+                .lines()
+                .find(|l| l.starts_with(&start))
+                .unwrap_or_else(|| panic!("README lacks {}", c.cis));
+            let cells: Vec<&str> = line.split(" | ").collect();
+            assert_eq!(cells[3], label, "README scored of {}", c.cis);
+            let severity = match c.on_unmet {
+                OnUnmet::Fail => meta.severity.to_string(),
+                OnUnmet::Warn => format!("{} (warn)", meta.severity),
+            };
+            assert_eq!(cells[4], severity, "README severity of {}", c.cis);
+        }
     }
 }
