@@ -557,6 +557,12 @@ impl Store for FlakyStore {
     fn envelope(&self, digest: &str) -> store::StoreResult<Option<Vec<u8>>> {
         self.inner.envelope(digest)
     }
+    fn chain_links(
+        &self,
+        node: &str,
+    ) -> store::StoreResult<Vec<nodeproof_proto::chain::ChainLink>> {
+        self.inner.chain_links(node)
+    }
     fn failing(&self, cis: &str) -> store::StoreResult<Vec<NodeRecord>> {
         self.inner.failing(cis)
     }
