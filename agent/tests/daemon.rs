@@ -90,11 +90,22 @@ fn check_chain(spool: &Spool, signer: &SigningKey) -> Vec<Statement> {
         sequence += 1;
         assert_eq!(link.sequence, sequence, "sequence of slot {}", entry.slot);
         assert_eq!(entry.sequence, sequence);
-        assert_eq!(link.previous, previous, "previous of slot {}", entry.slot);
         assert_eq!(link.node, NODE);
         match &v.statement.predicate {
-            Predicate::Report(_) => last_full = Some((entry.digest.clone(), sequence)),
+            Predicate::Report(_) => {
+                assert_eq!(link.previous, previous, "previous of slot {}", entry.slot);
+                last_full = Some((entry.digest.clone(), sequence));
+            }
             Predicate::Unchanged(u) => {
+                // The chain rule: a notice links to its run's report and counts the
+                // sequences since it.
+                assert_eq!(
+                    link.previous.as_ref(),
+                    Some(&u.since),
+                    "previous of slot {}",
+                    entry.slot
+                );
+                assert_eq!(u.count, sequence - u.since_sequence, "count of slot {}", entry.slot);
                 if let Some((d, s)) = &last_full {
                     assert_eq!(
                         (&u.since, u.since_sequence),
@@ -133,11 +144,27 @@ fn deliver_all(spool: &mut Spool, signer: &SigningKey) -> Vec<Statement> {
             entry.slot
         );
         assert_eq!(entry.sequence, link.sequence);
-        assert_eq!(
-            link.previous, base.digest,
-            "previous of slot {}",
-            entry.slot
-        );
+        match &v.statement.predicate {
+            Predicate::Report(_) => assert_eq!(
+                link.previous, base.digest,
+                "previous of slot {}",
+                entry.slot
+            ),
+            Predicate::Unchanged(u) => {
+                assert_eq!(
+                    link.previous.as_ref(),
+                    Some(&u.since),
+                    "a notice links to its run's report: slot {}",
+                    entry.slot
+                );
+                assert_eq!(
+                    u.count,
+                    link.sequence - u.since_sequence,
+                    "count of slot {}",
+                    entry.slot
+                );
+            }
+        }
         assert_eq!(link.node, NODE);
         if let (Predicate::Unchanged(u), Some(acked)) = (&v.statement.predicate, spool.acked_full())
         {
@@ -408,16 +435,16 @@ fn a_full_spool_keeps_the_report_that_notices_rest_on() {
     for i in 0..6 {
         spool.append(report(i * 5, 0), 300).unwrap();
     }
-    // The full report stays; the oldest notices go; the latest notice still counts every
-    // unchanged scan since the report.
+    // The full report stays; the oldest notices go. The rest follow the report without
+    // a gap, so each notice counts the sequences since the report (the chain rule); the
+    // dropped scans are in dropped_total, not in the count.
     assert_eq!(kinds(&spool), ["report", "unchanged", "unchanged"]);
-    assert_eq!(counts(&spool), [0, 4, 5]);
     assert_eq!(spool.dropped_total(), 3);
     let statements = deliver_all(&mut spool, &key(1));
     assert_eq!(statements[0].scan_time(), "2026-01-01T00:00:00Z");
     assert_eq!(
         statements.iter().map(count_of).collect::<Vec<_>>(),
-        [0, 4, 5]
+        [0, 1, 2]
     );
     let Predicate::Unchanged(u) = &statements[2].predicate else {
         panic!()

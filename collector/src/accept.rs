@@ -348,7 +348,10 @@ pub fn decide_claim(
         ));
     }
     let next = last.saturating_add(1);
-    if link.sequence == next && link.previous.as_deref() != node.last_digest.as_deref() {
+    if link.sequence == next
+        && matches!(claim.kind, ClaimKind::Full { .. })
+        && link.previous.as_deref() != node.last_digest.as_deref()
+    {
         return Err(Rejection::chain(
             "chain_fork",
             format!(
@@ -379,30 +382,20 @@ pub fn decide_claim(
         since,
         since_sequence,
         posture,
+        count,
         ..
     } = &claim.kind
     {
-        let base_matches = node.last_full_digest.as_deref() == Some(since.as_str())
-            && node.last_full_sequence == Some(*since_sequence)
-            && node.posture.as_deref() == Some(posture.as_str());
-        if !base_matches {
-            return Err(Rejection::chain(
-                "unknown_base",
-                format!(
-                    "the unchanged notice refers to full report {} (sequence {}, posture {}) \
-                     but the node's last full report is {} (sequence {}, posture {}): send \
-                     a full report instead",
-                    since,
-                    since_sequence,
-                    posture,
-                    node.last_full_digest.as_deref().unwrap_or("(none)"),
-                    node.last_full_sequence
-                        .map_or_else(|| "(none)".to_string(), |s| s.to_string()),
-                    node.posture.as_deref().unwrap_or("(none)"),
-                ),
-                node,
-            ));
-        }
+        check_notice(
+            node,
+            link,
+            &NoticeClaim {
+                since,
+                since_sequence: *since_sequence,
+                posture,
+                count: *count,
+            },
+        )?;
     }
 
     if scan_time > now.saturating_add(policy.skew_secs) {
@@ -494,6 +487,95 @@ pub fn decide_claim(
     })))
 }
 
+/// What an unchanged notice claims about its run, as [`check_notice`] reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct NoticeClaim<'a> {
+    pub since: &'a str,
+    pub since_sequence: u64,
+    pub posture: &'a str,
+    pub count: u64,
+}
+
+/// The chain rule for an unchanged notice (see `docs/collector.md`, "Reports and the
+/// chain"), checked once its sequence is the node's next (`last_sequence + 1`; replays and
+/// gaps are refused before): the notice links to the full report its run matches, not to
+/// the statement before it, and counts the sequences since that report.
+///
+/// - `since`, `since_sequence` and `posture` are the node's last full report's, else 409
+///   `unknown_base` (the agent sends a full report instead). Since every statement after
+///   the last full report is a notice resting on it, this also says that the node's last
+///   stored statement is that report or a notice of the same run;
+/// - `previous == since`, else 409 `chain_fork` (an agent from before this rule links a
+///   notice to the notice before it, which the collector does not keep: the stored chain
+///   would have a hole);
+/// - `count == sequence - since_sequence`, else 422 `bad_link` (the notice claims more, or
+///   fewer, scans than its place in the chain allows).
+///
+/// A notice that passes replaces the previous notice of its run in the store, so the
+/// stored chain is `F(s) <- N(s+k, count k) <- F(s+k+1)` with no gap. The rule holds after
+/// a notice stored under the old rule too: it only asks for `previous == since`.
+pub fn check_notice(
+    node: &NodeRecord,
+    link: &Link,
+    notice: &NoticeClaim<'_>,
+) -> Result<(), Rejection> {
+    let base_matches = node.last_full_digest.as_deref() == Some(notice.since)
+        && node.last_full_sequence == Some(notice.since_sequence)
+        && node.posture.as_deref() == Some(notice.posture);
+    if !base_matches {
+        return Err(Rejection::chain(
+            "unknown_base",
+            format!(
+                "the unchanged notice refers to full report {} (sequence {}, posture {}) \
+                 but the node's last full report is {} (sequence {}, posture {}): send \
+                 a full report instead",
+                notice.since,
+                notice.since_sequence,
+                notice.posture,
+                node.last_full_digest.as_deref().unwrap_or("(none)"),
+                node.last_full_sequence
+                    .map_or_else(|| "(none)".to_string(), |s| s.to_string()),
+                node.posture.as_deref().unwrap_or("(none)"),
+            ),
+            node,
+        ));
+    }
+    if link.previous.as_deref() != Some(notice.since) {
+        let hint = if link.previous.is_some() && link.previous == node.last_digest {
+            "it links to the statement before it, as agents before the gap-free chain did; \
+             upgrade the agent (it re-links its spooled notices itself)"
+        } else {
+            "re-chain pending reports after the node's last statement"
+        };
+        return Err(Rejection::chain(
+            "chain_fork",
+            format!(
+                "unchanged notice at sequence {} names previous {} but a notice must link to \
+                 the full report of its run, since {} (sequence {}): {hint}",
+                link.sequence,
+                link.previous.as_deref().unwrap_or("(none)"),
+                notice.since,
+                notice.since_sequence,
+            ),
+            node,
+        ));
+    }
+    let covered = link.sequence.saturating_sub(notice.since_sequence);
+    if notice.count != covered {
+        return Err(Rejection::new(
+            422,
+            "bad_link",
+            format!(
+                "unchanged notice at sequence {} counts {} scan(s) since full report {} \
+                 (sequence {}), but its place in the chain stands for {covered}: count must \
+                 be sequence - since_sequence; the agent that signed it is broken; upgrade it",
+                link.sequence, notice.count, notice.since, notice.since_sequence,
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Whether [`decide`] can only tell a duplicate from a replay by asking the store: the
 /// sequence is at or behind the node's last one and the digest is not the last one. For
 /// every other statement the answer cannot change the decision, so the store is not asked.
@@ -555,6 +637,8 @@ mod tests {
 
     const NOW: i64 = 1_714_564_800; // 2024-05-01T12:00:00Z
     const DIGEST: &str = "d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1";
+    /// The last notice of report 4's run, in [`in_a_run`].
+    const NOTICE: &str = "c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7";
     const LAST: &str = "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0";
 
     fn at(offset: i64) -> String {
@@ -619,22 +703,26 @@ mod tests {
         )
     }
 
+    /// The node's next statement: a notice of the run of `since`, by the chain rule
+    /// (previous = since, count = sequence - since_sequence).
     fn unchanged(node: &NodeRecord, since: &str, posture: &str) -> Statement {
+        let sequence = node.last_sequence + 1;
+        let since_sequence = node.last_full_sequence.unwrap_or(0);
         Statement::unchanged(
             vec![Subject::sha256("x", "00".repeat(32))],
             Unchanged {
                 link: Link {
                     node: "node-1".into(),
-                    sequence: node.last_sequence + 1,
-                    previous: node.last_digest.clone(),
+                    sequence,
+                    previous: Some(since.into()),
                     interval_secs: 300,
                 },
                 scan_time: at(0),
                 agent_version: "0.1.0".into(),
                 since: since.into(),
-                since_sequence: node.last_full_sequence.unwrap_or(0),
+                since_sequence,
                 posture: posture.into(),
-                count: 1,
+                count: sequence - since_sequence,
                 first_unchanged: at(0),
                 summary: Summary::default(),
             },
@@ -965,6 +1053,118 @@ mod tests {
             code(run(&node, &unchanged(&node, LAST, &"ff".repeat(32)))),
             "unknown_base"
         );
+    }
+
+    fn notice_mut(st: &mut Statement) -> &mut Unchanged {
+        match &mut st.predicate {
+            Predicate::Unchanged(u) => u,
+            Predicate::Report(_) => panic!("not a notice"),
+        }
+    }
+
+    /// Node at_four after notices 5..=7 of report 4's run: the last stored is notice 7.
+    fn in_a_run() -> NodeRecord {
+        let mut node = at_four();
+        node.last_sequence = 7;
+        node.last_digest = Some(NOTICE.into());
+        node
+    }
+
+    #[test]
+    fn a_later_notice_of_a_run_links_to_the_runs_report() {
+        let node = in_a_run();
+        let posture = node.posture.clone().unwrap();
+        let st = unchanged(&node, LAST, &posture);
+        assert_eq!(st.link().unwrap().previous.as_deref(), Some(LAST));
+        let Ok(Outcome::New(acc)) =
+            decide(&node, &st, &"ee".repeat(32), NOW, &Policy::default(), false)
+        else {
+            panic!("notice refused");
+        };
+        assert_eq!(acc.previous.as_deref(), Some(LAST));
+        assert!(matches!(acc.kind, AcceptedKind::Unchanged { count: 4, .. }));
+    }
+
+    #[test]
+    fn a_notice_linked_to_the_notice_before_it_is_a_fork() {
+        // The old rule (and an agent from before it): previous = the last notice, which the
+        // collector replaces, so the stored chain would name a statement it does not keep.
+        let node = in_a_run();
+        let posture = node.posture.clone().unwrap();
+        let mut st = unchanged(&node, LAST, &posture);
+        notice_mut(&mut st).link.previous = Some(NOTICE.into());
+        let rej = decide(&node, &st, &"ee".repeat(32), NOW, &Policy::default(), false)
+            .unwrap_err();
+        assert_eq!((rej.status, rej.code), (409, "chain_fork"));
+        assert!(rej.message.contains("upgrade the agent"), "{}", rej.message);
+        assert!(rej.message.contains(LAST), "{}", rej.message);
+    }
+
+    #[test]
+    fn a_notice_linked_to_nothing_is_a_fork() {
+        let node = in_a_run();
+        let posture = node.posture.clone().unwrap();
+        let mut st = unchanged(&node, LAST, &posture);
+        notice_mut(&mut st).link.previous = None;
+        assert_eq!(code(run(&node, &st)), "chain_fork");
+    }
+
+    #[test]
+    fn a_notice_that_claims_more_scans_than_its_sequence_allows_is_bad_link() {
+        let node = in_a_run();
+        let posture = node.posture.clone().unwrap();
+        for count in [3, 5, 1000] {
+            let mut st = unchanged(&node, LAST, &posture);
+            notice_mut(&mut st).count = count;
+            let rej = run(&node, &st).unwrap_err();
+            assert_eq!((rej.status, rej.code), (422, "bad_link"), "count {count}");
+            assert!(rej.message.contains("stands for 4"), "{}", rej.message);
+        }
+    }
+
+    #[test]
+    fn a_notice_that_skips_sequences_is_a_gap() {
+        // The old collector's stored chain: notice 3, then notice 9 naming notice 8.
+        let node = in_a_run();
+        let posture = node.posture.clone().unwrap();
+        let mut st = unchanged(&node, LAST, &posture);
+        let u = notice_mut(&mut st);
+        u.link.sequence = 13;
+        u.count = 9;
+        assert_eq!(code(run(&node, &st)), "chain_gap");
+    }
+
+    #[test]
+    fn a_notice_after_an_old_style_notice_is_accepted() {
+        // An agent upgraded in the middle of a run: the stored notice 7 linked to notice
+        // 6 (old rule); the next notice needs only previous == since.
+        let node = in_a_run();
+        let posture = node.posture.clone().unwrap();
+        let st = unchanged(&node, LAST, &posture);
+        assert!(matches!(run(&node, &st), Ok(Outcome::New(_))));
+    }
+
+    #[test]
+    fn a_full_report_after_a_run_links_to_the_runs_last_notice() {
+        let node = in_a_run();
+        assert!(matches!(
+            run(&node, &full(8, Some(NOTICE))),
+            Ok(Outcome::New(_))
+        ));
+        // Linking to the run's report instead skips the stored notice: a fork.
+        let rej = run(&node, &full(8, Some(LAST))).unwrap_err();
+        assert_eq!((rej.status, rej.code), (409, "chain_fork"));
+    }
+
+    #[test]
+    fn a_notice_whose_since_sequence_is_not_its_reports_is_unknown_base() {
+        let node = in_a_run();
+        let posture = node.posture.clone().unwrap();
+        let mut st = unchanged(&node, LAST, &posture);
+        let u = notice_mut(&mut st);
+        u.since_sequence = 5;
+        u.count = 3;
+        assert_eq!(code(run(&node, &st)), "unknown_base");
     }
 
     fn with_scan(mut st: Statement, offset: i64) -> Statement {

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accept;
+pub mod audit;
 pub mod digest;
 pub mod server;
 pub mod store;

@@ -48,6 +48,20 @@ enum Command {
     /// Accept a failing check for a while (a waiver that expires): add, list, revoke.
     #[command(subcommand)]
     Exception(ExceptionCommand),
+    /// Walk each node's stored chain and say whether it links up with no gap (exit 1,
+    /// naming each fault, when one does not).
+    Chain(ChainArgs),
+}
+
+#[derive(Debug, Args)]
+struct ChainArgs {
+    #[command(flatten)]
+    db: Db,
+    /// Only this node (repeatable); every node when absent.
+    #[arg(long)]
+    node: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
 #[derive(Debug, Subcommand)]
@@ -409,6 +423,28 @@ fn run(command: Command) -> anyhow::Result<()> {
             set_status(&db, &name, NodeStatus::Revoked, now)
         }
         Command::Exception(command) => exception(command, now),
+        Command::Chain(args) => {
+            let store = open(&args.db)?;
+            let chains = nodeproof_collector::audit::audit(store.as_ref(), &args.node)
+                .context("cannot read the stored chains")?;
+            match args.format {
+                Format::Text => print!("{}", nodeproof_collector::audit::render_text(&chains)),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&chains)?),
+            }
+            let broken: Vec<String> = chains
+                .iter()
+                .filter(|c| !c.holds())
+                .map(|c| escape(&c.node))
+                .collect();
+            if !broken.is_empty() {
+                bail!(
+                    "the stored chain of {} node(s) does not hold: {}",
+                    broken.len(),
+                    broken.join(", ")
+                );
+            }
+            Ok(())
+        }
         Command::Fleet(args) => {
             let store = open(&args.db)?;
             let report = admin::fleet_report(store.as_ref(), args.at.unwrap_or(now))

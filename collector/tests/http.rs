@@ -639,6 +639,52 @@ async fn unchanged_notices_replace_each_other_in_place() {
     assert_eq!(server.history_len("node-1"), 4);
 }
 
+/// The old collector stored notice 3, then notice 9 whose `previous` named notice 8, which
+/// it had replaced: a chain with a hole. Under the chain rule such a notice is refused, and
+/// what is stored walks with no fault.
+#[tokio::test]
+async fn the_old_gap_in_the_stored_chain_can_no_longer_happen() {
+    let (server, mut agent) = server_with_node().await;
+    for count in 1..=2 {
+        let notice = agent.next_unchanged(count);
+        assert_eq!(server.post("/v1/reports", notice.clone()).await.0, 201);
+        agent.accepted(&notice);
+    }
+    let last_notice = agent.last.clone();
+    // Old rule: linked to the notice before it, which the collector does not keep.
+    let old_style = agent.unchanged_at(4, last_notice.clone(), 3);
+    let body = refused(&server, old_style, 409, "chain_fork", true).await;
+    assert!(
+        body["message"].as_str().unwrap().contains("upgrade the agent"),
+        "{body}"
+    );
+    // Sequences skipped: the notice would stand for scans nobody signed for.
+    let skips = agent.unchanged_at(9, Some(agent.last_full.clone().unwrap().0), 8);
+    refused(&server, skips, 409, "chain_gap", true).await;
+    // Claiming more scans than its place allows.
+    let inflated = agent.unchanged_at(4, Some(agent.last_full.clone().unwrap().0), 30);
+    refused(&server, inflated, 422, "bad_link", false).await;
+
+    let notice = agent.next_unchanged(3);
+    assert_eq!(server.post("/v1/reports", notice.clone()).await.0, 201);
+    agent.accepted(&notice);
+    let full = agent.next_full();
+    assert_eq!(server.post("/v1/reports", full.clone()).await.0, 201);
+    let links = server.store.chain_links("node-1").unwrap();
+    let shape: Vec<(u64, bool)> = links
+        .iter()
+        .map(|l| {
+            (
+                l.sequence,
+                matches!(l.kind, nodeproof_proto::chain::LinkKind::Full),
+            )
+        })
+        .collect();
+    assert_eq!(shape, [(1, true), (4, false), (5, true)]);
+    assert_eq!(links[2].previous.as_deref(), Some(links[1].digest.as_str()));
+    assert_eq!(nodeproof_proto::chain::walk(None, &links), vec![]);
+}
+
 // ---------------------------------------------------------------- key rotation
 
 fn rotation(agent: &TestAgent, new: &TestAgent, time: &str) -> Envelope {

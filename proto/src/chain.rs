@@ -12,6 +12,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::{Predicate, Statement};
+
 /// One stored statement, as far as the chain is concerned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainLink {
@@ -21,6 +23,29 @@ pub struct ChainLink {
     /// `link.previous`: `None` only for sequence 1.
     pub previous: Option<String>,
     pub kind: LinkKind,
+}
+
+impl ChainLink {
+    /// The link of a parsed (and already verified) statement whose envelope digest is
+    /// `digest`, as signed; `None` when the statement carries no link (a report from
+    /// `scan --format dsse`, which is not part of any chain).
+    pub fn from_statement(digest: &str, statement: &Statement) -> Option<ChainLink> {
+        let link = statement.link()?;
+        let kind = match &statement.predicate {
+            Predicate::Report(_) => LinkKind::Full,
+            Predicate::Unchanged(u) => LinkKind::Unchanged {
+                since: u.since.clone(),
+                since_sequence: u.since_sequence,
+                count: u.count,
+            },
+        };
+        Some(ChainLink {
+            digest: digest.to_string(),
+            sequence: link.sequence,
+            previous: link.previous.clone(),
+            kind,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

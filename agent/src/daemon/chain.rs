@@ -7,6 +7,14 @@
 //!
 //! Nothing here touches a file or the network; `spool` does the I/O around these.
 //!
+//! The chain rule (checked by the collector and by `nodeproof_proto::chain::walk`): every
+//! statement's sequence is one more than the statement before it; a full report's
+//! `previous` is the statement just before it (which may be a notice), but an unchanged
+//! notice's `previous` is its run's full report (`since`) and its `count` is
+//! `sequence - since_sequence`. Every notice of a run thus links to the run's full report,
+//! and the collector, which keeps only the latest notice of a run, stores a chain with no
+//! gap: `F(s) <- N(s+k, count k) <- F(s+k+1)`.
+//!
 //! Invariant the spool keeps and these functions rely on: every spooled [`Unchanged`]
 //! notice's base (`since`) is the nearest full report before it in the spool, or, when no
 //! full report precedes it there, a report that already left the spool (delivered). That is
@@ -60,11 +68,11 @@ pub struct Run {
 pub enum Decision {
     /// The posture is new (or there is no earlier full report to compare with).
     Full,
-    /// The posture is that of `since`; `count` unchanged scans in a row, this one included,
-    /// the first at `first_unchanged`.
+    /// The posture is that of `since`; the run's first unchanged scan was at
+    /// `first_unchanged`. The notice's `count` comes from its place in the chain
+    /// ([`build_statement`]).
     Unchanged {
         since: FullRef,
-        count: u64,
         first_unchanged: String,
     },
 }
@@ -79,13 +87,12 @@ pub fn decide(
 ) -> Decision {
     match last_full {
         Some(full) if full.posture == posture => {
-            let (count, first_unchanged) = match run {
-                Some(r) => (r.count.saturating_add(1), r.first_unchanged.clone()),
-                None => (1, scan_time.to_string()),
+            let first_unchanged = match run {
+                Some(r) => r.first_unchanged.clone(),
+                None => scan_time.to_string(),
             };
             Decision::Unchanged {
                 since: full.clone(),
-                count,
                 first_unchanged,
             }
         }
@@ -93,7 +100,9 @@ pub fn decide(
     }
 }
 
-/// The link of a statement appended after `pending` statements that follow `base`.
+/// The link of a statement appended after `pending` statements that follow `base`: the
+/// next sequence, and `previous` the statement just before it (what a full report links
+/// to; [`build_statement`] points a notice at its run's full report instead).
 pub fn next_link(
     base: &ChainPoint,
     pending: usize,
@@ -116,8 +125,10 @@ pub fn next_link(
 }
 
 /// The statement for a scan: the report with its `link`, or an unchanged notice about the
-/// same subjects.
-pub fn build_statement(mut report: Report, decision: &Decision, link: Link) -> Statement {
+/// same subjects. A notice links to its run's full report (`previous == since`) and counts
+/// the sequences since it (`count == sequence - since_sequence`: the scans it stands for,
+/// earlier notices of the run included, which the collector does not keep).
+pub fn build_statement(mut report: Report, decision: &Decision, mut link: Link) -> Statement {
     match decision {
         Decision::Full => {
             report.link = Some(link);
@@ -125,10 +136,11 @@ pub fn build_statement(mut report: Report, decision: &Decision, link: Link) -> S
         }
         Decision::Unchanged {
             since,
-            count,
             first_unchanged,
         } => {
             let subjects = scan::statement(&report).subject;
+            link.previous = Some(since.digest.clone());
+            let count = notice_count(link.sequence, since.sequence);
             Statement::unchanged(
                 subjects,
                 Unchanged {
@@ -138,12 +150,29 @@ pub fn build_statement(mut report: Report, decision: &Decision, link: Link) -> S
                     since: since.digest.clone(),
                     since_sequence: since.sequence,
                     posture: since.posture.clone(),
-                    count: *count,
+                    count,
                     first_unchanged: first_unchanged.clone(),
                     summary: report.summary,
                 },
             )
         }
+    }
+}
+
+/// The `count` of a notice at `sequence` in the run of the full report at `since_sequence`:
+/// the sequences since that report, this one included. A notice always comes after its
+/// report, so this is at least 1; a notice placed wrongly gets 0, which the collector
+/// refuses rather than the agent inventing a count.
+pub fn notice_count(sequence: u64, since_sequence: u64) -> u64 {
+    sequence.saturating_sub(since_sequence)
+}
+
+/// Points a notice (when `statement` is one) at its run's full report under the chain rule:
+/// `previous = since`, `count = sequence - since_sequence`.
+fn link_notice_to_since(statement: &mut Statement) {
+    if let Predicate::Unchanged(u) = &mut statement.predicate {
+        u.link.previous = Some(u.since.clone());
+        u.count = notice_count(u.link.sequence, u.since_sequence);
     }
 }
 
@@ -220,9 +249,10 @@ pub struct Relinked {
 
 /// Puts `pending` back in line after `base` (used when the signing key changed, to re-sign
 /// the whole spool while the old key is still on record): sequence `base + 1, ...`, each
-/// `previous` the digest of the one before, each unchanged notice's `since` the (possibly
-/// new) digest and sequence of the nearest full report before it in the list, and every
-/// statement signed by `key`. Statements already right are kept byte for byte, so running
+/// full report's `previous` the digest of the one before, each unchanged notice's `since`
+/// the (possibly new) digest and sequence of the nearest full report before it in the list
+/// (kept when none precedes it there: its report was delivered), its `previous` that same
+/// report and its `count` the sequences since it, and every statement signed by `key`. Statements already right are kept byte for byte, so running
 /// this twice, or after a crash half-way through, gives the same result.
 pub fn rechain(
     base: &ChainPoint,
@@ -247,6 +277,7 @@ pub fn rechain(
             u.since = digest.clone();
             u.since_sequence = *seq;
         }
+        link_notice_to_since(&mut statement);
         let changed = statement != item.statement || item.signed_by != current;
         let (bytes, digest) = if changed {
             let bytes = sign_statement(&statement, key)?.to_json_bytes();
@@ -272,8 +303,9 @@ pub fn rechain(
 
 /// Links one statement at `sequence` after `previous`; a notice is pointed at
 /// `acked_full`, the last full report the collector acknowledged, which is what a notice at
-/// the head of the spool rests on (unless its posture says otherwise, and then it is left
-/// for the collector to judge).
+/// the head of the spool rests on (unless its posture says otherwise, and then its `since`
+/// is left for the collector to judge), and, by the chain rule, links to its `since`
+/// (not to `previous`) with `count = sequence - since_sequence`.
 pub fn relink(
     statement: &mut Statement,
     sequence: u64,
@@ -290,6 +322,7 @@ pub fn relink(
             u.since_sequence = full.sequence;
         }
     }
+    link_notice_to_since(statement);
 }
 
 /// Which spooled statements to drop to make room for `need` more, oldest first.
@@ -417,14 +450,13 @@ mod tests {
             decide(Some(&base), None, "p", "t1"),
             Decision::Unchanged {
                 since: base.clone(),
-                count: 1,
                 first_unchanged: "t1".into()
             }
         );
     }
 
     #[test]
-    fn unchanged_count_increments_and_keeps_the_first_time() {
+    fn a_run_keeps_its_first_time() {
         let base = full_ref("p");
         let run = Run {
             count: 4,
@@ -434,7 +466,6 @@ mod tests {
             decide(Some(&base), Some(&run), "p", "t5"),
             Decision::Unchanged {
                 since: base,
-                count: 5,
                 first_unchanged: "t0".into()
             }
         );
@@ -451,15 +482,12 @@ mod tests {
     }
 
     #[test]
-    fn count_saturates() {
-        let run = Run {
-            count: u64::MAX,
-            first_unchanged: "t0".into(),
-        };
-        match decide(Some(&full_ref("p")), Some(&run), "p", "t") {
-            Decision::Unchanged { count, .. } => assert_eq!(count, u64::MAX),
-            Decision::Full => panic!("expected unchanged"),
-        }
+    fn notice_count_is_the_sequences_since_the_report() {
+        assert_eq!(notice_count(12, 1), 11);
+        assert_eq!(notice_count(2, 1), 1);
+        // Misplaced (before its report): 0, which the collector refuses.
+        assert_eq!(notice_count(3, 7), 0);
+        assert_eq!(notice_count(u64::MAX, 0), u64::MAX);
     }
 
     #[test]
@@ -491,13 +519,17 @@ mod tests {
 
     #[test]
     fn unchanged_statement_points_at_its_base() {
-        let link = next_link(&ChainPoint::GENESIS, 3, Some("x"), "n", 60);
+        // Three statements after report 7: the last of them is a notice, sequence 10.
         let base = full_ref("p");
+        let point = ChainPoint {
+            sequence: 7,
+            digest: Some(base.digest.clone()),
+        };
+        let link = next_link(&point, 2, Some("x"), "n", 60);
         let s = build_statement(
             report("t9"),
             &Decision::Unchanged {
                 since: base.clone(),
-                count: 2,
                 first_unchanged: "t8".into(),
             },
             link.clone(),
@@ -506,11 +538,16 @@ mod tests {
         let Predicate::Unchanged(u) = &s.predicate else {
             panic!("not a notice")
         };
-        assert_eq!(u.link, link);
+        assert_eq!(u.link.sequence, 10);
+        assert_eq!(
+            u.link.previous.as_deref(),
+            Some(base.digest.as_str()),
+            "a notice links to its run's full report, not to the statement before it"
+        );
         assert_eq!(u.since, base.digest);
         assert_eq!(u.since_sequence, 7);
         assert_eq!(u.posture, "p");
-        assert_eq!((u.count, u.first_unchanged.as_str()), (2, "t8"));
+        assert_eq!((u.count, u.first_unchanged.as_str()), (3, "t8"));
         assert_eq!(u.scan_time, "t9");
         assert_eq!(s.subject, scan::statement(&report("t9")).subject);
     }
@@ -548,12 +585,10 @@ mod tests {
                     run = None;
                 }
                 Decision::Unchanged {
-                    count,
-                    first_unchanged,
-                    ..
+                    first_unchanged, ..
                 } => {
                     run = Some(Run {
-                        count: *count,
+                        count: run.as_ref().map_or(1, |r| r.count + 1),
                         first_unchanged: first_unchanged.clone(),
                     })
                 }
@@ -580,13 +615,17 @@ mod tests {
             assert_eq!(r.digest, sha256_hex(&r.bytes));
             let link = v.statement.link().unwrap();
             assert_eq!(link.sequence, base.sequence + i as u64 + 1);
-            assert_eq!(link.previous, previous);
             match &v.statement.predicate {
-                Predicate::Report(_) => last_full = Some((r.digest.clone(), link.sequence)),
+                Predicate::Report(_) => {
+                    assert_eq!(link.previous, previous);
+                    last_full = Some((r.digest.clone(), link.sequence));
+                }
                 Predicate::Unchanged(u) => {
                     if let Some((d, s)) = &last_full {
                         assert_eq!((&u.since, u.since_sequence), (d, *s));
                     }
+                    assert_eq!(link.previous.as_ref(), Some(&u.since));
+                    assert_eq!(u.count, link.sequence - u.since_sequence);
                 }
             }
             previous = Some(r.digest.clone());
@@ -654,7 +693,11 @@ mod tests {
             (u.since.as_str(), u.since_sequence),
             (base_digest.as_str(), 1)
         );
-        assert_eq!(u.count, 2, "the run still counts every scan");
+        assert_eq!(
+            (u.link.previous.as_deref(), u.count),
+            (Some(base_digest.as_str()), 1),
+            "the notice links to its report and counts the sequences it stands for"
+        );
     }
 
     #[test]
@@ -711,8 +754,8 @@ mod tests {
             (41, Some("e".repeat(64)))
         );
         assert_eq!(
-            (u.since.as_str(), u.since_sequence),
-            (acked.digest.as_str(), 40)
+            (u.since.as_str(), u.since_sequence, u.count),
+            (acked.digest.as_str(), 40, 1)
         );
         // A report of another posture is not this notice's base: left alone.
         let mut other = spooled[1].statement.clone();

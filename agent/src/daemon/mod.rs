@@ -69,6 +69,39 @@ pub struct Config {
     pub retry_cap: Duration,
     /// With `once`: how many times one statement is tried before the run gives up on it.
     pub once_attempts: u32,
+    /// Where each scan's time comes from: the system clock, except in tests that replay
+    /// days of scans without waiting for them.
+    pub clock: ScanClock,
+}
+
+/// The time stamped on a scan (RFC 3339 UTC): the system clock ([`ScanClock::system`]), or
+/// a function ([`ScanClock::from_fn`]) so a test can drive a week of scans at a 5 minute
+/// interval in seconds. Nothing else in the daemon reads it.
+#[derive(Clone, Default)]
+pub struct ScanClock(Option<std::sync::Arc<dyn Fn() -> String + Send + Sync>>);
+
+impl ScanClock {
+    pub fn system() -> ScanClock {
+        ScanClock(None)
+    }
+
+    pub fn from_fn(f: impl Fn() -> String + Send + Sync + 'static) -> ScanClock {
+        ScanClock(Some(std::sync::Arc::new(f)))
+    }
+
+    /// The scan time now.
+    pub fn now(&self) -> String {
+        match &self.0 {
+            Some(f) => f(),
+            None => crate::scan::now_rfc3339(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ScanClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "injected" } else { "system" })
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -90,6 +123,7 @@ impl std::fmt::Debug for Config {
             .field("retry_base", &self.retry_base)
             .field("retry_cap", &self.retry_cap)
             .field("once_attempts", &self.once_attempts)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -117,6 +151,7 @@ impl Config {
             retry_base: Duration::from_secs(1),
             retry_cap: Duration::from_secs(300),
             once_attempts: 3,
+            clock: ScanClock::system(),
         }
     }
 }

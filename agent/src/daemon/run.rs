@@ -416,8 +416,9 @@ impl Daemon {
 
     async fn scan_and_spool(&mut self) {
         let opts = self.config.scan.clone();
+        let clock = self.config.clock.clone();
         let scanned = tokio::task::spawn_blocking(move || {
-            scan::collect(&opts).map(|snap| scan::assemble(&snap, scan::now_rfc3339()))
+            scan::collect(&opts).map(|snap| scan::assemble(&snap, clock.now()))
         })
         .await;
         let report = match scanned {

@@ -9,6 +9,7 @@
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use nodeproof_proto::chain::{walk, ChainLink, LinkKind};
 use nodeproof_proto::{Status, Summary};
 
 use super::{
@@ -27,6 +28,11 @@ pub const STORIES: &[(&str, Story)] = &[
     ("key_rotation", key_rotation),
     ("full_reports", full_reports),
     ("unchanged_runs", unchanged_runs),
+    ("stored_chain_has_no_gap", stored_chain_has_no_gap),
+    (
+        "commit_refuses_a_notice_that_breaks_the_chain",
+        commit_refuses_a_notice_that_breaks_the_chain,
+    ),
     ("batch_atomicity", batch_atomicity),
     ("fleet_summary", fleet_summary),
     ("failing_by_check", failing_by_check),
@@ -179,7 +185,9 @@ impl Agent {
         a
     }
 
-    /// The next statement: an unchanged notice of the current run.
+    /// The next statement: an unchanged notice of the current run, by the chain rule:
+    /// it links to the run's full report (`previous == since`) and counts the sequences
+    /// since it.
     pub fn unchanged(&mut self, at: i64) -> Accepted {
         let since = self
             .last_full
@@ -187,14 +195,16 @@ impl Agent {
             .unwrap_or_else(|| panic!("{}: no full report yet", self.name));
         self.run_count += 1;
         let first_unchanged = self.run_start.get_or_insert_with(|| rfc3339(at)).clone();
-        self.next(
+        let mut a = self.next(
             at,
             AcceptedKind::Unchanged {
-                since,
+                since: since.clone(),
                 count: self.run_count,
                 first_unchanged,
             },
-        )
+        );
+        a.previous = Some(since);
+        a
     }
 }
 
@@ -1015,6 +1025,135 @@ pub fn unchanged_runs(s: &dyn Store) {
             ("full", None, None)
         ],
         "a full report ends the run; the next notice starts a new row"
+    );
+}
+
+/// The stored chain links up with no gap: runs of notices collapse to their last notice,
+/// which links to the run's full report and covers every sequence since it, and the next
+/// full report links to that notice. `chain_links` returns it in order, and `walk` finds
+/// no fault.
+pub fn stored_chain_has_no_gap(s: &dyn Store) {
+    let mut a = Agent::new("walker");
+    a.enroll(s, true, 0);
+    assert_eq!(ok(s.chain_links("walker"), "chain_links"), vec![]);
+    assert!(matches!(
+        s.chain_links("nobody"),
+        Err(StoreError::NoSuchNode(_))
+    ));
+    let mut at = 1000;
+    let mut tick = || {
+        at += 300;
+        at
+    };
+    let f1 = a.full(tick(), vec![check("4.2.1", P)]);
+    commit(s, std::slice::from_ref(&f1));
+    let mut last_notice = None;
+    for _ in 0..5 {
+        let n = a.unchanged(tick());
+        commit(s, std::slice::from_ref(&n));
+        last_notice = Some(n);
+    }
+    let n6 = last_notice.take().expect("a notice");
+    let f7 = a.full(tick(), vec![check("4.2.1", F)]);
+    commit(s, std::slice::from_ref(&f7));
+    let f8 = a.full(tick(), vec![check("4.2.1", P)]);
+    // A batch: a full report and two notices of its run.
+    let n9 = a.unchanged(tick());
+    let n10 = a.unchanged(tick());
+    commit(s, &[f8.clone(), n9, n10.clone()]);
+
+    let links = ok(s.chain_links("walker"), "chain_links");
+    let full = |x: &Accepted| ChainLink {
+        digest: x.digest.clone(),
+        sequence: x.sequence,
+        previous: x.previous.clone(),
+        kind: LinkKind::Full,
+    };
+    let notice = |x: &Accepted, since: &Accepted| ChainLink {
+        digest: x.digest.clone(),
+        sequence: x.sequence,
+        previous: Some(since.digest.clone()),
+        kind: LinkKind::Unchanged {
+            since: since.digest.clone(),
+            since_sequence: since.sequence,
+            count: x.sequence - since.sequence,
+        },
+    };
+    assert_eq!(
+        links,
+        vec![
+            full(&f1),
+            notice(&n6, &f1),
+            full(&f7),
+            full(&f8),
+            notice(&n10, &f8)
+        ],
+        "the stored chain, oldest first"
+    );
+    assert_eq!(
+        (links[1].sequence, f7.previous.as_deref()),
+        (6, Some(n6.digest.as_str())),
+        "the full report after a run links to the run's stored notice"
+    );
+    assert_eq!(walk(None, &links), vec![], "the stored chain holds");
+    assert_eq!(
+        ok(s.chain_links("walker"), "chain_links").len(),
+        ok(s.history("walker", 100), "history").len(),
+        "one link per stored row"
+    );
+}
+
+/// The commit re-checks the chain rule, so a notice that would leave a hole in the stored
+/// chain is never stored, whatever the caller decided.
+pub fn commit_refuses_a_notice_that_breaks_the_chain(s: &dyn Store) {
+    let mut a = Agent::new("strict");
+    a.enroll(s, true, 0);
+    let f1 = a.full(1000, vec![check("4.2.1", P)]);
+    let n2 = a.unchanged(1300);
+    commit(s, &[f1.clone(), n2.clone()]);
+
+    // The old rule: a notice linked to the notice before it (which is then replaced).
+    let mut linked_to_notice = a.clone().unchanged(1600);
+    linked_to_notice.previous = Some(n2.digest.clone());
+    assert_conflict(
+        s.commit(&[linked_to_notice]),
+        "a notice whose previous is the last notice instead of its run's report",
+    );
+    let mut too_many = a.clone().unchanged(1600);
+    if let AcceptedKind::Unchanged { count, .. } = &mut too_many.kind {
+        *count = 7;
+    }
+    assert_conflict(
+        s.commit(&[too_many]),
+        "a notice that claims more scans than its sequence allows",
+    );
+    let mut skips = a.clone().unchanged(1600);
+    skips.sequence = 9;
+    if let AcceptedKind::Unchanged { count, .. } = &mut skips.kind {
+        *count = 8;
+    }
+    assert_conflict(
+        s.commit(&[skips]),
+        "a notice that skips sequences (the old gap: 2, then 9)",
+    );
+    let mut skips_the_notice = a.clone().full(1600, vec![check("4.2.1", F)]);
+    skips_the_notice.previous = Some(f1.digest.clone());
+    assert_conflict(
+        s.commit(&[skips_the_notice]),
+        "a full report that links past the run's stored notice",
+    );
+    let n = node(s, "strict");
+    assert_eq!(
+        (n.last_sequence, n.last_digest.as_deref()),
+        (2, Some(n2.digest.as_str())),
+        "nothing was stored"
+    );
+    // The rule's own next notice is fine.
+    let n3 = a.unchanged(1600);
+    commit(s, std::slice::from_ref(&n3));
+    assert_eq!(
+        walk(None, &ok(s.chain_links("strict"), "chain_links")),
+        vec![]
     );
 }
 

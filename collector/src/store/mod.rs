@@ -466,6 +466,11 @@ pub trait Store: Send + Sync {
     /// Newest first, at most `limit`; NoSuchNode for an unknown node.
     fn history(&self, node: &str, limit: u32) -> StoreResult<Vec<HistoryEntry>>;
     fn envelope(&self, digest: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// The node's stored chain, oldest first, as `nodeproof_proto::chain::walk` reads it
+    /// (from the stored columns: digest, sequence, previous, kind; for a notice its `since`,
+    /// `count`, and as `since_sequence` the stored sequence of its `since` report, 0 when
+    /// that report is not stored); NoSuchNode for an unknown node.
+    fn chain_links(&self, node: &str) -> StoreResult<Vec<nodeproof_proto::chain::ChainLink>>;
     /// Approved nodes whose latest state has this check failing (or in error).
     fn failing(&self, cis: &str) -> StoreResult<Vec<NodeRecord>>;
     /// Names of approved nodes that are stale at `now`: silent for more than 3 of their

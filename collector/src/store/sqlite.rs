@@ -34,6 +34,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use nodeproof_proto::chain::{ChainLink, LinkKind};
 use nodeproof_proto::{Status, Summary};
 use rusqlite::types::Type;
 use rusqlite::{
@@ -1283,7 +1284,9 @@ struct Head {
     status: NodeStatus,
     key_id: String,
     last_sequence: u64,
+    last_digest: Option<String>,
     last_full_digest: Option<String>,
+    last_full_sequence: Option<u64>,
     last_run_digest: Option<String>,
     summary: Option<String>,
     posture: Option<String>,
@@ -1294,7 +1297,7 @@ fn commit_one(tx: &Transaction<'_>, a: &Accepted, deltas: &mut Deltas) -> StoreR
     let head = tx
         .prepare_cached(
             "SELECT status, key_id, last_sequence, last_full_digest, last_run_digest, summary,
-                    posture, failing_any
+                    posture, failing_any, last_digest, last_full_sequence
              FROM nodes WHERE name = ?1",
         )?
         .query_row([&a.node], |r| {
@@ -1308,6 +1311,8 @@ fn commit_one(tx: &Transaction<'_>, a: &Accepted, deltas: &mut Deltas) -> StoreR
                 summary: r.get(5)?,
                 posture: r.get(6)?,
                 failing_any: r.get(7)?,
+                last_digest: r.get(8)?,
+                last_full_sequence: r.get(9)?,
             })
         })
         .optional()?
@@ -1334,6 +1339,7 @@ fn commit_one(tx: &Transaction<'_>, a: &Accepted, deltas: &mut Deltas) -> StoreR
             a.digest, a.sequence, a.node, head.last_sequence
         )));
     }
+    check_chain_step(&head, a)?;
     let sequence = to_i64(a.sequence, "sequence")?;
     let interval = to_i64(a.interval_secs, "interval_secs")?;
     let stale_after = a.received_at.saturating_add(interval.saturating_mul(3));
@@ -1410,15 +1416,6 @@ fn commit_one(tx: &Transaction<'_>, a: &Accepted, deltas: &mut Deltas) -> StoreR
             count,
             first_unchanged,
         } => {
-            if head.last_full_digest.as_deref() != Some(since.as_str()) {
-                return Err(StoreError::Conflict(format!(
-                    "unchanged notice {} refers to full report {since}, but node {}'s last full \
-                     report is {}; nothing committed",
-                    a.digest,
-                    a.node,
-                    head.last_full_digest.as_deref().unwrap_or("(none)")
-                )));
-            }
             let count = to_i64(*count, "count")?;
             // The previous statement was a notice of this same run (a full report ends a
             // run and clears last_run_digest, and `since` is the last full report): this
@@ -1486,6 +1483,65 @@ fn commit_one(tx: &Transaction<'_>, a: &Accepted, deltas: &mut Deltas) -> StoreR
                 interval,
                 stale_after
             ])?;
+        }
+    }
+    Ok(())
+}
+
+/// The chain rule, re-checked at commit against the node's row (the same rule as
+/// `accept::decide` and `accept::check_notice`; see `docs/collector.md`): the statement
+/// is the node's next (`last_sequence + 1`); a full report links to the last stored
+/// statement; an unchanged notice links to the node's last full report (`previous ==
+/// since == last_full_digest`) and counts the sequences since it (`count == sequence -
+/// last_full_sequence`). So whatever is stored links up with no gap, even when a notice
+/// then replaces the previous notice of its run.
+fn check_chain_step(head: &Head, a: &Accepted) -> StoreResult<()> {
+    let conflict = |why: String| {
+        Err(StoreError::Conflict(format!(
+            "statement {} (node {}, sequence {}) {why}; nothing committed",
+            a.digest, a.node, a.sequence
+        )))
+    };
+    if a.sequence != head.last_sequence.saturating_add(1) {
+        return conflict(format!(
+            "does not follow the node's last sequence {}",
+            head.last_sequence
+        ));
+    }
+    match &a.kind {
+        AcceptedKind::Full { .. } => {
+            if a.previous != head.last_digest {
+                return conflict(format!(
+                    "names previous {} but the node's last statement is {}",
+                    a.previous.as_deref().unwrap_or("(none)"),
+                    head.last_digest.as_deref().unwrap_or("(none)")
+                ));
+            }
+        }
+        AcceptedKind::Unchanged { since, count, .. } => {
+            let (Some(full), Some(full_sequence)) =
+                (head.last_full_digest.as_deref(), head.last_full_sequence)
+            else {
+                return conflict("is an unchanged notice but the node has no full report".into());
+            };
+            if since != full {
+                return conflict(format!(
+                    "is an unchanged notice of full report {since}, but the node's last full \
+                     report is {full}"
+                ));
+            }
+            if a.previous.as_deref() != Some(full) {
+                return conflict(format!(
+                    "is an unchanged notice naming previous {}, not its run's full report {full}",
+                    a.previous.as_deref().unwrap_or("(none)")
+                ));
+            }
+            if *count != a.sequence.saturating_sub(full_sequence) {
+                return conflict(format!(
+                    "is an unchanged notice counting {count} scan(s) since sequence \
+                     {full_sequence}, which its sequence does not allow"
+                ));
+            }
         }
     }
     Ok(())
@@ -2147,6 +2203,41 @@ impl Store for SqliteStore {
                 return Err(StoreError::NoSuchNode(node.into()));
             }
             Ok(entries)
+        })
+    }
+
+    fn chain_links(&self, node: &str) -> StoreResult<Vec<ChainLink>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT r.digest, r.sequence, r.previous, r.kind, r.since, r.count, f.sequence
+                 FROM reports r
+                 LEFT JOIN reports f ON f.digest = r.since AND f.node = r.node
+                 WHERE r.node = ?1 ORDER BY r.sequence",
+            )?;
+            let links: Vec<ChainLink> = stmt
+                .query_map([node], |r| {
+                    let kind: String = r.get(3)?;
+                    let kind = match kind.as_str() {
+                        "full" => LinkKind::Full,
+                        "unchanged" => LinkKind::Unchanged {
+                            since: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                            since_sequence: r.get::<_, Option<u64>>(6)?.unwrap_or(0),
+                            count: r.get::<_, Option<u64>>(5)?.unwrap_or(0),
+                        },
+                        other => return Err(bad_value(3, "report kind", other)),
+                    };
+                    Ok(ChainLink {
+                        digest: r.get(0)?,
+                        sequence: r.get(1)?,
+                        previous: r.get(2)?,
+                        kind,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            if links.is_empty() && !node_exists(c, node)? {
+                return Err(StoreError::NoSuchNode(node.into()));
+            }
+            Ok(links)
         })
     }
 

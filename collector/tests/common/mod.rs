@@ -384,8 +384,16 @@ impl TestAgent {
         ))
     }
 
-    /// The next statement: an unchanged notice of the last full report, `count` in a row.
+    /// The next statement: an unchanged notice of the last full report, `count` in a row,
+    /// linked by the chain rule to that report (`previous == since`).
     pub fn next_unchanged(&self, count: u64) -> Vec<u8> {
+        let since = self.last_full.clone().expect("a full report was sent").0;
+        self.unchanged_at(self.sequence + 1, Some(since), count)
+    }
+
+    /// An unchanged notice of the last full report at `sequence`, naming `previous`,
+    /// counting `count` scans: any link, right or wrong.
+    pub fn unchanged_at(&self, sequence: u64, previous: Option<String>, count: u64) -> Vec<u8> {
         let (since, since_sequence, posture) =
             self.last_full.clone().expect("a full report was sent");
         self.sign(&Statement::unchanged(
@@ -393,8 +401,8 @@ impl TestAgent {
             Unchanged {
                 link: Link {
                     node: self.name.clone(),
-                    sequence: self.sequence + 1,
-                    previous: self.last.clone(),
+                    sequence,
+                    previous,
                     interval_secs: 300,
                 },
                 scan_time: time_at(0),
@@ -556,6 +564,12 @@ impl Store for FlakyStore {
     }
     fn envelope(&self, digest: &str) -> store::StoreResult<Option<Vec<u8>>> {
         self.inner.envelope(digest)
+    }
+    fn chain_links(
+        &self,
+        node: &str,
+    ) -> store::StoreResult<Vec<nodeproof_proto::chain::ChainLink>> {
+        self.inner.chain_links(node)
     }
     fn failing(&self, cis: &str) -> store::StoreResult<Vec<NodeRecord>> {
         self.inner.failing(cis)
