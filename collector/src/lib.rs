@@ -8,6 +8,7 @@
 
 pub mod accept;
 pub mod digest;
+pub mod evidence;
 pub mod server;
 pub mod store;
 pub mod text;
