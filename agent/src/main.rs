@@ -276,6 +276,10 @@ struct ScanArgs {
     /// Ed25519 private key (PKCS#8 PEM, from `keygen`); required for --format dsse.
     #[arg(long, value_name = "FILE", env = "NODEPROOF_KEY")]
     key: Option<PathBuf>,
+    /// Write the output to FILE (replaced whole, only once the scan is done) instead of
+    /// standard output.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
     /// The kubelet's version (e.g. 1.31 or v1.31.4), when its binary carries no build
     /// stamp; it decides how --config-dir drop-ins merge (the rules changed in 1.32).
     #[arg(long, value_name = "VERSION", env = "NODEPROOF_KUBELET_VERSION", value_parser = parse_kubelet_version)]
@@ -317,6 +321,10 @@ enum Format {
     Json,
     /// The report as an in-toto statement in a signed DSSE envelope.
     Dsse,
+    /// JUnit XML, one test case per check (as kube-bench's `--junit`).
+    Junit,
+    /// CSV: node,time,check,status,value,source (one row per check).
+    Csv,
 }
 
 fn main() -> ExitCode {
@@ -583,26 +591,68 @@ fn scan_cmd(args: ScanArgs) -> Result<u8> {
         kubelet_version: args.kubelet_version,
     })?;
     let report = scan::assemble(&snapshot, scan::now_rfc3339());
-    let mut stdout = std::io::stdout().lock();
+    let mut out: Vec<u8> = Vec::new();
     match args.format {
         Format::Text => {
-            let color = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
-            stdout.write_all(render::text(&report, color).as_bytes())?;
+            let color = args.output.is_none()
+                && std::env::var_os("NO_COLOR").is_none()
+                && std::io::stdout().is_terminal();
+            out.extend_from_slice(render::text(&report, color).as_bytes());
         }
         Format::Json => {
-            serde_json::to_writer_pretty(&mut stdout, &report)?;
-            stdout.write_all(b"\n")?;
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            out.push(b'\n');
         }
         Format::Dsse => {
             let key = key.context("internal: key missing")?;
             let envelope = sign_statement(&scan::statement(&report), &key)
                 .context("could not serialize the statement")?;
-            stdout.write_all(&envelope.to_json_bytes())?;
-            stdout.write_all(b"\n")?;
+            out.extend_from_slice(&envelope.to_json_bytes());
+            out.push(b'\n');
+        }
+        Format::Junit => {
+            let node = nodeproof_proto::tabular::node_name(&report);
+            let suite = nodeproof_proto::tabular::Suite {
+                rows: nodeproof_proto::tabular::rows(&node, &report),
+                time: report.scan_time.clone(),
+                node,
+            };
+            nodeproof_proto::tabular::write_junit(&mut out, &[suite])?;
+        }
+        Format::Csv => {
+            let node = nodeproof_proto::tabular::node_name(&report);
+            nodeproof_proto::tabular::write_csv_header(&mut out)?;
+            for row in nodeproof_proto::tabular::rows(&node, &report) {
+                nodeproof_proto::tabular::write_csv_row(&mut out, &row)?;
+            }
         }
     }
-    stdout.flush()?;
+    match &args.output {
+        Some(path) => write_output(path, &out)?,
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&out)?;
+            stdout.flush()?;
+        }
+    }
     Ok(scan::exit_code(&report, args.fail_on))
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
+/// a pipeline never reads half a report.
+fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("could not create a file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("could not write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("could not write {}", path.display()))?;
+    Ok(())
 }
 
 fn load_key(path: &Path) -> Result<SigningKey> {

@@ -9,6 +9,7 @@
 pub mod accept;
 pub mod audit;
 pub mod digest;
+pub mod evidence;
 pub mod server;
 pub mod store;
 pub mod text;

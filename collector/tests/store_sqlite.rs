@@ -58,6 +58,7 @@ stories!(
     failing_checks,
     stale_nodes,
     exceptions,
+    evidence_export,
 );
 
 /// `run_all` is what another backend's test calls; here it opens each store by URL.

@@ -10,6 +10,7 @@ pub mod dsse;
 pub mod keys;
 pub mod report;
 pub mod statement;
+pub mod tabular;
 pub mod text;
 
 pub use api::*;

@@ -8,6 +8,7 @@
 
 pub mod conformance;
 pub mod sqlite;
+mod sqlite_evidence;
 
 use nodeproof_proto::{Status, Summary};
 use serde::{Deserialize, Serialize};
@@ -356,6 +357,44 @@ pub struct ExceptionEvent {
     pub until: i64,
 }
 
+/// Which stored statements an evidence export covers: received at or after `since` and
+/// before `until` (Unix seconds, the collector's receive time, which grows with each node's
+/// sequence), of the named nodes (every node when empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportFilter {
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub nodes: Vec<String>,
+}
+
+/// One stored statement with its exact envelope bytes, for the evidence export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredStatement {
+    pub node: String,
+    pub sequence: u64,
+    /// Envelope digest (SHA-256 of `envelope`, lowercase hex).
+    pub digest: String,
+    pub previous: Option<String>,
+    /// `full` or `unchanged`.
+    pub kind: String,
+    /// RFC 3339, as the node signed it.
+    pub scan_time: String,
+    pub received_at: i64,
+    /// The exact envelope bytes as stored: the evidence.
+    pub envelope: Vec<u8>,
+}
+
+/// One key a node held, and when: from `added_at` (enrolment or rotation) until
+/// `retired_at` (the rotation away from it; `None` for the current key). Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPeriod {
+    pub key_id: String,
+    /// SubjectPublicKeyInfo PEM.
+    pub public_key: String,
+    pub added_at: i64,
+    pub retired_at: Option<i64>,
+}
+
 /// The storage every backend provides. Implementations must make `commit` atomic (all of
 /// the batch or none) and durable before it returns, since the collector acknowledges the
 /// reports after it.
@@ -499,6 +538,27 @@ pub trait Store: Send + Sync {
     fn exceptions(&self) -> StoreResult<Vec<ExceptionRecord>>;
     /// The exception log, oldest first.
     fn exception_events(&self) -> StoreResult<Vec<ExceptionEvent>>;
+
+    // Evidence export.
+    /// Calls `f` with every stored statement `filter` selects, ordered by node name, then
+    /// sequence, one at a time (a backend streams them, so memory stays flat however many
+    /// there are). An error from `f` stops the walk and is returned.
+    fn for_each_statement(
+        &self,
+        filter: &ExportFilter,
+        f: &mut dyn FnMut(StoredStatement) -> StoreResult<()>,
+    ) -> StoreResult<()>;
+    /// The statement stored last before `before` (receive time, Unix seconds) for `node`:
+    /// where a range's chain starts. `None` when there is none; NoSuchNode for an unknown
+    /// node.
+    fn chain_anchor(
+        &self,
+        node: &str,
+        before: i64,
+    ) -> StoreResult<Option<nodeproof_proto::chain::Anchor>>;
+    /// Every key `node` held, oldest first, with its validity period; NoSuchNode for an
+    /// unknown node.
+    fn key_history(&self, node: &str) -> StoreResult<Vec<KeyPeriod>>;
 
     /// Stored bytes, for the storage-growth measurement.
     fn size_bytes(&self) -> StoreResult<u64>;

@@ -2417,6 +2417,26 @@ impl Store for SqliteStore {
         })
     }
 
+    fn for_each_statement(
+        &self,
+        filter: &super::ExportFilter,
+        f: &mut dyn FnMut(super::StoredStatement) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        self.read(|c| super::sqlite_evidence::for_each_statement(c, filter, f))
+    }
+
+    fn chain_anchor(
+        &self,
+        node: &str,
+        before: i64,
+    ) -> StoreResult<Option<nodeproof_proto::chain::Anchor>> {
+        self.read(|c| super::sqlite_evidence::chain_anchor(c, node, before))
+    }
+
+    fn key_history(&self, node: &str) -> StoreResult<Vec<super::KeyPeriod>> {
+        self.read(|c| super::sqlite_evidence::key_history(c, node))
+    }
+
     fn size_bytes(&self) -> StoreResult<u64> {
         // The logical size (pages in use or free, including those still in the WAL): what
         // the file is once checkpointed.

@@ -608,4 +608,21 @@ impl Store for FlakyStore {
     fn exception_events(&self) -> store::StoreResult<Vec<store::ExceptionEvent>> {
         self.inner.exception_events()
     }
+    fn for_each_statement(
+        &self,
+        filter: &store::ExportFilter,
+        f: &mut dyn FnMut(store::StoredStatement) -> store::StoreResult<()>,
+    ) -> store::StoreResult<()> {
+        self.inner.for_each_statement(filter, f)
+    }
+    fn chain_anchor(
+        &self,
+        node: &str,
+        before: i64,
+    ) -> store::StoreResult<Option<nodeproof_proto::chain::Anchor>> {
+        self.inner.chain_anchor(node, before)
+    }
+    fn key_history(&self, node: &str) -> store::StoreResult<Vec<store::KeyPeriod>> {
+        self.inner.key_history(node)
+    }
 }
