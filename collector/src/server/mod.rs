@@ -338,6 +338,10 @@ async fn get_stats(State(state): State<Arc<AppState>>) -> Json<serde_json::Value
     let mut stats = state.stats.to_json();
     if let Some(map) = stats.as_object_mut() {
         map.insert("connections".into(), state.limit_stats.to_json());
+        map.insert(
+            "dashboard".into(),
+            serde_json::json!({ "sessions": state.ui.sessions.len() }),
+        );
     }
     Json(stats)
 }

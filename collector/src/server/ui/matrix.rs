@@ -75,6 +75,8 @@ pub struct Matrix {
     pub pages: usize,
     pub columns: Vec<Column>,
     pub rows: Vec<Row>,
+    /// Every check of the catalogue, for the filter's choices.
+    pub catalogue: Vec<Column>,
 }
 
 fn cell(n: &NodeView, check: &CheckMeta) -> &'static str {
@@ -205,6 +207,14 @@ pub fn build(view: &fleet::FleetState, query: &MatrixQuery) -> Result<Matrix, St
             })
             .collect(),
         rows,
+        catalogue: CHECKS
+            .iter()
+            .map(|c| Column {
+                cis: c.cis,
+                id: c.id,
+                severity: c.severity,
+            })
+            .collect(),
     })
 }
 

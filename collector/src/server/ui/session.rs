@@ -47,7 +47,9 @@ impl Session {
 /// The session table.
 #[derive(Debug)]
 pub struct Sessions {
-    map: Mutex<HashMap<[u8; 32], Session>>,
+    /// Each session with its serial number (creation order, for eviction).
+    map: Mutex<HashMap<[u8; 32], (u64, Session)>>,
+    next: std::sync::atomic::AtomicU64,
     max: usize,
     ttl_secs: i64,
 }
@@ -76,6 +78,7 @@ impl Sessions {
     pub fn new(max: usize, ttl_secs: i64) -> Sessions {
         Sessions {
             map: Mutex::new(HashMap::new()),
+            next: std::sync::atomic::AtomicU64::new(0),
             max: max.max(1),
             ttl_secs: ttl_secs.max(1),
         }
@@ -87,8 +90,8 @@ impl Sessions {
     }
 
     /// A new session for someone who gave a valid token: its id (for the cookie) and the
-    /// session. Expired sessions are dropped first; if the table is still full, the oldest
-    /// session goes.
+    /// session. Expired sessions are dropped first; if the table is still full, the session
+    /// created first goes.
     pub fn create(&self, role: Role, now: i64) -> (String, Session) {
         let id = random_hex();
         let session = Session {
@@ -97,14 +100,15 @@ impl Sessions {
             created_at: now,
             expires_at: now.saturating_add(self.ttl_secs),
         };
+        let serial = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= self.max {
-            map.retain(|_, s| s.expires_at > now);
+            map.retain(|_, (_, s)| s.expires_at > now);
         }
         while map.len() >= self.max {
             let oldest = map
                 .iter()
-                .min_by_key(|(_, s)| s.created_at)
+                .min_by_key(|(_, (serial, _))| *serial)
                 .map(|(k, _)| *k);
             match oldest {
                 Some(k) => {
@@ -113,7 +117,7 @@ impl Sessions {
                 None => break,
             }
         }
-        map.insert(key(&id), session.clone());
+        map.insert(key(&id), (serial, session.clone()));
         (id, session)
     }
 
@@ -122,7 +126,7 @@ impl Sessions {
         let k = key(id);
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         match map.get(&k) {
-            Some(s) if s.expires_at > now => Some(s.clone()),
+            Some((_, s)) if s.expires_at > now => Some(s.clone()),
             Some(_) => {
                 map.remove(&k);
                 None
