@@ -12,6 +12,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use nodeproof_collector::accept::Policy;
 use nodeproof_collector::server::quota::Quotas;
+use nodeproof_collector::server::ui::UiConfig;
 use nodeproof_collector::server::{self, admin, fleet, AdminToken, Limits, ServeConfig, TlsFiles};
 use nodeproof_collector::store::{self, NodeStatus, Store};
 use nodeproof_collector::text::escape;
@@ -207,6 +208,19 @@ struct ServeArgs {
     /// /healthz reports the database full below this many free bytes on its file system.
     #[arg(long, env = "NODEPROOF_MIN_FREE_SPACE", default_value_t = Limits::default().min_free_bytes)]
     min_free_space: u64,
+    /// File holding a read-only token: the read endpoints and the dashboard, no changes.
+    #[arg(long, env = "NODEPROOF_VIEWER_TOKEN_FILE")]
+    viewer_token_file: Option<PathBuf>,
+    /// File holding the bearer token /metrics then needs; without it /metrics is open.
+    #[arg(long, env = "NODEPROOF_METRICS_TOKEN_FILE")]
+    metrics_token_file: Option<PathBuf>,
+    /// Per-node metric series (node label) while the fleet has at most this many approved
+    /// nodes; 0 turns them off.
+    #[arg(long, env = "NODEPROOF_METRICS_PER_NODE_LIMIT", default_value_t = UiConfig::default().metrics_per_node_limit)]
+    metrics_per_node_limit: usize,
+    /// How long a dashboard session lasts.
+    #[arg(long, env = "NODEPROOF_SESSION_TTL", default_value = "8h", value_parser = admin::parse_duration)]
+    session_ttl: u64,
 }
 
 /// A duration with a unit (`500ms`, `10s`, `5m`, `1h`, `7d`).
@@ -561,18 +575,28 @@ fn set_status(db: &Db, name: &str, status: NodeStatus, now: i64) -> anyhow::Resu
     Ok(())
 }
 
+/// The token in `path` (`what` names the flag's token in errors).
+fn read_token(path: Option<&PathBuf>, what: &str) -> anyhow::Result<Option<AdminToken>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the {what} token file {}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("the {what} token file {} is empty", path.display());
+    }
+    Ok(Some(AdminToken::new(token)))
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let admin_token = match &args.admin_token_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
-            let token = text.trim();
-            if token.is_empty() {
-                bail!("the admin token file {} is empty", path.display());
-            }
-            Some(AdminToken::new(token))
-        }
-        None => None,
+    let admin_token = read_token(args.admin_token_file.as_ref(), "admin")?;
+    let ui = UiConfig {
+        viewer_token: read_token(args.viewer_token_file.as_ref(), "viewer")?,
+        metrics_token: read_token(args.metrics_token_file.as_ref(), "metrics")?,
+        metrics_per_node_limit: args.metrics_per_node_limit,
+        session_ttl_secs: i64::try_from(args.session_ttl).unwrap_or(i64::MAX),
+        ..UiConfig::default()
     };
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles {
@@ -626,6 +650,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_pending: args.max_pending,
             pending_ttl_secs: i64::try_from(args.pending_ttl).unwrap_or(i64::MAX),
         },
+        ui,
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

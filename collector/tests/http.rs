@@ -1099,6 +1099,7 @@ async fn plain_http_on_a_public_address_is_refused() {
         policy: Default::default(),
         limits: Default::default(),
         quotas: Default::default(),
+        ui: Default::default(),
     };
     let err = serve(config, listener, std::future::pending())
         .await

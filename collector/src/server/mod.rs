@@ -10,10 +10,13 @@ pub mod error;
 pub mod fleet;
 pub mod ingest;
 pub mod limits;
+pub mod metrics;
+pub mod overview;
 pub mod quota;
 pub mod read;
 pub mod stats;
 pub mod tls;
+pub mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -69,6 +72,8 @@ pub struct ServeConfig {
     pub quotas: quota::Quotas,
     /// Connection, time and byte bounds (see [`limits`]).
     pub limits: Limits,
+    /// The dashboard's, the viewer token's and `/metrics`' settings (see [`ui`]).
+    pub ui: ui::UiConfig,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -82,6 +87,7 @@ impl std::fmt::Debug for ServeConfig {
             )
             .field("policy", &self.policy)
             .field("limits", &self.limits)
+            .field("ui", &self.ui)
             .finish_non_exhaustive()
     }
 }
@@ -116,6 +122,8 @@ pub struct AppState {
     pub quotas: quota::Quotas,
     /// Token-less enrolments by source IP.
     enroll_rate: quota::RateLimiter<std::net::IpAddr>,
+    /// Dashboard sessions, the viewer and metrics tokens.
+    pub ui: ui::UiState,
 }
 
 impl std::fmt::Debug for AppState {
@@ -171,6 +179,7 @@ pub async fn serve(
         key_cache: Arc::default(),
         quotas: config.quotas,
         enroll_rate: Default::default(),
+        ui: ui::UiState::new(config.ui, tls.is_some()),
     });
     let app = router(state);
 
@@ -271,6 +280,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/rotate", post(enroll::post_rotate))
         .route("/v1/fleet", get(read::get_fleet))
         .route("/v1/nodes", get(read::get_nodes))
+        .route("/v1/nodes/{name}", get(ui::node::get_node))
         .route("/v1/nodes/{name}/history", get(read::get_history))
         .route("/v1/nodes/{name}/reports/{digest}", get(read::get_report))
         .route("/v1/checks/{cis}/failing", get(read::get_failing))
@@ -284,12 +294,16 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/exceptions/{id}/revoke",
             post(read::post_revoke_exception),
         )
+        .route("/v1/overview", get(overview::get_overview))
+        .route("/v1/matrix", get(ui::matrix::get_matrix))
         .route("/v1/stats", get(get_stats))
-        .route("/metrics", get(get_metrics))
+        .route("/metrics", get(metrics::get_metrics))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .merge(ui::routes())
         .with_state(state)
+        .layer(axum::middleware::from_fn(ui::security_headers))
         .layer(axum::middleware::from_fn_with_state(budget, limits::budget))
 }
 
@@ -324,16 +338,12 @@ async fn get_stats(State(state): State<Arc<AppState>>) -> Json<serde_json::Value
     let mut stats = state.stats.to_json();
     if let Some(map) = stats.as_object_mut() {
         map.insert("connections".into(), state.limit_stats.to_json());
+        map.insert(
+            "dashboard".into(),
+            serde_json::json!({ "sessions": state.ui.sessions.len() }),
+        );
     }
     Json(stats)
-}
-
-async fn get_metrics(State(state): State<Arc<AppState>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.stats.to_prometheus() + &state.limit_stats.to_prometheus(),
-    )
-        .into_response()
 }
 
 async fn not_found() -> HttpError {

@@ -33,7 +33,7 @@ impl AdminToken {
         AdminToken(Sha256::digest(token.as_bytes()).into())
     }
 
-    fn matches(&self, given: &str) -> bool {
+    pub(crate) fn matches(&self, given: &str) -> bool {
         let given: [u8; 32] = Sha256::digest(given.as_bytes()).into();
         bool::from(self.0.ct_eq(&given))
     }
@@ -135,8 +135,14 @@ pub struct DriftView {
     pub digest: String,
 }
 
+/// Reads: the admin or viewer bearer token, or a dashboard session (see `ui::auth`).
 fn guard(state: &AppState, headers: &HeaderMap) -> Result<(), HttpError> {
-    authorize(state.admin_token.as_ref(), headers)
+    super::ui::auth::read(state, headers).map(|_| ())
+}
+
+/// Changes: the admin bearer token, or an admin session with its CSRF token.
+fn guard_write(state: &AppState, headers: &HeaderMap) -> Result<(), HttpError> {
+    super::ui::auth::write(state, headers)
 }
 
 fn answer<T: Serialize>(result: Result<T, HttpError>) -> Response {
@@ -246,7 +252,7 @@ pub async fn get_history(
 
 /// The statement inside a stored envelope. Stored envelopes were verified on the way in,
 /// so this only reads them back.
-fn stored_statement(envelope: &[u8]) -> Option<Statement> {
+pub(crate) fn stored_statement(envelope: &[u8]) -> Option<Statement> {
     let envelope = Envelope::from_json_bytes(envelope).ok()?;
     let payload = STANDARD.decode(envelope.payload).ok()?;
     serde_json::from_slice(&payload).ok()
@@ -368,7 +374,7 @@ pub async fn post_exception(
     body: Result<Json<ExceptionRequest>, JsonRejection>,
 ) -> Response {
     let result = async {
-        guard(&state, &headers)?;
+        guard_write(&state, &headers)?;
         let Json(request) = body.map_err(|e| HttpError::bad_request(e.body_text()))?;
         let now = now_unix();
         let new = fleet::validate_exception(&request, now).map_err(HttpError::bad_request)?;
@@ -398,7 +404,7 @@ pub async fn post_revoke_exception(
 ) -> Response {
     answer(
         async {
-            guard(&state, &headers)?;
+            guard_write(&state, &headers)?;
             let id: i64 = id.parse().map_err(|_| {
                 HttpError::not_found(format!("{id:?} is not an exception id (a number)"))
             })?;

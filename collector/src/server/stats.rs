@@ -164,8 +164,57 @@ pub(crate) fn write_metric(out: &mut String, name: &str, kind: &str, help: &str,
     );
 }
 
+/// A labelled metric family in the Prometheus text exposition format: `# HELP`, `# TYPE`,
+/// then one sample per entry of `samples` (label pairs and value). Label values are escaped
+/// as the format requires (backslash, double quote, newline).
+pub(crate) fn write_family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(Vec<(&str, &str)>, f64)],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        out.push_str(name);
+        if !labels.is_empty() {
+            out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{k}=\"{}\"", escape_label(v));
+            }
+            out.push('}');
+        }
+        let _ = writeln!(out, " {value}");
+    }
+}
+
+/// A label value as the exposition format writes it.
+pub(crate) fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let mut out = String::new();
+        write_family(&mut out, "m", "gauge", "h.", &[(vec![("k", "v\"")], 2.0)]);
+        assert_eq!(out, "# HELP m h.\n# TYPE m gauge\nm{k=\"v\\\"\"} 2\n");
+    }
+
     use super::*;
 
     #[test]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use nodeproof_collector::accept::Policy;
 use nodeproof_collector::server::quota::Quotas;
+use nodeproof_collector::server::ui::UiConfig;
 use nodeproof_collector::server::{serve, AdminToken, Limits, ServeConfig, ServeError, TlsFiles};
 use nodeproof_collector::store::{self, NodeRecord, Store};
 use nodeproof_proto::*;
@@ -83,6 +84,24 @@ impl TestServer {
         limits: Limits,
         quotas: Quotas,
     ) -> TestServer {
+        TestServer::start_full(dir, tls, store, limits, quotas, UiConfig::default()).await
+    }
+
+    /// Plain HTTP, a fresh database, and the given dashboard and metrics settings.
+    pub async fn start_with_ui(ui: UiConfig) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_store(&dir);
+        TestServer::start_full(dir, None, store, Limits::default(), Quotas::default(), ui).await
+    }
+
+    pub async fn start_full(
+        dir: tempfile::TempDir,
+        tls: Option<TlsFiles>,
+        store: Arc<dyn Store>,
+        limits: Limits,
+        quotas: Quotas,
+        ui: UiConfig,
+    ) -> TestServer {
         let client = reqwest::Client::new();
         // Bound before the server starts, so no request can race the start.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -103,6 +122,7 @@ impl TestServer {
             policy: Policy::default(),
             limits,
             quotas,
+            ui,
         };
         let task = tokio::spawn(serve(config, listener, async {
             let _ = stop.await;
