@@ -367,3 +367,187 @@ async fn dashboard_in_a_real_browser() {
     drop(driver);
     server.stop().await.unwrap();
 }
+
+/// 5,000 approved nodes with a full report each, written straight into the SQLite file
+/// (the ingest path has its own benchmarks); about one node in six fails a check.
+fn seed_fleet(dir: &tempfile::TempDir, nodes: usize) {
+    use nodeproof_collector::store::sqlite::{NewNode, SqliteStore};
+    use nodeproof_collector::store::{Accepted, AcceptedKind, CheckState, Store};
+    let store = SqliteStore::open(&dir.path().join("collector.db")).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let key = |i: usize| format!("{:064x}", i as u128 * 0x9e37_79b9_7f4a_7c15 + 1);
+    let batch: Vec<NewNode> = (0..nodes)
+        .map(|i| NewNode {
+            name: format!("node-{i:05}"),
+            key_id: key(i),
+            public_key: String::new(),
+        })
+        .collect();
+    store.enroll_many(&batch, true, now - 86_400).unwrap();
+    let reports: Vec<Accepted> = (0..nodes)
+        .map(|i| {
+            let checks: Vec<CheckState> = CHECKS
+                .iter()
+                .enumerate()
+                .map(|(k, m)| CheckState {
+                    id: m.id.into(),
+                    cis: m.cis.into(),
+                    scored: m.scored,
+                    status: match (i * 7 + k * 13) % 83 {
+                        0 => Status::Fail,
+                        1 => Status::Error,
+                        _ => Status::Pass,
+                    },
+                })
+                .collect();
+            Accepted {
+                node: format!("node-{i:05}"),
+                key_id: key(i),
+                digest: format!("{:064x}", i as u128 + 7),
+                sequence: 1,
+                previous: None,
+                received_at: now - (i % 600) as i64,
+                scan_time: time_at(0),
+                interval_secs: 300,
+                envelope: b"{}".to_vec(),
+                kind: AcceptedKind::Full {
+                    posture: format!("{:064x}", i as u128 + 11),
+                    summary: Summary::count(checks.iter().map(|c| c.status)),
+                    checks,
+                },
+            }
+        })
+        .collect();
+    for chunk in reports.chunks(1000) {
+        store.commit(chunk).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn matrix_at_5000_nodes() {
+    const NODES: usize = 5000;
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = std::time::Instant::now();
+    seed_fleet(&dir, NODES);
+    let seeded = seeded.elapsed();
+    let store = open_store(&dir);
+    let server = TestServer::start_full(
+        dir,
+        None,
+        store,
+        Default::default(),
+        Default::default(),
+        UiConfig::default(),
+    )
+    .await;
+    let (status, m) = server.admin_get("/v1/matrix").await;
+    assert_eq!(status, 200);
+    assert_eq!(m["total"], NODES);
+    let page_bytes = serde_json::to_vec(&m).unwrap().len();
+    let all_nodes = server
+        .client
+        .get(server.url("/v1/nodes"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .len();
+
+    let driver = Driver::start().await;
+    let browser = driver.session().await;
+    browser.goto(&server.url("/ui/login")).await;
+    let input = browser.wait_for("#token").await;
+    browser.type_into(&input, ADMIN_TOKEN).await;
+    browser.click(&browser.wait_for("#login").await).await;
+    browser.wait_for("#status-cards").await;
+
+    // Cold loads of the matrix page: a new document each time, no cached assets.
+    let mut loads = Vec::new();
+    let mut transfer = 0u64;
+    for _ in 0..5 {
+        browser.goto("about:blank").await;
+        browser.goto(&server.url("/ui/#/matrix")).await;
+        browser
+            .wait_until(
+                "the matrix",
+                "return !!document.body && !!document.body.dataset.matrixReady",
+            )
+            .await;
+        let rows = browser
+            .eval(
+                "return document.querySelectorAll('#matrix tr[data-node]').length",
+                json!([]),
+            )
+            .await;
+        assert_eq!(rows, 50);
+        let figures = browser
+            .eval(
+                "const nav = performance.getEntriesByType('navigation')[0];
+                 const res = performance.getEntriesByType('resource');
+                 return { ready: window.__matrixReadyAt,
+                          bytes: nav.transferSize + res.reduce((a, r) => a + r.transferSize, 0),
+                          requests: 1 + res.length };",
+                json!([]),
+            )
+            .await;
+        loads.push(figures["ready"].as_f64().unwrap());
+        transfer = figures["bytes"].as_u64().unwrap();
+        eprintln!("matrix load: {figures}");
+    }
+    loads.sort_by(f64::total_cmp);
+    let median = loads[loads.len() / 2];
+
+    // Paging and filtering within the page: fetch and render only.
+    let mut steps = Vec::new();
+    for action in [
+        "document.getElementById('next').click()",
+        "location.hash = '#/matrix?status=failing'",
+        "location.hash = '#/matrix?severity=critical&sort=failing'",
+        "location.hash = '#/matrix?node=node-049'",
+    ] {
+        browser
+            .eval("delete document.body.dataset.matrixReady", json!([]))
+            .await;
+        browser.eval(action, json!([])).await;
+        browser
+            .wait_until(
+                "the next view",
+                "return !!document.body.dataset.matrixReady",
+            )
+            .await;
+        steps.push(
+            browser
+                .eval("return window.__matrixMs", json!([]))
+                .await
+                .as_f64()
+                .unwrap(),
+        );
+    }
+
+    println!(
+        "matrix at {NODES} nodes: seeded in {:.1} s; cold load to rendered: median {median:.0} ms \
+         (min {:.0}, max {:.0}) over 5; transferred {transfer} bytes (document, assets, one \
+         JSON page of 50 rows = {page_bytes} bytes; GET /v1/nodes would be {all_nodes}); \
+         next page / filter failing / critical by failures / name filter: {:.0} / {:.0} / \
+         {:.0} / {:.0} ms",
+        seeded.as_secs_f64(),
+        loads[0],
+        loads[loads.len() - 1],
+        steps[0],
+        steps[1],
+        steps[2],
+        steps[3],
+    );
+    // A debug build on a shared machine: generous bounds that still catch a page that
+    // tries to load the whole fleet.
+    assert!(page_bytes < 64 * 1024, "{page_bytes}");
+    assert!(transfer < 256 * 1024, "{transfer}");
+    assert!(median < 10_000.0, "{median} ms");
+
+    browser.quit().await;
+    drop(driver);
+    server.stop().await.unwrap();
+}
