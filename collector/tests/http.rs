@@ -1053,6 +1053,7 @@ async fn plain_http_on_a_public_address_is_refused() {
         policy: Default::default(),
         limits: Default::default(),
         quotas: Default::default(),
+        export_key: None,
     };
     let err = serve(config, listener, std::future::pending())
         .await

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod body;
 pub mod enroll;
 pub mod error;
+pub mod evidence;
 pub mod fleet;
 pub mod ingest;
 pub mod limits;
@@ -69,6 +70,8 @@ pub struct ServeConfig {
     pub quotas: quota::Quotas,
     /// Connection, time and byte bounds (see [`limits`]).
     pub limits: Limits,
+    /// Signs the bundles of `GET /v1/export`; `None` answers it 503.
+    pub export_key: Option<Arc<crate::evidence::ExportKey>>,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -116,6 +119,8 @@ pub struct AppState {
     pub quotas: quota::Quotas,
     /// Token-less enrolments by source IP.
     enroll_rate: quota::RateLimiter<std::net::IpAddr>,
+    /// Signs evidence bundles.
+    pub export_key: Option<Arc<crate::evidence::ExportKey>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -171,6 +176,7 @@ pub async fn serve(
         key_cache: Arc::default(),
         quotas: config.quotas,
         enroll_rate: Default::default(),
+        export_key: config.export_key,
     });
     let app = router(state);
 
@@ -272,6 +278,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/fleet", get(read::get_fleet))
         .route("/v1/nodes", get(read::get_nodes))
         .route("/v1/nodes/{name}/history", get(read::get_history))
+        .route("/v1/nodes/{name}/keys", get(evidence::get_node_keys))
+        .route("/v1/export", get(evidence::get_export))
         .route("/v1/nodes/{name}/reports/{digest}", get(read::get_report))
         .route("/v1/checks/{cis}/failing", get(read::get_failing))
         .route("/v1/drift", get(read::get_drift))
