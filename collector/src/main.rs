@@ -16,6 +16,7 @@ use nodeproof_collector::server::ui::UiConfig;
 use nodeproof_collector::server::{self, admin, fleet, AdminToken, Limits, ServeConfig, TlsFiles};
 use nodeproof_collector::store::{self, NodeStatus, Store};
 use nodeproof_collector::text::escape;
+use nodeproof_collector::{evidence, store::ExportFilter};
 
 #[derive(Debug, Parser)]
 #[command(name = "nodeproof-collector", version, about)]
@@ -52,6 +53,56 @@ enum Command {
     /// Walk each node's stored chain and say whether it links up with no gap (exit 1,
     /// naming each fault, when one does not).
     Chain(ChainArgs),
+    /// Write an evidence bundle (tar.gz) an auditor can verify without trusting nodeproof:
+    /// the signed reports, the nodes' keys, a signed manifest, OSCAL, JUnit and CSV.
+    Export(ExportArgs),
+    /// Check an evidence bundle: manifest signature, every file's hash, every report's
+    /// signature and every node's chain. Exit 0 only when all holds. No database needed.
+    Verify(VerifyArgs),
+    /// The export key that signs evidence bundles.
+    #[command(subcommand)]
+    ExportKey(ExportKeyCommand),
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    db: Db,
+    /// Where to write the bundle (a .tar.gz; replaced only when the export is complete).
+    #[arg(long)]
+    out: PathBuf,
+    /// The export key (from `export-key create`).
+    #[arg(long, env = "NODEPROOF_EXPORT_KEY")]
+    key: PathBuf,
+    /// Reports received at or after this: a date (2026-01-01 is 00:00 UTC) or RFC 3339.
+    #[arg(long, value_parser = fleet::parse_until)]
+    since: Option<i64>,
+    /// Reports received before this: a date or RFC 3339.
+    #[arg(long, value_parser = fleet::parse_until)]
+    until: Option<i64>,
+    /// Only this node (repeat for several).
+    #[arg(long = "node")]
+    nodes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// The bundle (.tar.gz).
+    bundle: PathBuf,
+    /// The export public key you pinned (from the collector's operator). Without it the
+    /// manifest is checked only against the key inside the bundle.
+    #[arg(long)]
+    export_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ExportKeyCommand {
+    /// Make a new ed25519 export key: DIR/export-key.pem (private, 0600) and
+    /// DIR/export-key.pub.pem (give it to your auditors to pin).
+    Create {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -205,6 +256,10 @@ struct ServeArgs {
     /// HTTP/2 requests at once on one connection.
     #[arg(long, env = "NODEPROOF_H2_MAX_STREAMS", default_value_t = Limits::default().h2_max_concurrent_streams)]
     h2_max_streams: u32,
+    /// The export key (from `export-key create`) that signs the bundles of GET /v1/export;
+    /// without it that endpoint answers 503.
+    #[arg(long, env = "NODEPROOF_EXPORT_KEY")]
+    export_key: Option<PathBuf>,
     /// /healthz reports the database full below this many free bytes on its file system.
     #[arg(long, env = "NODEPROOF_MIN_FREE_SPACE", default_value_t = Limits::default().min_free_bytes)]
     min_free_space: u64,
@@ -459,6 +514,20 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Export(args) => export(args, now),
+        Command::Verify(args) => verify(args),
+        Command::ExportKey(ExportKeyCommand::Create { out }) => {
+            let created = evidence::keyfile::create(&out)?;
+            eprintln!(
+                "wrote {} (private, mode 0600) and {}; give the public key (or its keyid) to \
+                 your auditors so they can pin it: verify --export-key export-key.pub.pem",
+                created.private.display(),
+                created.public.display()
+            );
+            print!("{}", created.public_pem);
+            println!("keyid: {}", created.keyid);
+            Ok(())
+        }
         Command::Fleet(args) => {
             let store = open(&args.db)?;
             let report = admin::fleet_report(store.as_ref(), args.at.unwrap_or(now))
@@ -651,6 +720,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             pending_ttl_secs: i64::try_from(args.pending_ttl).unwrap_or(i64::MAX),
         },
         ui,
+        export_key: match &args.export_key {
+            Some(path) => Some(Arc::new(evidence::keyfile::load(path)?)),
+            None => None,
+        },
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -683,4 +756,66 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + 
             _ = int.recv() => tracing::info!("SIGINT received"),
         }
     })
+}
+
+fn export(args: ExportArgs, now: i64) -> anyhow::Result<()> {
+    let key = evidence::keyfile::load(&args.key)?;
+    let store = open(&args.db)?;
+    let dir = match args.out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    // Written beside the target and renamed only when complete, so a failed export never
+    // leaves a bundle that looks whole.
+    let tmp = tempfile::NamedTempFile::new_in(&dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    let filter = ExportFilter {
+        since: args.since,
+        until: args.until,
+        nodes: args.nodes,
+    };
+    let mut out = std::io::BufWriter::new(tmp.as_file());
+    let summary = evidence::export(store.as_ref(), &filter, &key, now, &mut out)
+        .context("the export failed; no bundle was written")?;
+    std::io::Write::flush(&mut out).context("cannot write the bundle")?;
+    drop(out);
+    tmp.as_file()
+        .sync_all()
+        .context("cannot write the bundle")?;
+    tmp.persist(&args.out)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    eprintln!(
+        "wrote {}: {} reports from {} nodes, {} files; manifest signed by export key {}",
+        args.out.display(),
+        summary.reports,
+        summary.nodes,
+        summary.files,
+        summary.export_keyid
+    );
+    Ok(())
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let pinned = match &args.export_key {
+        Some(p) => Some(evidence::keyfile::load_public(p)?),
+        None => None,
+    };
+    let path = args.bundle.clone();
+    let open = move || -> std::io::Result<Box<dyn std::io::Read>> {
+        Ok(Box::new(std::io::BufReader::new(std::fs::File::open(
+            &path,
+        )?)))
+    };
+    let outcome = evidence::verify_bundle(&open, pinned.as_ref())
+        .with_context(|| format!("cannot read {} as a tar.gz bundle", args.bundle.display()))?;
+    print!("{}", outcome.render());
+    if outcome.ok() {
+        Ok(())
+    } else {
+        bail!(
+            "{} does not verify: {} faults",
+            args.bundle.display(),
+            outcome.faults.len()
+        )
+    }
 }

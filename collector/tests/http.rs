@@ -1100,6 +1100,7 @@ async fn plain_http_on_a_public_address_is_refused() {
         limits: Default::default(),
         quotas: Default::default(),
         ui: Default::default(),
+        export_key: None,
     };
     let err = serve(config, listener, std::future::pending())
         .await

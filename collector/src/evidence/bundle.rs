@@ -14,15 +14,13 @@ use base64::Engine as _;
 use nodeproof_proto::chain::Anchor;
 use nodeproof_proto::statement::STATEMENT_TYPE;
 use nodeproof_proto::tabular::{self, Suite};
-use nodeproof_proto::{
-    sha256_hex, verifying_key_from_pem, Envelope, Predicate, Report, Statement, Subject,
-};
+use nodeproof_proto::{sha256_hex, Envelope, Predicate, Report, Statement, Subject};
 use sha2::{Digest, Sha256};
 
 use super::manifest::{
-    key_file, keys_file, report_file, safe_name, ChainEntry, ExportKey, KeyEntry, KeyFileEntry,
-    KeysFile, Manifest, ManifestStatement, NodeManifest, Range, SslibKey, EXPORT_KEY_FILE,
-    MANIFEST_FILE, MANIFEST_PREDICATE_TYPE, SUMS_FILE,
+    key_file, keys_file, keys_of, report_file, safe_name, ChainEntry, ExportKey, KeyEntry,
+    Manifest, ManifestStatement, NodeManifest, Range, EXPORT_KEY_FILE, MANIFEST_FILE,
+    MANIFEST_PREDICATE_TYPE, SUMS_FILE,
 };
 use super::oscal::{self, NodeAssessment};
 use crate::server::rfc3339;
@@ -197,35 +195,20 @@ impl<'a> Writer<'a> {
         node: &str,
         periods: &[KeyPeriod],
     ) -> Result<(Vec<u8>, Vec<KeyEntry>), ExportError> {
-        let mut file = KeysFile {
+        let file = keys_of(node, periods).map_err(|why| ExportError::BadStatement {
             node: node.to_string(),
-            keys: Vec::new(),
-        };
+            digest: "(a key)".into(),
+            why,
+        })?;
         let mut entries = Vec::new();
-        for p in periods {
-            let key =
-                verifying_key_from_pem(&p.public_key).map_err(|e| ExportError::BadStatement {
-                    node: node.to_string(),
-                    digest: format!("key {}", p.key_id),
-                    why: e.to_string(),
-                })?;
-            let keyid = nodeproof_proto::keyid(&key);
-            let path = key_file(node, &keyid);
-            self.add_file(&path, p.public_key.as_bytes())?;
-            let valid_from = rfc3339(p.added_at);
-            let valid_until = p.retired_at.map(rfc3339);
-            file.keys.push(KeyFileEntry {
-                keyid: keyid.clone(),
-                valid_from: valid_from.clone(),
-                valid_until: valid_until.clone(),
-                pem: p.public_key.clone(),
-                securesystemslib: SslibKey::ed25519(&key),
-            });
+        for k in &file.keys {
+            let path = key_file(node, &k.keyid);
+            self.add_file(&path, k.pem.as_bytes())?;
             entries.push(KeyEntry {
-                keyid,
+                keyid: k.keyid.clone(),
                 file: path,
-                valid_from,
-                valid_until,
+                valid_from: k.valid_from.clone(),
+                valid_until: k.valid_until.clone(),
             });
         }
         Ok((pretty(&file)?, entries))

@@ -169,3 +169,24 @@ pub fn safe_name(name: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
 }
+
+/// A node's keys with their validity periods, in both forms (what `keys.json` holds and
+/// `GET /v1/nodes/{name}/keys` answers). Err names a stored key that is not an ed25519 PEM.
+pub fn keys_of(node: &str, periods: &[crate::store::KeyPeriod]) -> Result<KeysFile, String> {
+    let mut keys = Vec::new();
+    for p in periods {
+        let key = nodeproof_proto::verifying_key_from_pem(&p.public_key)
+            .map_err(|e| format!("stored key {} of node {node}: {e}", p.key_id))?;
+        keys.push(KeyFileEntry {
+            keyid: keyid(&key),
+            valid_from: crate::server::rfc3339(p.added_at),
+            valid_until: p.retired_at.map(crate::server::rfc3339),
+            pem: p.public_key.clone(),
+            securesystemslib: SslibKey::ed25519(&key),
+        });
+    }
+    Ok(KeysFile {
+        node: node.to_string(),
+        keys,
+    })
+}

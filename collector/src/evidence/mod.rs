@@ -22,6 +22,7 @@
 //! ```
 
 pub mod bundle;
+pub mod keyfile;
 pub mod manifest;
 pub mod oscal;
 pub mod verify;

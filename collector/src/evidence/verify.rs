@@ -488,7 +488,10 @@ pub fn verify_bundle(
             entry,
             node_keys.get(node.as_str()).map(|k| &k.keys),
         ) {
-            Ok(link) => {
+            Ok((link, problem)) => {
+                if let Some(message) = problem {
+                    report_faults.push(fault(Some(path), Some(node), message));
+                }
                 links.insert((node.clone(), *i), link);
             }
             Err(message) => report_faults.push(fault(Some(path), Some(node), message)),
@@ -511,13 +514,15 @@ pub fn verify_bundle(
 }
 
 /// One report: signed by a key of `node` valid when it was received, for `node` at the
-/// sequence the manifest says. Returns its link as signed.
+/// sequence the manifest says. Returns its link as signed (which the chain walk uses, so a
+/// report in another's place shows there as reordering too) and what is wrong with its
+/// place; Err when its signature cannot be trusted.
 fn check_report(
     bytes: &[u8],
     node: &str,
     entry: &super::manifest::ChainEntry,
     keys: Option<&HashMap<String, (VerifyingKey, i64, Option<i64>)>>,
-) -> Result<ChainLink, String> {
+) -> Result<(ChainLink, Option<String>), String> {
     let envelope = Envelope::from_json_bytes(bytes).map_err(|e| e.to_string())?;
     let keys = keys.ok_or_else(|| format!("node {node} has no keys in the bundle"))?;
     let ids: Vec<&str> = envelope
@@ -554,12 +559,12 @@ fn check_report(
             link.node
         ));
     }
-    if link.sequence != entry.sequence {
-        return Err(format!(
+    let problem = (link.sequence != entry.sequence).then(|| {
+        format!(
             "the signed sequence is {}, but the manifest and the file name say {} (reordered)",
             link.sequence, entry.sequence
-        ));
-    }
+        )
+    });
     let kind = match &verified.statement.predicate {
         Predicate::Report(_) => LinkKind::Full,
         Predicate::Unchanged(u) => LinkKind::Unchanged {
@@ -568,10 +573,13 @@ fn check_report(
             count: u.count,
         },
     };
-    Ok(ChainLink {
-        digest,
-        sequence: link.sequence,
-        previous: link.previous,
-        kind,
-    })
+    Ok((
+        ChainLink {
+            digest,
+            sequence: link.sequence,
+            previous: link.previous,
+            kind,
+        },
+        problem,
+    ))
 }

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod body;
 pub mod enroll;
 pub mod error;
+pub mod evidence;
 pub mod fleet;
 pub mod ingest;
 pub mod limits;
@@ -74,6 +75,8 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// The dashboard's, the viewer token's and `/metrics`' settings (see [`ui`]).
     pub ui: ui::UiConfig,
+    /// Signs the bundles of `GET /v1/export`; `None` answers it 503.
+    pub export_key: Option<Arc<crate::evidence::ExportKey>>,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -124,6 +127,8 @@ pub struct AppState {
     enroll_rate: quota::RateLimiter<std::net::IpAddr>,
     /// Dashboard sessions, the viewer and metrics tokens.
     pub ui: ui::UiState,
+    /// Signs evidence bundles.
+    pub export_key: Option<Arc<crate::evidence::ExportKey>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -180,6 +185,7 @@ pub async fn serve(
         quotas: config.quotas,
         enroll_rate: Default::default(),
         ui: ui::UiState::new(config.ui, tls.is_some()),
+        export_key: config.export_key,
     });
     let app = router(state);
 
@@ -282,6 +288,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/nodes", get(read::get_nodes))
         .route("/v1/nodes/{name}", get(ui::node::get_node))
         .route("/v1/nodes/{name}/history", get(read::get_history))
+        .route("/v1/nodes/{name}/keys", get(evidence::get_node_keys))
+        .route("/v1/export", get(evidence::get_export))
         .route("/v1/nodes/{name}/reports/{digest}", get(read::get_report))
         .route("/v1/checks/{cis}/failing", get(read::get_failing))
         .route("/v1/drift", get(read::get_drift))

@@ -23,6 +23,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// The seed of the export key the test server signs bundles with.
+pub const EXPORT_KEY_SEED: [u8; 32] = [0xe5; 32];
 
 /// The collector, running.
 pub struct TestServer {
@@ -123,6 +125,9 @@ impl TestServer {
             limits,
             quotas,
             ui,
+            export_key: Some(Arc::new(nodeproof_collector::evidence::ExportKey {
+                key: SigningKey::from_bytes(&EXPORT_KEY_SEED),
+            })),
         };
         let task = tokio::spawn(serve(config, listener, async {
             let _ = stop.await;
