@@ -64,21 +64,23 @@ pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
         .map(std::path::PathBuf::from)
 }
 
-fn open_url(url: &str, create: bool) -> StoreResult<Box<dyn Store>> {
-    fn masked(url: &str) -> String {
-        // scheme://user:password@host/... -> scheme://user:***@host/...
-        let Some((scheme, rest)) = url.split_once("://") else {
-            return url.to_owned();
-        };
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        let authority = &rest[..authority_end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                format!("{scheme}://{}:***{}", &authority[..colon], &rest[at..])
-            }
-            _ => url.to_owned(),
+/// `url` with any password replaced by `***`, for messages and logs.
+pub fn masked(url: &str) -> String {
+    // scheme://user:password@host/... -> scheme://user:***@host/...
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => {
+            format!("{scheme}://{}:***{}", &authority[..colon], &rest[at..])
         }
+        _ => url.to_owned(),
     }
+}
+
+fn open_url(url: &str, create: bool) -> StoreResult<Box<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(Box::new(postgres::PgStore::open(
             url,
