@@ -353,4 +353,42 @@ fn terminated_database_connections_lose_nothing_acknowledged() {
     }
     assert!(total > 0, "reports were acknowledged during the cuts");
     assert_eq!(collector.get("/v1/fleet")["nodes"]["total"], 3);
+
+    // The database down (no new connection accepted, the old ones cut): requests get a
+    // 503 that says what is wrong, reports are not acknowledged (they stay spooled), and
+    // once the database is back the same collector serves again.
+    db.set_accepting(false);
+    db.terminate_connections();
+    let out = run(Command::new("curl")
+        .args(["-sS", "-w", "\n%{http_code}", "-H"])
+        .arg(format!("Authorization: Bearer {ADMIN_TOKEN}"))
+        .arg(format!("{url}/v1/fleet")));
+    let text = stdout(&out);
+    let (body, code) = text.rsplit_once('\n').expect("body and code");
+    assert_eq!(code, "503", "{text}");
+    let body: Value = serde_json::from_str(body).expect("JSON error body");
+    assert_eq!(body["error"], "database_unavailable", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("send it again")),
+        "{body}"
+    );
+    nodes[0].set_anonymous(true);
+    let (code, acknowledged) = nodes[0].run_once(&url);
+    assert_ne!(
+        code, 0,
+        "nothing is acknowledged while the database is down"
+    );
+    assert!(acknowledged.is_empty());
+    db.set_accepting(true);
+    let (code, acknowledged) = nodes[0].run_once(&url);
+    assert_eq!(
+        code, 0,
+        "delivered once the database is back, without a restart"
+    );
+    assert!(!acknowledged.is_empty());
+    for digest in &acknowledged {
+        assert!(store.envelope(digest).expect("envelope").is_some());
+    }
 }

@@ -93,6 +93,20 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Lets clients connect to the database again (`true`) or refuses every new connection
+    /// (`false`, what a server that is down or restarting looks like to the collector).
+    pub fn set_accepting(&self, accepting: bool) {
+        let mut admin = admin(&self.admin_url);
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {accepting}",
+                self.name
+            ))
+            .unwrap_or_else(|e| panic!("ALTER DATABASE ... ALLOW_CONNECTIONS: {e}"));
+    }
+}
+
 fn admin(url: &str) -> postgres::Client {
     postgres::Client::connect(url, NoTls).unwrap_or_else(|e| {
         panic!(
