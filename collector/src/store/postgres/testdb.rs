@@ -43,23 +43,31 @@ impl TestDatabase {
             );
             return None;
         };
-        let name = format!("nodeproof_test_{:016x}", rand::thread_rng().gen::<u64>());
+        Some(TestDatabase::create_on(&admin_url, "nodeproof_test", test))
+    }
+
+    /// A new empty database named `<prefix>_<random>` on the server `admin_url` names
+    /// (its database is only used to create and drop the new one). Panics when the
+    /// server cannot be used.
+    pub fn create_on(admin_url: &str, prefix: &str, what: &str) -> TestDatabase {
+        let admin_url = admin_url.to_owned();
+        let name = format!("{prefix}_{:016x}", rand::thread_rng().gen::<u64>());
         let mut admin = admin(&admin_url);
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap_or_else(|e| panic!("{test}: cannot create database {name}: {e}"));
+            .unwrap_or_else(|e| panic!("{what}: cannot create database {name}: {e}"));
         // The same server and user, the new database.
         let url = match admin_url.rsplit_once('/') {
             Some((server, _)) if server.contains("://") && server.len() > "postgres://".len() => {
                 format!("{server}/{name}")
             }
-            _ => panic!("{ENV}={admin_url:?} must end in /database"),
+            _ => panic!("{what}: {admin_url:?} must end in /database"),
         };
-        Some(TestDatabase {
+        TestDatabase {
             admin_url,
             name,
             url,
-        })
+        }
     }
 
     /// The database's URL, for `--db` or `store::open`.
