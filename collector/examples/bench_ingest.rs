@@ -4,6 +4,10 @@
 //! may. The last line reads `ingest: X reports/s, verify-only: Y reports/s, ratio: Z`.
 //! Run it through `scripts/bench-ingest` (docs/benchmarks.md).
 //!
+//! `--db postgres://user@host/db` runs it on PostgreSQL, in a new database made on that
+//! server for the run (and dropped after); `--collectors 2` starts two collector processes
+//! on that one database and spreads the senders' connections over both.
+//!
 //! Verify-only is the best of three passes over every envelope (the machines are shared and
 //! noisy; the best pass is the highest bar for the ratio). `--http-floor` also sends the
 //! same requests to a server in this process that only reads each body and answers 201:
@@ -37,6 +41,7 @@ struct Args {
     concurrency: usize,
     collector: PathBuf,
     http_floor: bool,
+    collectors: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -47,6 +52,7 @@ fn parse_args() -> Result<Args> {
         concurrency: 64,
         collector: PathBuf::from("target/release/nodeproof-collector"),
         http_floor: false,
+        collectors: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -58,9 +64,11 @@ fn parse_args() -> Result<Args> {
             "--concurrency" => args.concurrency = val()?.parse()?,
             "--collector" => args.collector = PathBuf::from(val()?),
             "--http-floor" => args.http_floor = true,
+            "--collectors" => args.collectors = val()?.parse()?,
             other => bail!(
                 "unknown argument {other}; usage: bench_ingest [--db URL] [--nodes N] \
-                 [--reports N] [--concurrency N] [--collector PATH] [--http-floor]"
+                 [--reports N] [--concurrency N] [--collector PATH] [--http-floor] \
+                 [--collectors N]"
             ),
         }
     }
@@ -70,10 +78,22 @@ fn parse_args() -> Result<Args> {
 fn main() -> Result<()> {
     let args = parse_args()?;
     let tmp = tempfile::tempdir()?;
-    let db = args
+    // PostgreSQL: a fresh database on the named server, dropped when the run ends.
+    let pg = args
         .db
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}/bench.db", tmp.path().display()));
+        .as_deref()
+        .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+        .map(|server| {
+            store::postgres::testdb::TestDatabase::create_on(server, "nodeproof_bench", "bench")
+        });
+    let db = match (&pg, &args.db) {
+        (Some(pg), _) => pg.url().to_owned(),
+        (None, Some(db)) => db.clone(),
+        (None, None) => format!("sqlite://{}/bench.db", tmp.path().display()),
+    };
+    if args.collectors == 0 || (args.collectors > 1 && pg.is_none()) {
+        bail!("--collectors 2 and more need --db postgres://... (one SQLite file has one collector)");
+    }
 
     // One real report, from the sample node.
     let node_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../agent/examples/sample-node");
@@ -130,37 +150,44 @@ fn main() -> Result<()> {
     let total = args.nodes * args.reports;
     let size = nodes[0].1[0].len();
 
-    // The collector, as its own process.
-    let mut child = Command::new(&args.collector)
-        .args([
-            "serve",
-            "--init",
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            &db,
-            "--log",
-            "warn",
-            // Throughput, not the per-node quota, is measured here.
-            "--reports-per-minute",
-            "4294967295",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("start {}", args.collector.display()))?;
-    let stderr = child.stderr.take().context("collector stderr")?;
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .context("collector exited before listening")??;
-        if let Some(a) = line.strip_prefix("listening on ") {
-            break a.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    // The collectors, as their own processes, on the one database.
+    let mut children = Vec::new();
+    let mut addrs = Vec::new();
+    for _ in 0..args.collectors {
+        let mut child = Command::new(&args.collector)
+            .args([
+                "serve",
+                "--init",
+                "--listen",
+                "127.0.0.1:0",
+                "--db",
+                &db,
+                "--log",
+                "warn",
+                // Throughput, not the per-node quota, is measured here.
+                "--reports-per-minute",
+                "4294967295",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("start {}", args.collector.display()))?;
+        let stderr = child.stderr.take().context("collector stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .context("collector exited before listening")??;
+            if let Some(a) = line.strip_prefix("listening on ") {
+                break a.trim().to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        children.push(child);
+        addrs.push(addr);
+    }
+    let addr = addrs[0].clone();
 
     // Every request is built before the clock starts (headers and body in one buffer), so
     // the senders only write requests and read answers: a lean HTTP/1.1 client with
@@ -177,8 +204,10 @@ fn main() -> Result<()> {
             })
             .collect(),
     );
-    let ingest_secs = send_all(&addr, &requests, args.concurrency)?;
-    stop(&mut child);
+    let ingest_secs = send_all(&addrs, &requests, args.concurrency)?;
+    for child in &mut children {
+        stop(child);
+    }
 
     // Every acknowledged report is committed.
     let store = store::open(&db)?;
@@ -225,8 +254,14 @@ fn main() -> Result<()> {
     let ingest_rate = total as f64 / ingest_secs;
     let verify_rate = total as f64 / verify_secs;
     eprintln!(
-        "{} nodes x {} reports ({} bytes each), {} concurrent senders, {cores} cores, db {db}",
-        args.nodes, args.reports, size, args.concurrency
+        "{} nodes x {} reports ({} bytes each), {} concurrent senders, {cores} cores, db {}, \
+         {} collector(s)",
+        args.nodes,
+        args.reports,
+        size,
+        args.concurrency,
+        store::masked(&db),
+        args.collectors
     );
     eprintln!("all {total} acknowledged reports are in the store");
     println!(
@@ -238,7 +273,11 @@ fn main() -> Result<()> {
 
 /// Sends every node's requests, in order per node, over `concurrency` keep-alive
 /// connections from one thread; every answer must be a 201. Returns the seconds taken.
-fn send_all(addr: &str, requests: &Arc<Vec<Vec<Vec<u8>>>>, concurrency: usize) -> Result<f64> {
+fn send_all(
+    addrs: &[String],
+    requests: &Arc<Vec<Vec<Vec<u8>>>>,
+    concurrency: usize,
+) -> Result<f64> {
     let next = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));
     // One thread is plenty for the senders, which mostly wait for answers.
@@ -248,9 +287,10 @@ fn send_all(addr: &str, requests: &Arc<Vec<Vec<Vec<u8>>>>, concurrency: usize) -
     let started = Instant::now();
     rt.block_on(async {
         let mut tasks = Vec::new();
-        for _ in 0..concurrency {
+        for task in 0..concurrency {
+            // Connections spread evenly over the collectors.
             let (addr, requests, next, failures) = (
-                addr.to_string(),
+                addrs[task % addrs.len()].clone(),
                 Arc::clone(requests),
                 next.clone(),
                 failures.clone(),
@@ -328,7 +368,7 @@ fn http_floor(requests: &Arc<Vec<Vec<Vec<u8>>>>, concurrency: usize) -> Result<f
     );
     server.spawn(async move { axum::serve(listener, app).await });
     // The paths and hosts in the prepared requests do not matter to this server.
-    let secs = send_all(&addr, requests, concurrency)?;
+    let secs = send_all(&[addr], requests, concurrency)?;
     server.shutdown_background();
     Ok(secs)
 }

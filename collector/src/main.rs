@@ -62,6 +62,18 @@ enum Command {
     /// The export key that signs evidence bundles.
     #[command(subcommand)]
     ExportKey(ExportKeyCommand),
+    /// Move an installation from SQLite to PostgreSQL: copies every table in one
+    /// transaction, checks row counts and every envelope's bytes, and refuses a target
+    /// that already holds data. Stop the collector first.
+    Migrate {
+        /// The SQLite database to copy: `sqlite:///path/to/nodeproof.db`.
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database to fill: `postgres://user@host:5432/database` (empty,
+        /// or with the schema only).
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -183,7 +195,8 @@ fn parse_at(text: &str) -> Result<i64, String> {
 
 #[derive(Debug, Args)]
 struct Db {
-    /// The database: `sqlite:///abs/path.db` or `sqlite://./relative.db`.
+    /// The database: `sqlite:///abs/path.db`, `sqlite://./relative.db`, or
+    /// `postgres://user@host:5432/database` (several collectors may share it).
     #[arg(long, env = "NODEPROOF_DB", default_value = "sqlite://./nodeproof.db")]
     db: String,
 }
@@ -408,6 +421,7 @@ fn run(command: Command) -> anyhow::Result<()> {
     let now = server::now_unix();
     match command {
         Command::Serve(args) => serve(args),
+        Command::Migrate { from, to } => migrate(&from, &to),
         Command::Init { db } => {
             store::open(&db.db).with_context(|| format!("cannot create the database {}", db.db))?;
             eprintln!("database {} is ready", db.db);
@@ -743,6 +757,41 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         server::serve(config, listener, shutdown).await?;
         Ok(())
     })
+}
+
+/// `migrate --from sqlite://... --to postgres://...`.
+fn migrate(from: &str, to: &str) -> anyhow::Result<()> {
+    let Some(path) = store::sqlite_path(from) else {
+        anyhow::bail!("--from {from:?} is not a sqlite:// URL: migrate copies a SQLite database");
+    };
+    if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+        anyhow::bail!("--to must be a postgres:// URL (the database to fill)");
+    }
+    if !path.exists() {
+        anyhow::bail!(
+            "the SQLite database {} does not exist: check --from",
+            path.display()
+        );
+    }
+    // Nothing may write the source while it is copied: the serve lock says whether a
+    // collector is serving it.
+    let _lock = store::sqlite::ServeLock::acquire(&path)?;
+    let target = store::postgres::PgStore::open(to, &store::masked(to), true)
+        .context("cannot open the PostgreSQL database (--to)")?;
+    let report = store::postgres::import_sqlite(&path, &target)
+        .with_context(|| format!("cannot migrate {} to {}", path.display(), target.url()))?;
+    for (table, rows) in &report.tables {
+        eprintln!("{table}: {rows} rows");
+    }
+    eprintln!(
+        "migrated {} to {}: row counts and every envelope checked (SHA-256 over all \
+         envelopes {}); serve with --db {}",
+        path.display(),
+        target.url(),
+        report.envelopes_sha256,
+        target.url()
+    );
+    Ok(())
 }
 
 /// Completes on the first SIGTERM or SIGINT.

@@ -40,6 +40,15 @@ impl HttpError {
     pub fn store(err: &StoreError) -> HttpError {
         // The database file is gone or the disk is full: nothing will be acknowledged until
         // an operator acts, so the answer says "unavailable, retry" rather than a bug.
+        // The database server is out of reach (PostgreSQL restarting, connections cut):
+        // the same request a little later will do.
+        if let StoreError::Unavailable(_) = err {
+            return HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                format!("{err}; this request was not acknowledged: send it again shortly"),
+            );
+        }
         if matches!(err, StoreError::Lost(_) | StoreError::Full(_)) {
             return HttpError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

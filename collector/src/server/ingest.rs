@@ -654,6 +654,12 @@ impl Writer {
                 .map(|job| (job.reply, Reply::Failed(e.clone())))
                 .collect();
         }
+        // Several collectors share this database: another one may have extended any chain
+        // since the last batch, so every batch starts from the store's chain state (and the
+        // commit re-checks it under the node's row lock).
+        if self.store.shared() {
+            self.chains.clear();
+        }
         let now = now_unix();
         let mut batch: Vec<Accepted> = Vec::new();
         let mut pending_digests: HashSet<String> = HashSet::new();

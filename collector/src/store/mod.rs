@@ -1,12 +1,14 @@
 //! Storage behind a trait, so the HTTP handlers and the CLI do not know which database
-//! holds the evidence. Backends: SQLite (`sqlite://path`, embedded, the default) and,
-//! later, PostgreSQL (`postgres://...`). Each runs its migrations when it opens.
+//! holds the evidence. Backends: SQLite (`sqlite://path`, embedded, the default) and
+//! PostgreSQL (`postgres://...`, several collectors sharing one database). Each runs its
+//! migrations when it opens.
 //!
 //! Times are Unix seconds (UTC) unless a field says RFC 3339. The trait is synchronous:
 //! callers on an async runtime run it on a blocking thread; the ingest path batches many
 //! accepted reports into one `commit`, so the cost of a durable commit is shared.
 
 pub mod conformance;
+pub mod postgres;
 pub mod sqlite;
 mod sqlite_evidence;
 
@@ -23,7 +25,8 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Backend(String),
     #[error(
-        "unsupported database URL {0:?}: use sqlite:///path/to/file.db (or sqlite://./relative.db)"
+        "unsupported database URL {0:?}: use sqlite:///path/to/file.db (or \
+         sqlite://./relative.db) or postgres://user@host:5432/database"
     )]
     BadUrl(String),
     /// The database file the store opened was removed or replaced: whatever is written now
@@ -33,6 +36,10 @@ pub enum StoreError {
     /// The disk (or the database's size limit) is full.
     #[error("the database is full: {0}")]
     Full(String),
+    /// The database server cannot be reached right now (restarting, connection lost): the
+    /// call did nothing durable; the same call later may succeed.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -58,20 +65,29 @@ pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
         .map(std::path::PathBuf::from)
 }
 
-fn open_url(url: &str, create: bool) -> StoreResult<Box<dyn Store>> {
-    fn masked(url: &str) -> String {
-        // scheme://user:password@host/... -> scheme://user:***@host/...
-        let Some((scheme, rest)) = url.split_once("://") else {
-            return url.to_owned();
-        };
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        let authority = &rest[..authority_end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                format!("{scheme}://{}:***{}", &authority[..colon], &rest[at..])
-            }
-            _ => url.to_owned(),
+/// `url` with any password replaced by `***`, for messages and logs.
+pub fn masked(url: &str) -> String {
+    // scheme://user:password@host/... -> scheme://user:***@host/...
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => {
+            format!("{scheme}://{}:***{}", &authority[..colon], &rest[at..])
         }
+        _ => url.to_owned(),
+    }
+}
+
+fn open_url(url: &str, create: bool) -> StoreResult<Box<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Box::new(postgres::PgStore::open(
+            url,
+            &masked(url),
+            create,
+        )?));
     }
     match url.strip_prefix("sqlite://") {
         Some(path) if !path.is_empty() => Ok(Box::new(sqlite::SqliteStore::open_mode(
@@ -575,6 +591,13 @@ pub trait Store: Send + Sync {
     fn health(&self, min_free_bytes: u64) -> StoreHealth {
         let _ = min_free_bytes;
         StoreHealth::default()
+    }
+
+    /// Whether other collectors may write this database at the same time (PostgreSQL).
+    /// Then the ingest writer must not carry a node's chain state from one batch to the
+    /// next: another collector may have extended the chain in between.
+    fn shared(&self) -> bool {
+        false
     }
 }
 

@@ -1,0 +1,444 @@
+//! The PostgreSQL store's queries: nodes, history, the fleet questions. Each runs in one
+//! read-only snapshot; the fleet summary reads the counters and the stale index ranges,
+//! never the history or a scan of the fleet, as on SQLite.
+
+use std::collections::HashMap;
+
+use postgres::Row;
+
+use super::{check_status, get, get_json, get_opt_u64, get_u64, node_status, StoreResult, Tx};
+use crate::store::sqlite::cis_order;
+use crate::store::{
+    ChainEvent, CheckCounts, DriftEvent, ExceptionEvent, ExceptionRecord, FailingCheck,
+    FleetSummary, HistoryEntry, NodeCounts, NodeKey, NodeRecord, NodeStatus, PendingClaim,
+    StoreError,
+};
+
+/// `SELECT` of a whole `NodeRecord`, followed by the rest of the query.
+macro_rules! select_node {
+    ($rest:literal) => {
+        concat!(
+            "SELECT name, key_id, public_key, status, enrolled_at, last_sequence, last_digest, \
+             last_scan_time, last_seen, interval_secs, last_full_digest, last_full_sequence, \
+             posture, summary, failing FROM nodes ",
+            $rest
+        )
+    };
+}
+
+pub(super) fn node_from_row(row: &Row) -> StoreResult<NodeRecord> {
+    let status: String = get(row, 3)?;
+    Ok(NodeRecord {
+        name: get(row, 0)?,
+        key_id: get(row, 1)?,
+        public_key: get(row, 2)?,
+        status: node_status(&status)?,
+        enrolled_at: get(row, 4)?,
+        last_sequence: get_u64(row, 5, "sequence")?,
+        last_digest: get(row, 6)?,
+        last_scan_time: get(row, 7)?,
+        last_seen: get(row, 8)?,
+        interval_secs: get_opt_u64(row, 9, "interval")?,
+        last_full_digest: get(row, 10)?,
+        last_full_sequence: get_opt_u64(row, 11, "sequence")?,
+        posture: get(row, 12)?,
+        summary: get_json(row, 13)?,
+        failing: get_json(row, 14)?.unwrap_or_default(),
+    })
+}
+
+pub(super) fn node_named(tx: &mut Tx<'_>, name: &str) -> StoreResult<Option<NodeRecord>> {
+    tx.opt(select_node!("WHERE name = $1"), &[&name])?
+        .map(|r| node_from_row(&r))
+        .transpose()
+}
+
+/// [`node_named`], taking the node's row lock until the transaction ends: every write
+/// that decides on a node's state reads it this way, so two collectors deciding on the
+/// same node take turns.
+pub(super) fn node_for_update(tx: &mut Tx<'_>, name: &str) -> StoreResult<Option<NodeRecord>> {
+    tx.opt(select_node!("WHERE name = $1 FOR UPDATE"), &[&name])?
+        .map(|r| node_from_row(&r))
+        .transpose()
+}
+
+pub(super) fn node_with_key(tx: &mut Tx<'_>, key_id: &str) -> StoreResult<Option<NodeRecord>> {
+    tx.opt(select_node!("WHERE key_id = $1"), &[&key_id])?
+        .map(|r| node_from_row(&r))
+        .transpose()
+}
+
+pub(super) fn node_key_in(tx: &mut Tx<'_>, key_id: &str) -> StoreResult<Option<NodeKey>> {
+    tx.opt(
+        "SELECT name, key_id, public_key, status FROM nodes WHERE key_id = $1",
+        &[&key_id],
+    )?
+    .map(|r| {
+        let status: String = get(&r, 3)?;
+        Ok(NodeKey {
+            name: get(&r, 0)?,
+            key_id: get(&r, 1)?,
+            public_key: get(&r, 2)?,
+            status: node_status(&status)?,
+        })
+    })
+    .transpose()
+}
+
+pub(super) fn node_exists(tx: &mut Tx<'_>, name: &str) -> StoreResult<bool> {
+    Ok(tx
+        .opt("SELECT 1 FROM nodes WHERE name = $1", &[&name])?
+        .is_some())
+}
+
+pub(super) fn list_nodes(tx: &mut Tx<'_>) -> StoreResult<Vec<NodeRecord>> {
+    // COLLATE "C": the byte order SQLite and Rust sort by, whatever the database's locale.
+    tx.query(select_node!("ORDER BY name COLLATE \"C\""), &[])?
+        .iter()
+        .map(node_from_row)
+        .collect()
+}
+
+pub(super) fn pending_claim_from_row(r: &Row) -> StoreResult<PendingClaim> {
+    Ok(PendingClaim {
+        name: get(r, 0)?,
+        key_id: get(r, 1)?,
+        source: get(r, 2)?,
+        claimed_at: get(r, 3)?,
+    })
+}
+
+pub(super) fn pending_claims(tx: &mut Tx<'_>) -> StoreResult<Vec<PendingClaim>> {
+    tx.query(
+        "SELECT * FROM (
+             SELECT name, key_id, claim_source, enrolled_at FROM nodes
+                 WHERE status = 'pending'
+             UNION ALL
+             SELECT name, key_id, source, claimed_at FROM extra_claims) AS c
+         ORDER BY enrolled_at, name COLLATE \"C\", key_id COLLATE \"C\"",
+        &[],
+    )?
+    .iter()
+    .map(pending_claim_from_row)
+    .collect()
+}
+
+pub(super) fn chain_events(tx: &mut Tx<'_>, node: &str) -> StoreResult<Vec<ChainEvent>> {
+    let events: Vec<ChainEvent> = tx
+        .query(
+            "SELECT node, kind, first_at, expected_sequence, got_sequence, digest, detail,
+                    last_at, count
+             FROM chain_events WHERE node = $1 ORDER BY id",
+            &[&node],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(ChainEvent {
+                node: get(r, 0)?,
+                kind: get(r, 1)?,
+                at: get(r, 2)?,
+                expected_sequence: get_u64(r, 3, "sequence")?,
+                got_sequence: get_u64(r, 4, "sequence")?,
+                digest: get(r, 5)?,
+                detail: get(r, 6)?,
+                last_at: get(r, 7)?,
+                count: get_u64(r, 8, "count")?,
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+    if events.is_empty() && !node_exists(tx, node)? {
+        return Err(StoreError::NoSuchNode(node.into()));
+    }
+    Ok(events)
+}
+
+pub(super) fn fleet_summary(tx: &mut Tx<'_>, now: i64) -> StoreResult<FleetSummary> {
+    let mut nodes = NodeCounts::default();
+    let (mut ok_nodes, mut failing_nodes) = (0, 0);
+    for r in tx.query("SELECT status, failing_any, n FROM node_tally", &[])? {
+        let status: String = get(&r, 0)?;
+        let failing_any: bool = get(&r, 1)?;
+        let n = get_u64(&r, 2, "node tally")?;
+        nodes.total += n;
+        match node_status(&status)? {
+            NodeStatus::Approved => {
+                nodes.approved += n;
+                if failing_any {
+                    failing_nodes += n;
+                } else {
+                    ok_nodes += n;
+                }
+            }
+            NodeStatus::Pending => nodes.pending += n,
+            NodeStatus::Revoked => nodes.revoked += n,
+        }
+    }
+    // Index ranges of nodes_fleet: the cost of the stale part of the fleet.
+    let r = tx.one(
+        "SELECT
+             (SELECT COUNT(*) FROM nodes WHERE status = 'approved'
+                  AND failing_any = false AND stale_after < $1)
+           + (SELECT COUNT(*) FROM nodes WHERE status = 'approved'
+                  AND failing_any = false AND stale_after IS NULL),
+             (SELECT COUNT(*) FROM nodes WHERE status = 'approved'
+                  AND failing_any = true AND stale_after < $1)
+           + (SELECT COUNT(*) FROM nodes WHERE status = 'approved'
+                  AND failing_any = true AND stale_after IS NULL)",
+        &[&now],
+    )?;
+    let stale_ok = get_u64(&r, 0, "count")?;
+    let stale_failing = get_u64(&r, 1, "count")?;
+    nodes.stale = stale_ok + stale_failing;
+    nodes.compliant = ok_nodes.saturating_sub(stale_ok);
+    nodes.failing = failing_nodes.saturating_sub(stale_failing);
+    let mut checks: Vec<CheckCounts> = tx
+        .query(
+            "SELECT cis, id, pass, fail, warn, error FROM check_counts
+             WHERE pass + fail + warn + error > 0",
+            &[],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(CheckCounts {
+                cis: get(r, 0)?,
+                id: get(r, 1)?,
+                pass: get_u64(r, 2, "count")?,
+                fail: get_u64(r, 3, "count")?,
+                warn: get_u64(r, 4, "count")?,
+                error: get_u64(r, 5, "count")?,
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+    checks.sort_by(|a, b| cis_order(&a.cis, &b.cis));
+    Ok(FleetSummary { nodes, checks })
+}
+
+pub(super) fn history(tx: &mut Tx<'_>, node: &str, limit: u32) -> StoreResult<Vec<HistoryEntry>> {
+    let limit = i64::from(limit);
+    let entries: Vec<HistoryEntry> = tx
+        .query(
+            "SELECT sequence, digest, kind, scan_time, received_at, summary, count, since,
+                    first_unchanged
+             FROM reports WHERE node = $1 ORDER BY sequence DESC LIMIT $2",
+            &[&node, &limit],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(HistoryEntry {
+                sequence: get_u64(r, 0, "sequence")?,
+                digest: get(r, 1)?,
+                kind: get(r, 2)?,
+                scan_time: get(r, 3)?,
+                received_at: get(r, 4)?,
+                summary: get_json(r, 5)?,
+                count: get_opt_u64(r, 6, "count")?,
+                since: get(r, 7)?,
+                first_unchanged: get(r, 8)?,
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+    if entries.is_empty() && !node_exists(tx, node)? {
+        return Err(StoreError::NoSuchNode(node.into()));
+    }
+    Ok(entries)
+}
+
+pub(super) fn failing(tx: &mut Tx<'_>, cis: &str) -> StoreResult<Vec<NodeRecord>> {
+    tx.query(
+        select_node!(
+            "WHERE status = 'approved' AND name IN (
+                 SELECT node FROM node_checks
+                 WHERE cis = $1 AND status IN ('fail', 'error'))
+             ORDER BY name COLLATE \"C\""
+        ),
+        &[&cis],
+    )?
+    .iter()
+    .map(node_from_row)
+    .collect()
+}
+
+pub(super) fn drift(tx: &mut Tx<'_>, since: i64) -> StoreResult<Vec<DriftEvent>> {
+    tx.query(
+        "SELECT node, cis, from_status, to_status, at, digest
+         FROM drift WHERE at >= $1 ORDER BY at, id",
+        &[&since],
+    )?
+    .iter()
+    .map(|r| {
+        let from: Option<String> = get(r, 2)?;
+        let to: String = get(r, 3)?;
+        Ok(DriftEvent {
+            node: get(r, 0)?,
+            cis: get(r, 1)?,
+            from: from.as_deref().map(check_status).transpose()?,
+            to: check_status(&to)?,
+            at: get(r, 4)?,
+            digest: get(r, 5)?,
+        })
+    })
+    .collect()
+}
+
+pub(super) fn stale_nodes(tx: &mut Tx<'_>, now: i64) -> StoreResult<Vec<String>> {
+    tx.query(
+        "SELECT name FROM (
+             SELECT name FROM nodes WHERE status = 'approved'
+                 AND failing_any IN (false, true) AND stale_after < $1
+             UNION ALL
+             SELECT name FROM nodes WHERE status = 'approved'
+                 AND failing_any IN (false, true) AND stale_after IS NULL) AS s
+         ORDER BY name COLLATE \"C\"",
+        &[&now],
+    )?
+    .iter()
+    .map(|r| get(r, 0))
+    .collect()
+}
+
+pub(super) fn failing_checks(tx: &mut Tx<'_>) -> StoreResult<Vec<FailingCheck>> {
+    let mut rows: Vec<FailingCheck> = tx
+        .query(
+            "SELECT k.node, k.id, k.cis, k.status, k.since_at
+             FROM node_checks k JOIN nodes n ON n.name = k.node
+             WHERE k.status IN ('fail', 'error') AND n.status = 'approved'",
+            &[],
+        )?
+        .iter()
+        .map(|r| {
+            let status: String = get(r, 3)?;
+            Ok(FailingCheck {
+                node: get(r, 0)?,
+                id: get(r, 1)?,
+                cis: get(r, 2)?,
+                status: check_status(&status)?,
+                since_at: get(r, 4)?,
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+    rows.sort_by(|a, b| a.node.cmp(&b.node).then(cis_order(&a.cis, &b.cis)));
+    Ok(rows)
+}
+
+pub(super) fn exception_from_row(r: &Row) -> StoreResult<ExceptionRecord> {
+    Ok(ExceptionRecord {
+        id: get(r, 0)?,
+        check_id: get(r, 1)?,
+        cis: get(r, 2)?,
+        node: get(r, 3)?,
+        until: get(r, 4)?,
+        reason: get(r, 5)?,
+        created_by: get(r, 6)?,
+        created_at: get(r, 7)?,
+        revoked_at: get(r, 8)?,
+        revoked_by: get(r, 9)?,
+        revoke_reason: get(r, 10)?,
+    })
+}
+
+pub(super) fn exception_by_id(tx: &mut Tx<'_>, id: i64) -> StoreResult<Option<ExceptionRecord>> {
+    tx.opt(
+        "SELECT id, check_id, cis, node, until_at, reason, created_by, created_at, revoked_at,
+                revoked_by, revoke_reason FROM exceptions WHERE id = $1",
+        &[&id],
+    )?
+    .map(|r| exception_from_row(&r))
+    .transpose()
+}
+
+pub(super) fn exceptions(tx: &mut Tx<'_>) -> StoreResult<Vec<ExceptionRecord>> {
+    tx.query(
+        "SELECT id, check_id, cis, node, until_at, reason, created_by, created_at, revoked_at,
+                revoked_by, revoke_reason FROM exceptions ORDER BY id",
+        &[],
+    )?
+    .iter()
+    .map(exception_from_row)
+    .collect()
+}
+
+pub(super) fn exception_events(tx: &mut Tx<'_>) -> StoreResult<Vec<ExceptionEvent>> {
+    tx.query(
+        "SELECT id, exception_id, action, at, by, reason, check_id, node, until_at
+         FROM exception_events ORDER BY id",
+        &[],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(ExceptionEvent {
+            id: get(r, 0)?,
+            exception_id: get(r, 1)?,
+            action: get(r, 2)?,
+            at: get(r, 3)?,
+            by: get(r, 4)?,
+            reason: get(r, 5)?,
+            check_id: get(r, 6)?,
+            node: get(r, 7)?,
+            until: get(r, 8)?,
+        })
+    })
+    .collect()
+}
+
+/// The counters the summary reads, recomputed from the rows they summarise.
+pub(super) fn verify_counters(tx: &mut Tx<'_>) -> StoreResult<()> {
+    let mut problems = Vec::new();
+    let pairs = |rows: Vec<Row>| -> StoreResult<HashMap<String, [i64; 4]>> {
+        let mut out = HashMap::new();
+        for r in rows {
+            let v = [get(&r, 1)?, get(&r, 2)?, get(&r, 3)?, get(&r, 4)?];
+            if v != [0; 4] {
+                out.insert(get(&r, 0)?, v);
+            }
+        }
+        Ok(out)
+    };
+    let kept = pairs(tx.query(
+        "SELECT status || '/' || failing_any::text, n, 0::bigint, 0::bigint, 0::bigint
+         FROM node_tally",
+        &[],
+    )?)?;
+    let actual = pairs(tx.query(
+        "SELECT status || '/' || failing_any::text, COUNT(*), 0::bigint, 0::bigint, 0::bigint
+         FROM nodes GROUP BY 1",
+        &[],
+    )?)?;
+    if kept != actual {
+        problems.push(format!("node_tally {kept:?} but nodes say {actual:?}"));
+    }
+    let kept = pairs(tx.query("SELECT cis, pass, fail, warn, error FROM check_counts", &[])?)?;
+    let actual = pairs(tx.query(
+        "SELECT c.cis, COUNT(*) FILTER (WHERE c.status = 'pass'),
+                COUNT(*) FILTER (WHERE c.status = 'fail'),
+                COUNT(*) FILTER (WHERE c.status = 'warn'),
+                COUNT(*) FILTER (WHERE c.status = 'error')
+         FROM node_checks c JOIN nodes n ON n.name = c.node
+         WHERE n.status = 'approved' GROUP BY c.cis",
+        &[],
+    )?)?;
+    if kept != actual {
+        problems.push(format!(
+            "check_counts {kept:?} but node_checks say {actual:?}"
+        ));
+    }
+    let wrong: i64 = get(
+        &tx.one(
+            "SELECT COUNT(*) FROM nodes WHERE failing_any != (failing != '[]')",
+            &[],
+        )?,
+        0,
+    )?;
+    if wrong != 0 {
+        problems.push(format!(
+            "{wrong} nodes have failing_any out of step with failing"
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Backend(format!(
+            "counters out of step: {}",
+            problems.join("; ")
+        )))
+    }
+}
