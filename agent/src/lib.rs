@@ -19,5 +19,6 @@ pub mod process;
 pub mod render;
 pub mod scan;
 pub mod schema;
+pub mod sources;
 pub mod validate;
 pub mod yaml;

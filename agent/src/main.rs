@@ -268,9 +268,15 @@ struct ScanArgs {
         env = "NODEPROOF_PROC"
     )]
     proc_dir: PathBuf,
-    /// The kubelet's pid, when several run or to pick one explicitly.
+    /// The kubelet's pid, when several run or to pick one explicitly (for k3s and
+    /// microk8s: the pid of `k3s server`/`k3s agent` or `kubelite`, which runs it).
     #[arg(long)]
     pid: Option<i32>,
+    /// Check every kubelet found (several kind nodes on one host, say): text prints one
+    /// report after another, json an array of reports, dsse one envelope per line. The exit
+    /// code is the worst of them.
+    #[arg(long, conflicts_with = "pid")]
+    all: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// Ed25519 private key (PKCS#8 PEM, from `keygen`); required for --format dsse.
@@ -577,32 +583,58 @@ fn scan_cmd(args: ScanArgs) -> Result<u8> {
         (Format::Dsse, Some(path)) => Some(load_key(path)?),
         _ => None,
     };
-    let snapshot = scan::collect(&ScanOptions {
+    let opts = ScanOptions {
         proc_dir: args.proc_dir,
         pid: args.pid,
         kubelet_version: args.kubelet_version,
-    })?;
-    let report = scan::assemble(&snapshot, scan::now_rfc3339());
+    };
+    let snapshots = if args.all {
+        scan::collect_all(&opts)?
+    } else {
+        vec![scan::collect(&opts)?]
+    };
+    let scan_time = scan::now_rfc3339();
+    let reports: Vec<_> = snapshots
+        .iter()
+        .map(|s| scan::assemble(s, scan_time.clone()))
+        .collect();
     let mut stdout = std::io::stdout().lock();
     match args.format {
         Format::Text => {
             let color = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
-            stdout.write_all(render::text(&report, color).as_bytes())?;
+            for (i, report) in reports.iter().enumerate() {
+                if i > 0 {
+                    stdout.write_all(b"\n")?;
+                }
+                stdout.write_all(render::text(report, color).as_bytes())?;
+            }
+        }
+        Format::Json if args.all => {
+            serde_json::to_writer_pretty(&mut stdout, &reports)?;
+            stdout.write_all(b"\n")?;
         }
         Format::Json => {
-            serde_json::to_writer_pretty(&mut stdout, &report)?;
-            stdout.write_all(b"\n")?;
+            for report in &reports {
+                serde_json::to_writer_pretty(&mut stdout, report)?;
+                stdout.write_all(b"\n")?;
+            }
         }
         Format::Dsse => {
             let key = key.context("internal: key missing")?;
-            let envelope = sign_statement(&scan::statement(&report), &key)
-                .context("could not serialize the statement")?;
-            stdout.write_all(&envelope.to_json_bytes())?;
-            stdout.write_all(b"\n")?;
+            for report in &reports {
+                let envelope = sign_statement(&scan::statement(report), &key)
+                    .context("could not serialize the statement")?;
+                stdout.write_all(&envelope.to_json_bytes())?;
+                stdout.write_all(b"\n")?;
+            }
         }
     }
     stdout.flush()?;
-    Ok(scan::exit_code(&report, args.fail_on))
+    Ok(reports
+        .iter()
+        .map(|r| scan::exit_code(r, args.fail_on))
+        .max()
+        .unwrap_or(0))
 }
 
 fn load_key(path: &Path) -> Result<SigningKey> {

@@ -48,6 +48,11 @@ fn report(extra_flags: &str, extra_config: &str) -> Report {
         node: NodeFacts::default(),
         files: Vec::new(),
         warnings: Vec::new(),
+        arg_origins: Vec::new(),
+        distribution: None,
+        embedded_in: None,
+        undetermined: Default::default(),
+        input_error: None,
     };
     assemble(&snap, "2026-01-01T00:00:00Z".to_string())
 }
@@ -306,6 +311,11 @@ fn whitespace_hostname_override_is_refused() {
         node: NodeFacts::default(),
         files: Vec::new(),
         warnings: Vec::new(),
+        arg_origins: Vec::new(),
+        distribution: None,
+        embedded_in: None,
+        undetermined: Default::default(),
+        input_error: None,
     };
     let r = assemble(&snap, "2026-01-01T00:00:00Z".to_string());
     assert_refused(&r, "GetHostname", "empty hostname is invalid");
