@@ -354,7 +354,8 @@ fn read_config(
     }
 
     let mut order: Vec<String> = Vec::new();
-    let mut values: BTreeMap<String, (Vec<String>, String)> = BTreeMap::new();
+    // Each key's values, each with the file that wrote it.
+    let mut values: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     for path in &paths {
         let bytes = kp
             .read_file(path)
@@ -384,21 +385,23 @@ fn read_config(
             if !order.contains(&key) {
                 order.push(key.clone());
             }
-            let items = to_strings(&value);
+            let items = to_strings(&value)
+                .into_iter()
+                .map(|item| (item, path.clone()));
             match values.get_mut(&key) {
-                Some((old, _)) if append => old.extend(items),
+                Some(old) if append => old.extend(items),
                 _ => {
-                    values.insert(key, (items, path.clone()));
+                    values.insert(key, items.collect());
                 }
             }
         }
     }
     let mut out = Vec::new();
     for key in order {
-        if let Some((items, path)) = values.remove(&key) {
+        if let Some(items) = values.remove(&key) {
             let dashes = if key.chars().count() == 1 { "-" } else { "--" };
-            for item in items {
-                out.push((format!("{dashes}{key}={item}"), path.clone()));
+            for (item, path) in items {
+                out.push((format!("{dashes}{key}={item}"), path));
             }
         }
     }
