@@ -75,8 +75,8 @@ pub enum FindError {
 
     /// More than one kubelet, and no `--pid` to choose.
     #[error(
-        "several kubelets are running (pids {}); pass --pid with the one to check, or --all \
-         to check each",
+        "several kubelets are running (pids {}); pass --pid with the one to check (`scan \
+         --all` checks each)",
         join_pids(.0)
     )]
     Several(Vec<i32>),

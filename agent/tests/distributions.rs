@@ -481,6 +481,30 @@ fn k3s_malformed_config_yaml_is_an_error_naming_the_file() {
     );
 }
 
+/// `k3s server --disable-agent` runs no kubelet: no verdict may describe one.
+#[test]
+fn k3s_server_without_agent_has_no_kubelet_to_pass() {
+    for args in [&["--disable-agent"][..], &["--disable-agent=true"][..]] {
+        let host = Host::new(&fixture("k3s-server"));
+        host.k3s(812, "server", args, Some("v1.33.1+k3s1"), &[]);
+        let r = host.scan();
+        assert!(
+            r.checks.iter().all(|c| c.status == Status::Error),
+            "{args:?}"
+        );
+        assert!(warnings(&r).contains("runs no kubelet"), "{}", warnings(&r));
+    }
+    let host = Host::new(&fixture("k3s-server"));
+    host.k3s(
+        812,
+        "server",
+        &["--disable-agent=false"],
+        Some("v1.33.1+k3s1"),
+        &[],
+    );
+    assert_eq!(status(&host.scan(), "4.2.1"), Status::Pass);
+}
+
 /// k3s before v1.32 passed every kubelet setting as a flag; nodeproof does not
 /// reconstruct those, and says so instead of guessing.
 #[test]

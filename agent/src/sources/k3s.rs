@@ -126,6 +126,15 @@ pub fn snapshot(kp: &KubeletProcess, opts: &ScanOptions) -> Snapshot {
     }
     flags.take(args.get(1..).unwrap_or_default(), None);
 
+    if flags.disable_agent {
+        snap.input_error = Some(format!(
+            "k3s server (pid {}) runs with disable-agent: it runs no kubelet, so there is \
+             nothing to check on this process",
+            kp.pid
+        ));
+        return snap;
+    }
+
     let data_dir = kp.resolve(
         &flags
             .data_dir
@@ -267,6 +276,8 @@ struct K3sFlags {
     data_dir: Option<String>,
     node_name: Option<String>,
     node_labels: Vec<String>,
+    /// `--disable-agent`: a server that runs no kubelet at all.
+    disable_agent: bool,
     /// Each `--kubelet-arg` value and where it was written.
     kubelet_args: Vec<(String, ArgOrigin)>,
 }
@@ -286,6 +297,14 @@ impl K3sFlags {
                 Some((n, v)) => (n, Some(v.to_string())),
                 None => (body, None),
             };
+            if name == "disable-agent" {
+                // A Go boolean flag: bare is true, `=value` is strconv.ParseBool.
+                self.disable_agent = match inline.as_deref() {
+                    None => true,
+                    Some(v) => matches!(v, "1" | "t" | "T" | "true" | "TRUE" | "True"),
+                };
+                continue;
+            }
             let takes_value = matches!(
                 name,
                 "kubelet-arg" | "data-dir" | "d" | "node-name" | "node-label"
