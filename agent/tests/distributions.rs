@@ -505,15 +505,71 @@ fn k3s_server_without_agent_has_no_kubelet_to_pass() {
     assert_eq!(status(&host.scan(), "4.2.1"), Status::Pass);
 }
 
-/// k3s before v1.32 passed every kubelet setting as a flag; nodeproof does not
-/// reconstruct those, and says so instead of guessing.
+/// k3s before v1.32 passed every kubelet setting as a flag (`kubeletArgs`,
+/// pkg/daemons/agent/agent_linux.go before k3s-io/k3s#10433) and no `--config`: the drop-in
+/// directory is not read even when one is left on disk, every value k3s sets is a
+/// distribution default, and the rest keep the kubelet's legacy flag defaults.
 #[test]
-fn k3s_before_1_32_is_refused_not_guessed() {
+fn k3s_before_1_32_passes_flags_only() {
     let host = Host::new(&fixture("k3s-server"));
-    host.k3s(812, "server", &[], Some("v1.31.9+k3s1"), &[]);
+    host.k3s(
+        812,
+        "server",
+        &["--protect-kernel-defaults"],
+        Some("v1.31.9+k3s1"),
+        &[],
+    );
     let r = host.scan();
-    assert!(r.checks.iter().all(|c| c.status == Status::Error));
-    assert!(warnings(&r).contains("before v1.32"), "{}", warnings(&r));
+    assert_eq!(r.kubelet.config_dir, None);
+    assert_eq!(r.kubelet.config_file, None);
+    let agent = "/var/lib/rancher/k3s/agent";
+    for (path, value) in [
+        ("authentication.anonymous.enabled", json!(false)),
+        ("authentication.webhook.enabled", json!(true)),
+        ("authorization.mode", json!("Webhook")),
+        ("readOnlyPort", json!(0)),
+        ("protectKernelDefaults", json!(true)),
+        ("healthzBindAddress", json!("127.0.0.1")),
+        (
+            "authentication.x509.clientCAFile",
+            json!(format!("{agent}/client-ca.crt")),
+        ),
+        ("tlsCertFile", json!(format!("{agent}/serving-kubelet.crt"))),
+        ("staticPodPath", json!(format!("{agent}/pod-manifests"))),
+    ] {
+        assert_setting(
+            &r,
+            path,
+            value,
+            Source::DistributionDefault,
+            "Running kubelet",
+        );
+    }
+    // Not passed, no config file: the kubelet's own defaults.
+    assert_setting(&r, "rotateCertificates", json!(false), Source::Default, "");
+    assert_setting(
+        &r,
+        "eventRecordQPS",
+        json!(5),
+        Source::Flag,
+        "50-hardening.yaml",
+    );
+    for (cis, want) in [
+        ("4.2.1", Status::Pass),
+        ("4.2.2", Status::Pass),
+        ("4.2.3", Status::Pass),
+        ("4.2.4", Status::Pass),
+        ("4.2.6", Status::Pass),
+        ("4.2.9", Status::Pass),
+        ("4.2.10", Status::Fail),
+    ] {
+        assert_eq!(status(&r, cis), want, "{cis}: {}", check_note(&r, cis));
+    }
+    assert!(
+        r.files.iter().all(|f| !f.path.contains("kubelet.conf.d")),
+        "{:?}",
+        r.files
+    );
 }
 
 // ---- microk8s ----------------------------------------------------------------------------

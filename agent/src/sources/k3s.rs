@@ -32,9 +32,17 @@
 //! Arguments k3s derives from the machine (`--node-ip`, `--cloud-provider=external`,
 //! `--runtime-cgroups`, the image credential provider, rootless gates) are left out: none is
 //! a setting the checks judge. Every argument k3s adds by itself is reported with source
-//! `distribution-default`, which only k3s' log line `Running kubelet ...` confirms. k3s
-//! before v1.32 passed every kubelet setting as a flag and wrote no drop-in; nodeproof does
-//! not reconstruct those versions and says so.
+//! `distribution-default`, which only k3s' log line `Running kubelet ...` confirms.
+//!
+//! k3s before v1.32 passed every kubelet setting as a flag and wrote no drop-in
+//! (`kubeletArgs` in `pkg/daemons/agent/agent_linux.go`, e.g. @
+//! 82394d7d3642de2090c509cc27a62e28fa3fa88c, until k3s-io/k3s#10433): `anonymous-auth=false`,
+//! `authentication-token-webhook=true`, `authorization-mode=Webhook`,
+//! `client-ca-file=<agent>/client-ca.crt`, `healthz-bind-address=127.0.0.1`,
+//! `read-only-port=0`, `tls-cert-file`/`tls-private-key-file=<agent>/serving-kubelet.*`,
+//! `pod-manifest-path`, `--protect-kernel-defaults` when k3s has it, and no `--config`, so
+//! every other setting keeps the kubelet's legacy flag default. Those are reconstructed for
+//! a k3s whose version says it is older than v1.32.
 
 use std::collections::BTreeMap;
 
@@ -153,28 +161,42 @@ pub fn snapshot(kp: &KubeletProcess, opts: &ScanOptions) -> Snapshot {
     // The version decides --read-only-port=0.
     let version = snap.kubelet_version.clone();
     let era = version.as_deref().map(era_of);
-    if era == Some(Era::Flags) {
-        snap.input_error = Some(format!(
-            "this is k3s {}: k3s before v1.32 passes every kubelet setting as a flag \
-             (anonymous-auth, authorization-mode, read-only-port, ...) and writes no \
-             drop-in; nodeproof reconstructs k3s v1.32 and later only. Check this node with \
-             k3s' own log line \"Running kubelet ...\"",
-            version.as_deref().unwrap_or("?")
-        ));
-        return snap;
-    }
-
-    let mut defaults: Vec<(String, String)> = vec![
-        (
+    let kubeconfig = (
+        "kubeconfig".to_string(),
+        format!("{agent_dir}/kubelet.kubeconfig"),
+    );
+    let mut defaults: Vec<(String, String)> = match era {
+        // Before v1.32 every setting was a flag (`kubeletArgs`, agent_linux.go before
+        // k3s-io/k3s#10433), with the same client CA and serving certificate files the
+        // drop-in names today; no --config, so anything not passed keeps the kubelet's
+        // legacy flag default.
+        Some(Era::Flags) => {
+            let mut d = vec![
+                ("anonymous-auth", "false".to_string()),
+                ("authentication-token-webhook", "true".to_string()),
+                ("authorization-mode", "Webhook".to_string()),
+                ("client-ca-file", format!("{agent_dir}/client-ca.crt")),
+                ("healthz-bind-address", "127.0.0.1".to_string()),
+                ("pod-manifest-path", format!("{agent_dir}/pod-manifests")),
+                ("read-only-port", "0".to_string()),
+                ("tls-cert-file", format!("{agent_dir}/serving-kubelet.crt")),
+                (
+                    "tls-private-key-file",
+                    format!("{agent_dir}/serving-kubelet.key"),
+                ),
+            ];
+            if flags.protect_kernel_defaults {
+                d.push(("protect-kernel-defaults", "true".to_string()));
+            }
+            d.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+        }
+        _ => vec![(
             "config-dir".to_string(),
             format!("{agent_dir}/etc/kubelet.conf.d"),
-        ),
-        (
-            "kubeconfig".to_string(),
-            format!("{agent_dir}/kubelet.kubeconfig"),
-        ),
-        ("node-labels".to_string(), flags.node_labels.join(",")),
-    ];
+        )],
+    };
+    defaults.push(kubeconfig);
+    defaults.push(("node-labels".to_string(), flags.node_labels.join(",")));
     if let Some(name) = &node_name {
         defaults.push(("hostname-override".to_string(), name.clone()));
     }
@@ -278,6 +300,9 @@ struct K3sFlags {
     node_labels: Vec<String>,
     /// `--disable-agent`: a server that runs no kubelet at all.
     disable_agent: bool,
+    /// `--protect-kernel-defaults`: before v1.32 passed to the kubelet as the flag of the
+    /// same name (since, written into the drop-in, which is read from disk).
+    protect_kernel_defaults: bool,
     /// Each `--kubelet-arg` value and where it was written.
     kubelet_args: Vec<(String, ArgOrigin)>,
 }
@@ -297,12 +322,17 @@ impl K3sFlags {
                 Some((n, v)) => (n, Some(v.to_string())),
                 None => (body, None),
             };
-            if name == "disable-agent" {
+            if name == "disable-agent" || name == "protect-kernel-defaults" {
                 // A Go boolean flag: bare is true, `=value` is strconv.ParseBool.
-                self.disable_agent = match inline.as_deref() {
+                let on = match inline.as_deref() {
                     None => true,
                     Some(v) => matches!(v, "1" | "t" | "T" | "true" | "TRUE" | "True"),
                 };
+                if name == "disable-agent" {
+                    self.disable_agent = on;
+                } else {
+                    self.protect_kernel_defaults = on;
+                }
                 continue;
             }
             let takes_value = matches!(
