@@ -892,3 +892,15 @@ fn scan_all_prints_every_report_and_exits_with_the_worst() {
     let one: Report = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(one.kubelet.pid, 4377);
 }
+
+/// The daemon's node name follows the kubelet's `--hostname-override`; inside k3s that is
+/// the node name k3s passes (config.yaml's `node-name` here), not the hostname.
+#[test]
+fn k3s_node_name_for_the_collector_is_the_one_k3s_passes() {
+    use nodeproof_agent::daemon::node::{resolve, NameSource};
+    let host = Host::new(&fixture("k3s-server"));
+    host.k3s(812, "server", &[], Some("v1.33.1+k3s1"), &[]);
+    let n = resolve(None, host.proc.path(), None).unwrap();
+    assert_eq!(n.name, "k3s-server-1");
+    assert_eq!(n.source, NameSource::HostnameOverride { pid: 812 });
+}
