@@ -313,8 +313,8 @@ fn k3s_agent_read_only_port_depends_on_the_k3s_version() {
     let args = [
         "--server",
         "https://10.0.0.1:6443",
-        "--token-file",
-        "/etc/rancher/node/token",
+        "--token",
+        "K10secret-join-token::server:abc",
         "--data-dir",
         "/opt/k3s",
     ];
@@ -392,6 +392,9 @@ fn k3s_agent_read_only_port_depends_on_the_k3s_version() {
                 .map(|e| e.starts_with("k3s agent (pid 1200)")),
             Some(true)
         );
+        // k3s' own command line (with its join token) never reaches the report.
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.contains("K10secret"), "{case}: the join token leaked");
         // No config.yaml on this node: none read, no error.
         assert!(r.files.iter().all(|f| !f.path.starts_with("/etc/rancher")));
         assert_eq!(
@@ -903,4 +906,29 @@ fn k3s_node_name_for_the_collector_is_the_one_k3s_passes() {
     let n = resolve(None, host.proc.path(), None).unwrap();
     assert_eq!(n.name, "k3s-server-1");
     assert_eq!(n.source, NameSource::HostnameOverride { pid: 812 });
+}
+
+/// k3s is often started with its cluster join token on the command line (`--token`) or in
+/// its environment (`K3S_TOKEN`); whoever holds it can join nodes to the cluster. The report
+/// travels to the collector, so neither may appear in it, in any format.
+#[test]
+fn k3s_join_token_never_reaches_the_report() {
+    let host = Host::new(&fixture("k3s-server"));
+    host.k3s(
+        812,
+        "server",
+        &[
+            "--token",
+            "K10leak-me::server:s3cr3t",
+            "--token=K10leak-me-too",
+        ],
+        Some("v1.33.1+k3s1"),
+        &[("K3S_TOKEN", "K10leak-env")],
+    );
+    let r = host.scan();
+    let json = serde_json::to_string(&r).unwrap();
+    let text = render::text(&r, false);
+    for out in [&json, &text] {
+        assert!(!out.contains("K10leak"), "the join token leaked");
+    }
 }

@@ -74,11 +74,9 @@ pub fn snapshot(kp: &KubeletProcess, opts: &ScanOptions) -> Snapshot {
         ("k3s-agent", _) | (_, Some("agent")) => "agent",
         _ => "server",
     };
-    snap.embedded_in = Some(format!(
-        "k3s {role} (pid {}): {}",
-        kp.pid,
-        kp.argv.join(" ")
-    ));
+    // Not k3s' command line: it often carries the cluster's join token (`--token`), which
+    // must not travel in a report.
+    snap.embedded_in = Some(format!("k3s {role} (pid {})", kp.pid));
 
     let env = match kp.environ() {
         Ok(raw) => parse_environ(&raw),
