@@ -106,9 +106,11 @@ pub fn snapshot(kp: &KubeletProcess, opts: &ScanOptions) -> Snapshot {
         .unwrap_or_else(|| DEFAULT_CONFIG.to_string());
     if config.starts_with("http://") || config.starts_with("https://") {
         snap.input_error = Some(format!(
-            "k3s (pid {}) reads its configuration from {config}, a URL; nodeproof does not \
-             fetch it, so the kubelet's arguments cannot be known",
-            kp.pid
+            "k3s (pid {}) reads its configuration from an {} URL (K3S_CONFIG_FILE or \
+             --config; not shown, it may carry credentials); nodeproof does not fetch it, so \
+             the kubelet's arguments cannot be known",
+            kp.pid,
+            if config.starts_with("https") { "https" } else { "http" }
         ));
         return snap;
     }
