@@ -6,7 +6,7 @@
 //! last `--authorization-mode` wins. This module only splits and types the arguments; the
 //! effective computation decides what they override.
 
-use nodeproof_proto::Warning;
+use nodeproof_proto::{Source, Warning};
 
 use crate::schema::{self, Flag, FlagKind};
 
@@ -18,6 +18,22 @@ pub struct ParsedFlag {
     pub value: String,
     /// The flag as written, for provenance: `--read-only-port=0` or `--read-only-port 0`.
     pub written: String,
+    /// The index, in the arguments parsed, of the argument the flag starts at; it finds the
+    /// flag's [`ArgOrigin`].
+    pub arg: usize,
+}
+
+/// Where one argument of the kubelet's command line came from, when it is not the kubelet
+/// process's own command line: a kubelet that runs inside another process (k3s, microk8s'
+/// kubelite) gets arguments that a distribution assembled ([`crate::sources`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgOrigin {
+    /// Written by the operator in a file or on another process's command line, named here
+    /// (`/etc/rancher/k3s/config.yaml (kubelet-arg)`).
+    Written { place: String },
+    /// Passed by the distribution itself; nodeproof computed it from the distribution's
+    /// code. `by` names the distribution and how to confirm it.
+    DistributionDefault { by: String },
 }
 
 /// A flag whose value the kubelet would refuse (`--read-only-port=abc`).
@@ -37,6 +53,10 @@ pub struct CommandLine {
     /// Everything a kubelet would refuse to start with (unknown flags, positional
     /// arguments), plus deprecation notices.
     pub warnings: Vec<Warning>,
+    /// Where each argument came from, by index, when the arguments were assembled rather
+    /// than read from the kubelet's own command line; empty (or shorter than the
+    /// arguments) means the rest are the process's own command line.
+    pub origins: Vec<ArgOrigin>,
 }
 
 impl CommandLine {
@@ -53,6 +73,21 @@ impl CommandLine {
     pub fn is_bad(&self, name: &str) -> Option<&BadFlag> {
         self.bad.iter().rev().find(|b| b.flag.name == name)
     }
+
+    /// The source and origin of a setting made by `flag`: [`Source::Flag`] and the flag as
+    /// written, unless [`origins`](Self::origins) says the argument came from elsewhere.
+    pub fn source_of(&self, flag: &ParsedFlag) -> (Source, String) {
+        match self.origins.get(flag.arg) {
+            None => (Source::Flag, flag.written.clone()),
+            Some(ArgOrigin::Written { place }) => {
+                (Source::Flag, format!("{} (in {place})", flag.written))
+            }
+            Some(ArgOrigin::DistributionDefault { by }) => (
+                Source::DistributionDefault,
+                format!("{} ({by})", flag.written),
+            ),
+        }
+    }
 }
 
 const REFUSED: &str = "a kubelet refuses to start with this, so either this process is not \
@@ -66,6 +101,7 @@ pub fn parse_cmdline(args: &[String]) -> CommandLine {
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
+        let at = i;
         i += 1;
         if arg == "--" {
             for rest in &args[i..] {
@@ -91,7 +127,7 @@ pub fn parse_cmdline(args: &[String]) -> CommandLine {
                 });
                 continue;
             };
-            take_value(&mut out, flag, arg, inline, args, &mut i);
+            take_value(&mut out, flag, at, arg, inline, args, &mut i);
         } else {
             // Shorthands: `-v=3`, `-v 3`, `-v3`, `-h`; several booleans may be combined.
             for (pos, c) in arg[1..].char_indices() {
@@ -108,17 +144,17 @@ pub fn parse_cmdline(args: &[String]) -> CommandLine {
                 };
                 let rest = &arg[1 + pos + c.len_utf8()..];
                 if let Some(v) = rest.strip_prefix('=') {
-                    take_value(&mut out, flag, arg, Some(v), args, &mut i);
+                    take_value(&mut out, flag, at, arg, Some(v), args, &mut i);
                     break;
                 }
                 if flag.kind == FlagKind::Bool {
-                    take_value(&mut out, flag, arg, None, args, &mut i);
+                    take_value(&mut out, flag, at, arg, None, args, &mut i);
                     continue;
                 }
                 if !rest.is_empty() {
-                    take_value(&mut out, flag, arg, Some(rest), args, &mut i);
+                    take_value(&mut out, flag, at, arg, Some(rest), args, &mut i);
                 } else {
-                    take_value(&mut out, flag, arg, None, args, &mut i);
+                    take_value(&mut out, flag, at, arg, None, args, &mut i);
                 }
                 break;
             }
@@ -150,6 +186,7 @@ fn positional(arg: &str) -> Warning {
 fn take_value(
     out: &mut CommandLine,
     flag: &'static Flag,
+    at: usize,
     arg: &str,
     inline: Option<&str>,
     args: &[String],
@@ -186,6 +223,7 @@ fn take_value(
             flag,
             value,
             written,
+            arg: at,
         }),
         Err(reason) => {
             out.warnings.push(Warning {

@@ -62,7 +62,7 @@ impl Effective {
             return Err(reason.clone());
         }
         match (self.settings.get(path), &self.config_error) {
-            (Some(s), _) if s.source == Source::Flag => Ok(s),
+            (Some(s), _) if s.source.is_flag() => Ok(s),
             (_, Some(err)) => Err(format!(
                 "{path} is not set by a flag and the kubelet's config could not be read: {err}"
             )),
@@ -968,31 +968,38 @@ fn apply_flags(eff: &mut Effective, cmd: &CommandLine) {
                 .flat_map(|f| parse_string_list(&f.value))
                 .map(Value::String)
                 .collect();
-            let origin = flags
-                .iter()
-                .map(|f| f.written.as_str())
+            let sources: Vec<(Source, String)> = flags.iter().map(|f| cmd.source_of(f)).collect();
+            // Written by someone if any part was; the distribution's alone otherwise.
+            let source = if sources.iter().any(|(s, _)| *s == Source::Flag) {
+                Source::Flag
+            } else {
+                Source::DistributionDefault
+            };
+            let origin = sources
+                .into_iter()
+                .map(|(_, o)| o)
                 .collect::<Vec<_>>()
                 .join(" ");
             eff.settings.insert(
                 tr.path.to_string(),
-                setting(Value::Array(items), Source::Flag, origin),
+                setting(Value::Array(items), source, origin),
             );
             continue;
         }
         if let Some(v) = flag_value(last.flag.kind, &last.value) {
-            eff.settings.insert(
-                tr.path.to_string(),
-                setting(v, Source::Flag, last.written.clone()),
-            );
+            let (source, origin) = cmd.source_of(last);
+            eff.settings
+                .insert(tr.path.to_string(), setting(v, source, origin));
         }
     }
 
     // seccompDefault: `--seccomp-default` OR the file's seccompDefault.
     if let Some(f) = cmd.last("seccomp-default") {
+        let (source, origin) = cmd.source_of(f);
         if parse_go_bool(&f.value) == Ok(true) {
             eff.settings.insert(
                 "seccompDefault".to_string(),
-                setting(Value::Bool(true), Source::Flag, f.written.clone()),
+                setting(Value::Bool(true), source, origin),
             );
         } else {
             let file_true = eff
@@ -1002,7 +1009,7 @@ fn apply_flags(eff: &mut Effective, cmd: &CommandLine) {
             if !file_true {
                 eff.settings.insert(
                     "seccompDefault".to_string(),
-                    setting(Value::Bool(false), Source::Flag, f.written.clone()),
+                    setting(Value::Bool(false), source, origin),
                 );
             }
         }
@@ -1011,10 +1018,11 @@ fn apply_flags(eff: &mut Effective, cmd: &CommandLine) {
     // Feature gates: per key, the command line wins; within it, the last mention wins.
     for f in cmd.values("feature-gates") {
         if let Ok(pairs) = parse_bool_map(&f.value) {
+            let (source, origin) = cmd.source_of(f);
             for (gate, on) in pairs {
                 eff.settings.insert(
                     format!("featureGates.{gate}"),
-                    setting(Value::Bool(on), Source::Flag, f.written.clone()),
+                    setting(Value::Bool(on), source, origin.clone()),
                 );
             }
         }
@@ -1029,13 +1037,10 @@ fn apply_flags(eff: &mut Effective, cmd: &CommandLine) {
     // Flag-only settings, when given.
     for f in &cmd.flags {
         if f.flag.config.is_none() && !matches!(f.flag.name, "config" | "config-dir" | "v") {
+            let (source, origin) = cmd.source_of(f);
             eff.settings.insert(
                 format!("--{}", f.flag.name),
-                setting(
-                    Value::String(f.value.clone()),
-                    Source::Flag,
-                    f.written.clone(),
-                ),
+                setting(Value::String(f.value.clone()), source, origin),
             );
         }
     }

@@ -9,6 +9,7 @@
 //! <dir>/<pid>/comm      "kubelet\n"              (truncated to 15 bytes, as the kernel does)
 //! <dir>/<pid>/cmdline   "kubelet\0--v=2\0"       (every argument NUL-terminated)
 //! <dir>/<pid>/stat      "<pid> (kubelet) S 1 ..." (all 52 fields, parseable by procfs)
+//! <dir>/<pid>/environ   "SNAP_DATA=/var/snap/microk8s/x1\0" (only when set)
 //! <dir>/<pid>/root  ->  a directory standing for the process's `/`
 //! <dir>/<pid>/cwd   ->  a directory under that root
 //! <dir>/<pid>/exe   ->  a file standing for the executable
@@ -155,6 +156,17 @@ impl FakeProcess {
     /// Points `<pid>/exe` at `target`, a host path (usually a file under the root).
     pub fn exe(self, target: &Path) -> io::Result<Self> {
         replace_symlink(target, &self.dir.join("exe"))?;
+        Ok(self)
+    }
+
+    /// Writes `<pid>/environ`: each `NAME=value` NUL-terminated, as the kernel shows it.
+    pub fn environ(self, vars: &[(&str, &str)]) -> io::Result<Self> {
+        let mut raw = Vec::new();
+        for (name, value) in vars {
+            raw.extend_from_slice(format!("{name}={value}").as_bytes());
+            raw.push(0);
+        }
+        fs::write(self.dir.join("environ"), raw)?;
         Ok(self)
     }
 

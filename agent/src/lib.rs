@@ -20,5 +20,6 @@ pub mod process;
 pub mod render;
 pub mod scan;
 pub mod schema;
+pub mod sources;
 pub mod validate;
 pub mod yaml;

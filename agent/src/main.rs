@@ -268,9 +268,15 @@ struct ScanArgs {
         env = "NODEPROOF_PROC"
     )]
     proc_dir: PathBuf,
-    /// The kubelet's pid, when several run or to pick one explicitly.
+    /// The kubelet's pid, when several run or to pick one explicitly (for k3s and
+    /// microk8s: the pid of `k3s server`/`k3s agent` or `kubelite`, which runs it).
     #[arg(long)]
     pid: Option<i32>,
+    /// Check every kubelet found (several kind nodes on one host, say): text prints one
+    /// report after another, json an array of reports, dsse one envelope per line. The exit
+    /// code is the worst of them.
+    #[arg(long, conflicts_with = "pid")]
+    all: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// Ed25519 private key (PKCS#8 PEM, from `keygen`); required for --format dsse.
@@ -585,45 +591,74 @@ fn scan_cmd(args: ScanArgs) -> Result<u8> {
         (Format::Dsse, Some(path)) => Some(load_key(path)?),
         _ => None,
     };
-    let snapshot = scan::collect(&ScanOptions {
+    let opts = ScanOptions {
         proc_dir: args.proc_dir,
         pid: args.pid,
         kubelet_version: args.kubelet_version,
-    })?;
-    let report = scan::assemble(&snapshot, scan::now_rfc3339());
+    };
+    let snapshots = if args.all {
+        scan::collect_all(&opts)?
+    } else {
+        vec![scan::collect(&opts)?]
+    };
+    let scan_time = scan::now_rfc3339();
+    let reports: Vec<_> = snapshots
+        .iter()
+        .map(|s| scan::assemble(s, scan_time.clone()))
+        .collect();
     let mut out: Vec<u8> = Vec::new();
     match args.format {
         Format::Text => {
             let color = args.output.is_none()
                 && std::env::var_os("NO_COLOR").is_none()
                 && std::io::stdout().is_terminal();
-            out.extend_from_slice(render::text(&report, color).as_bytes());
+            for (i, report) in reports.iter().enumerate() {
+                if i > 0 {
+                    out.push(b'\n');
+                }
+                out.extend_from_slice(render::text(report, color).as_bytes());
+            }
+        }
+        Format::Json if args.all => {
+            serde_json::to_writer_pretty(&mut out, &reports)?;
+            out.push(b'\n');
         }
         Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &report)?;
-            out.push(b'\n');
+            for report in &reports {
+                serde_json::to_writer_pretty(&mut out, report)?;
+                out.push(b'\n');
+            }
         }
         Format::Dsse => {
             let key = key.context("internal: key missing")?;
-            let envelope = sign_statement(&scan::statement(&report), &key)
-                .context("could not serialize the statement")?;
-            out.extend_from_slice(&envelope.to_json_bytes());
-            out.push(b'\n');
+            for report in &reports {
+                let envelope = sign_statement(&scan::statement(report), &key)
+                    .context("could not serialize the statement")?;
+                out.extend_from_slice(&envelope.to_json_bytes());
+                out.push(b'\n');
+            }
         }
         Format::Junit => {
-            let node = nodeproof_proto::tabular::node_name(&report);
-            let suite = nodeproof_proto::tabular::Suite {
-                rows: nodeproof_proto::tabular::rows(&node, &report),
-                time: report.scan_time.clone(),
-                node,
-            };
-            nodeproof_proto::tabular::write_junit(&mut out, &[suite])?;
+            let suites: Vec<_> = reports
+                .iter()
+                .map(|report| {
+                    let node = nodeproof_proto::tabular::node_name(report);
+                    nodeproof_proto::tabular::Suite {
+                        rows: nodeproof_proto::tabular::rows(&node, report),
+                        time: report.scan_time.clone(),
+                        node,
+                    }
+                })
+                .collect();
+            nodeproof_proto::tabular::write_junit(&mut out, &suites)?;
         }
         Format::Csv => {
-            let node = nodeproof_proto::tabular::node_name(&report);
             nodeproof_proto::tabular::write_csv_header(&mut out)?;
-            for row in nodeproof_proto::tabular::rows(&node, &report) {
-                nodeproof_proto::tabular::write_csv_row(&mut out, &row)?;
+            for report in &reports {
+                let node = nodeproof_proto::tabular::node_name(report);
+                for row in nodeproof_proto::tabular::rows(&node, report) {
+                    nodeproof_proto::tabular::write_csv_row(&mut out, &row)?;
+                }
             }
         }
     }
@@ -635,7 +670,11 @@ fn scan_cmd(args: ScanArgs) -> Result<u8> {
             stdout.flush()?;
         }
     }
-    Ok(scan::exit_code(&report, args.fail_on))
+    Ok(reports
+        .iter()
+        .map(|r| scan::exit_code(r, args.fail_on))
+        .max()
+        .unwrap_or(0))
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so

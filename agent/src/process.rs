@@ -75,15 +75,17 @@ pub enum FindError {
 
     /// More than one kubelet, and no `--pid` to choose.
     #[error(
-        "several kubelets are running (pids {}); pass --pid with the one to check",
+        "several kubelets are running (pids {}); pass --pid with the one to check (`scan \
+         --all` checks each)",
         join_pids(.0)
     )]
     Several(Vec<i32>),
 
     /// A distribution that runs the kubelet inside another process (k3s, microk8s).
     #[error(
-        "process {pid} is {what}: this distribution runs the kubelet in-process, and nodeproof \
-         cannot read its flags yet"
+        "process {pid} is {what}: this distribution runs the kubelet in-process, so the \
+         kubelet has no command line of its own (`nodeproof-agent scan` reads its settings \
+         through the distribution's files)"
     )]
     Unsupported { pid: i32, what: String },
 
@@ -230,6 +232,17 @@ impl KubeletProcess {
     /// `proc_dir/<pid>`.
     fn pid_dir(&self) -> PathBuf {
         self.proc_dir.join(self.pid.to_string())
+    }
+
+    /// The process's environment as `/proc/<pid>/environ` holds it (what it was started
+    /// with): `NAME=value` entries separated by NULs. Read with the same privilege as its
+    /// root; at most [`MAX_FILE_BYTES`].
+    pub fn environ(&self) -> io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        File::open(self.pid_dir().join("environ"))?
+            .take(MAX_FILE_BYTES)
+            .read_to_end(&mut bytes)?;
+        Ok(bytes)
     }
 
     /// `proc_dir/<pid>/root`: the kubelet's `/`, as seen from here.
@@ -695,8 +708,27 @@ enum Kind {
         argv_start: usize,
     },
     /// A distribution that runs the kubelet inside this process.
-    InProcess(String),
+    InProcess(Embedded),
     Other,
+}
+
+/// A distribution that runs the kubelet inside one of its own processes, where the kubelet's
+/// arguments are not on any command line ([`crate::sources`] reads them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Embedded {
+    /// `k3s server` or `k3s agent` (comm `k3s-server`, `k3s-agent`).
+    K3s,
+    /// microk8s' `kubelite`.
+    Microk8s,
+}
+
+/// A process that runs a kubelet: a kubelet process, or a distribution's process with the
+/// kubelet inside ([`Embedded`]; its [`KubeletProcess::argv`] is then the whole command
+/// line of that process).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub process: KubeletProcess,
+    pub embedded: Option<Embedded>,
 }
 
 fn basename(arg: &str) -> &str {
@@ -719,15 +751,15 @@ fn classify(comm: &str, argv: &[String]) -> Kind {
         return Kind::Kubelet { argv_start: 0 };
     }
     if comm == "k3s-server" || comm == "k3s-agent" {
-        return Kind::InProcess(format!("k3s (comm `{comm}`)"));
+        return Kind::InProcess(Embedded::K3s);
     }
     if base == "k3s" {
-        if let Some(sub @ ("server" | "agent")) = argv.get(1).map(String::as_str) {
-            return Kind::InProcess(format!("k3s (`k3s {sub}`)"));
+        if let Some("server" | "agent") = argv.get(1).map(String::as_str) {
+            return Kind::InProcess(Embedded::K3s);
         }
     }
     if comm == "kubelite" || base == "kubelite" {
-        return Kind::InProcess("microk8s' kubelite".to_string());
+        return Kind::InProcess(Embedded::Microk8s);
     }
     Kind::Other
 }
@@ -812,11 +844,50 @@ fn build(
 /// `kubelet`, or which runs `hyperkube kubelet ...`. With `pid`, that process must be one;
 /// without, exactly one must be running. k3s and microk8s, which run the kubelet inside
 /// another process, are reported as [`FindError::Unsupported`] when no separate kubelet
-/// runs. Processes that exit or cannot be read during the scan are skipped.
+/// runs: their kubelet has no command line to read here (the scan reads them through
+/// [`find_candidates`] and [`crate::sources`]). Processes that exit or cannot be read
+/// during the scan are skipped.
 ///
 /// Two kubelets may briefly appear when the kubelet forks a child that has not yet exec'd;
 /// scanning again, or `--pid`, settles it.
 pub fn find_kubelet(proc_dir: &Path, pid: Option<i32>) -> Result<KubeletProcess, FindError> {
+    let candidates = find_candidates(proc_dir, pid)?;
+    let (kubelets, embedded): (Vec<Candidate>, Vec<Candidate>) =
+        candidates.into_iter().partition(|c| c.embedded.is_none());
+    if kubelets.len() > 1 {
+        return Err(FindError::Several(
+            kubelets.iter().map(|c| c.process.pid).collect(),
+        ));
+    }
+    if let Some(k) = kubelets.into_iter().next() {
+        return Ok(k.process);
+    }
+    match embedded.into_iter().next() {
+        Some(c) => Err(FindError::Unsupported {
+            pid: c.process.pid,
+            what: describe_embedded(&c),
+        }),
+        // find_candidates never returns an empty list.
+        None => Err(FindError::NotFound {
+            proc_dir: proc_dir.to_path_buf(),
+            scanned: 0,
+            unreadable: 0,
+        }),
+    }
+}
+
+fn describe_embedded(c: &Candidate) -> String {
+    match c.embedded {
+        Some(Embedded::K3s) => format!("k3s (comm `{}`)", c.process.comm),
+        Some(Embedded::Microk8s) => "microk8s' kubelite".to_string(),
+        None => format!("`{}`", c.process.comm),
+    }
+}
+
+/// Every process in `proc_dir` that runs a kubelet, in pid order: kubelet processes and
+/// the processes of distributions that run the kubelet inside them. With `pid`, that one
+/// process, which must be one. Never empty: no candidate is [`FindError::NotFound`].
+pub fn find_candidates(proc_dir: &Path, pid: Option<i32>) -> Result<Vec<Candidate>, FindError> {
     if let Err(e) = fs::read_dir(proc_dir) {
         return Err(FindError::ProcUnreadable {
             proc_dir: proc_dir.to_path_buf(),
@@ -824,12 +895,12 @@ pub fn find_kubelet(proc_dir: &Path, pid: Option<i32>) -> Result<KubeletProcess,
         });
     }
     match pid {
-        Some(pid) => find_pid(proc_dir, pid),
+        Some(pid) => find_pid(proc_dir, pid).map(|c| vec![c]),
         None => scan(proc_dir),
     }
 }
 
-fn find_pid(proc_dir: &Path, pid: i32) -> Result<KubeletProcess, FindError> {
+fn find_pid(proc_dir: &Path, pid: i32) -> Result<Candidate, FindError> {
     let no_such = || FindError::NoSuchProcess {
         pid,
         proc_dir: proc_dir.to_path_buf(),
@@ -854,8 +925,14 @@ fn find_pid(proc_dir: &Path, pid: i32) -> Result<KubeletProcess, FindError> {
     };
     let comm = read_comm(&process);
     match classify(&comm, &cmdline) {
-        Kind::Kubelet { argv_start } => Ok(build(proc_dir, pid, comm, cmdline, argv_start)),
-        Kind::InProcess(what) => Err(FindError::Unsupported { pid, what }),
+        Kind::Kubelet { argv_start } => Ok(Candidate {
+            process: build(proc_dir, pid, comm, cmdline, argv_start),
+            embedded: None,
+        }),
+        Kind::InProcess(embedded) => Ok(Candidate {
+            process: build(proc_dir, pid, comm, cmdline, 0),
+            embedded: Some(embedded),
+        }),
         Kind::Other => Err(FindError::NotKubelet {
             pid,
             what: describe(&comm, &cmdline),
@@ -863,15 +940,14 @@ fn find_pid(proc_dir: &Path, pid: i32) -> Result<KubeletProcess, FindError> {
     }
 }
 
-fn scan(proc_dir: &Path) -> Result<KubeletProcess, FindError> {
+fn scan(proc_dir: &Path) -> Result<Vec<Candidate>, FindError> {
     let processes = procfs::process::all_processes_with_root(proc_dir).map_err(|e| {
         FindError::ProcUnreadable {
             proc_dir: proc_dir.to_path_buf(),
             cause: e.to_string(),
         }
     })?;
-    let mut kubelets: Vec<(i32, String, Vec<String>, usize)> = Vec::new();
-    let mut in_process: Vec<(i32, String)> = Vec::new();
+    let mut found: Vec<Candidate> = Vec::new();
     let (mut scanned, mut unreadable) = (0usize, 0usize);
     let mut listing_error: Option<String> = None;
     for process in processes {
@@ -902,24 +978,22 @@ fn scan(proc_dir: &Path) -> Result<KubeletProcess, FindError> {
             continue;
         }
         let comm = read_comm(&process);
+        let pid = process.pid();
         match classify(&comm, &cmdline) {
-            Kind::Kubelet { argv_start } => {
-                kubelets.push((process.pid(), comm, cmdline, argv_start))
-            }
-            Kind::InProcess(what) => in_process.push((process.pid(), what)),
+            Kind::Kubelet { argv_start } => found.push(Candidate {
+                process: build(proc_dir, pid, comm, cmdline, argv_start),
+                embedded: None,
+            }),
+            Kind::InProcess(embedded) => found.push(Candidate {
+                process: build(proc_dir, pid, comm, cmdline, 0),
+                embedded: Some(embedded),
+            }),
             Kind::Other => {}
         }
     }
-    kubelets.sort_by_key(|k| k.0);
-    in_process.sort_by_key(|k| k.0);
-    if kubelets.len() > 1 {
-        return Err(FindError::Several(kubelets.iter().map(|k| k.0).collect()));
-    }
-    if let Some((pid, comm, cmdline, argv_start)) = kubelets.pop() {
-        return Ok(build(proc_dir, pid, comm, cmdline, argv_start));
-    }
-    if let Some((pid, what)) = in_process.into_iter().next() {
-        return Err(FindError::Unsupported { pid, what });
+    found.sort_by_key(|c| c.process.pid);
+    if !found.is_empty() {
+        return Ok(found);
     }
     if let Some(cause) = listing_error {
         return Err(FindError::ProcUnreadable {
@@ -1090,16 +1164,16 @@ mod tests {
         assert_eq!(classify("kubelet", &[]), Kind::Other);
         assert!(matches!(
             classify("k3s-server", &s(&["/usr/local/bin/k3s", "server"])),
-            Kind::InProcess(_)
+            Kind::InProcess(..)
         ));
         assert!(matches!(
             classify("k3s", &s(&["k3s", "agent"])),
-            Kind::InProcess(_)
+            Kind::InProcess(..)
         ));
         assert_eq!(classify("k3s", &s(&["k3s", "kubectl"])), Kind::Other);
         assert!(matches!(
             classify("kubelite", &s(&["/snap/microk8s/x/kubelite"])),
-            Kind::InProcess(_)
+            Kind::InProcess(..)
         ));
     }
 

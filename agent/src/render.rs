@@ -37,6 +37,15 @@ fn write_report(out: &mut String, report: &Report, color: bool) -> std::fmt::Res
         clean(&report.agent_version)
     )?;
     writeln!(out, "kubelet:     pid {} ({})", k.pid, opt(&k.exe))?;
+    if let Some(embedded) = &k.embedded_in {
+        writeln!(out, "embedded in: {}", clean(embedded))?;
+        writeln!(
+            out,
+            "             the kubelet runs inside this process; its arguments were \
+             reconstructed ({}), and values marked distribution-default only its log confirms",
+            clean(k.distribution.as_deref().unwrap_or("distribution"))
+        )?;
+    }
     writeln!(out, "config file: {}", opt(&k.config_file))?;
     writeln!(out, "config dir:  {}", opt(&k.config_dir))?;
     writeln!(out)?;
@@ -219,6 +228,8 @@ mod tests {
                 exe_sha256: None,
                 exe_error: None,
                 version: None,
+                distribution: None,
+                embedded_in: None,
             },
             settings: Default::default(),
             summary: Summary::of(&checks),

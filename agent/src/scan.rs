@@ -4,6 +4,7 @@
 //! rest (`assemble`, `statement`, `exit_code`) are pure so the report's shape is tested
 //! without a node.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use nodeproof_proto::{
@@ -13,11 +14,11 @@ use nodeproof_proto::{
 use sha2::{Digest, Sha256};
 
 use crate::checks;
-use crate::cmdline::parse_cmdline;
-use crate::effective::{self, compute_for, DropInDir, Effective, FileInput};
+use crate::cmdline::{parse_cmdline, ArgOrigin};
+use crate::effective::{compute_for, DropInDir, Effective, FileInput};
 use crate::kubeconfig;
 use crate::node_files::{self, NodeFiles};
-use crate::process::{self, find_kubelet, kubelet_minor, ExeInfo, FindError, KubeletProcess};
+use crate::process::{kubelet_minor, ExeInfo, FindError, KubeletProcess};
 use crate::validate;
 
 #[derive(Debug, Clone)]
@@ -37,11 +38,24 @@ pub enum ScanError {
     Find(#[from] FindError),
 }
 
-/// Everything read from the node, as read. Built by `collect`, consumed by `assemble`.
+/// Everything read from the node, as read. Built by an adapter in [`crate::sources`],
+/// consumed by `assemble`.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
+    /// The process the kubelet runs in: the kubelet's own, or the distribution's process
+    /// that embeds it (see `embedded_in`).
     pub pid: i32,
+    /// The kubelet's argv as the kubelet receives it: its own command line, or for an
+    /// embedded kubelet the arguments the distribution assembled (`argv[0]` is then
+    /// `kubelet`).
     pub argv: Vec<String>,
+    /// Where each of `argv[1..]` came from, by index, when an adapter assembled them; empty
+    /// for a kubelet's own command line.
+    pub arg_origins: Vec<ArgOrigin>,
+    /// The distribution whose layout was read (`k3s`, `microk8s`), for an embedded kubelet.
+    pub distribution: Option<String>,
+    /// The process the kubelet is embedded in, described for the report.
+    pub embedded_in: Option<String>,
     pub config_file: Option<FileInput>,
     pub dropins: Option<DropInDir>,
     /// The file `--kubeconfig` names, when given: what the kubelet authenticates to the API
@@ -57,78 +71,30 @@ pub struct Snapshot {
     pub warnings: Vec<Warning>,
     /// Mode and owner of the files the kubelet uses (CIS 4.1).
     pub node_files: NodeFiles,
+    /// Settings (v1beta1 paths) the adapter could not determine, with the reason; their
+    /// checks report `error` (an argument k3s passes only from some version on, when the
+    /// version is unknown).
+    pub undetermined: BTreeMap<String, String>,
+    /// Set when the distribution would refuse to start with its inputs as they are now (a
+    /// malformed k3s config.yaml, a missing kubelite arguments file): no kubelet can be
+    /// running with them, so every check reports `error` with this reason.
+    pub input_error: Option<String>,
 }
 
-/// Reads the node: the kubelet process, its config file and drop-ins through its own root.
+/// Reads the node: finds the kubelet (or the process it is embedded in) and reads what it
+/// reads, through that process's root ([`crate::sources`]).
 pub fn collect(opts: &ScanOptions) -> Result<Snapshot, ScanError> {
-    let kp = find_kubelet(&opts.proc_dir, opts.pid)?;
-    let cmd = parse_cmdline(kp.argv.get(1..).unwrap_or_default());
-    let mut files = Vec::new();
-    let mut warnings = Vec::new();
+    crate::sources::collect(opts)
+}
 
-    let config_file = effective::config_flag(&cmd).map(|p| {
-        let path = kp.resolve(&p);
-        read_text(&kp, &path, &mut files)
-    });
-    let dropins = effective::config_dir_flag(&cmd).map(|d| {
-        let dir = kp.resolve(&d);
-        let listed = kp.walk_dir(&dir).map_err(|e| e.to_string());
-        DropInDir {
-            files: listed.map(|paths| {
-                paths
-                    .into_iter()
-                    .filter(|p| effective::is_dropin(p))
-                    .map(|p| read_text(&kp, &p, &mut files))
-                    .collect()
-            }),
-            dir,
-        }
-    });
-    let kubeconfig = cmd
-        .last("kubeconfig")
-        .filter(|f| !f.value.is_empty())
-        .map(|f| read_text(&kp, &kp.resolve(&f.value), &mut files));
-    let exe = kp.exe_info().map_err(|e| e.to_string());
-    if let Err(e) = &exe {
-        warnings.push(Warning {
-            message: format!(
-                "could not hash the kubelet binary: {e}; the report's subjects then name only \
-                 the files read (run the agent as root with CAP_SYS_PTRACE to read \
-                 /proc/<pid>/exe)"
-            ),
-            file: None,
-            field: None,
-        });
-    }
-    let kubelet_version = opts
-        .kubelet_version
-        .clone()
-        .or_else(|| exe.as_ref().ok().and_then(|e| e.version.clone()));
-    let node_files = collect_node_files(
-        &opts.proc_dir,
-        &kp,
-        &cmd,
-        (&config_file, &dropins),
-        kubelet_version.as_deref(),
-    );
-    Ok(Snapshot {
-        pid: kp.pid,
-        argv: kp.argv.clone(),
-        config_file,
-        dropins,
-        kubeconfig,
-        kubelet_version,
-        exe,
-        node: process::node_facts(&opts.proc_dir),
-        files,
-        warnings,
-        node_files,
-    })
+/// Like [`collect`], for every kubelet on the node (`--all`).
+pub fn collect_all(opts: &ScanOptions) -> Result<Vec<Snapshot>, ScanError> {
+    crate::sources::collect_all(opts)
 }
 
 /// Stats the files the kubelet uses; the client CA's path is the effective setting, so the
 /// (pure) effective computation runs here once for it.
-fn collect_node_files(
+pub(crate) fn collect_node_files(
     proc_dir: &std::path::Path,
     kp: &KubeletProcess,
     cmd: &crate::cmdline::CommandLine,
@@ -148,26 +114,10 @@ fn collect_node_files(
     node_files::collect(proc_dir, kp, cmd, client_ca)
 }
 
-fn read_text(kp: &KubeletProcess, path: &str, files: &mut Vec<FileDigest>) -> FileInput {
-    let content = match kp.read_file(path) {
-        Ok(bytes) => {
-            files.push(FileDigest {
-                path: path.to_string(),
-                sha256: hex::encode(Sha256::digest(&bytes)),
-            });
-            String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())
-        }
-        Err(e) => Err(e.to_string()),
-    };
-    FileInput {
-        path: path.to_string(),
-        content,
-    }
-}
-
 /// Computes and checks a snapshot and assembles the report. Pure.
 pub fn assemble(snap: &Snapshot, scan_time: String) -> Report {
-    let cmd = parse_cmdline(snap.argv.get(1..).unwrap_or_default());
+    let mut cmd = parse_cmdline(snap.argv.get(1..).unwrap_or_default());
+    cmd.origins = snap.arg_origins.clone();
     let minor = snap.kubelet_version.as_deref().and_then(kubelet_minor);
     let mut eff = compute_for(
         &cmd,
@@ -175,6 +125,14 @@ pub fn assemble(snap: &Snapshot, scan_time: String) -> Report {
         snap.dropins.as_ref(),
         minor,
     );
+    for (path, reason) in &snap.undetermined {
+        eff.unknown
+            .entry(path.clone())
+            .or_insert_with(|| reason.clone());
+    }
+    if let Some(err) = &snap.input_error {
+        eff.refused = Some(err.clone());
+    }
     eff.client_auth = snap.kubeconfig.as_ref().map(|k| {
         // A read error already names the file (and how the kubelet's root was reached).
         k.content
@@ -209,11 +167,16 @@ fn report_from(
         });
     }
     if let Some(refused) = &eff.refused {
-        warnings.push(Warning {
-            message: format!(
+        let message = if snap.input_error.as_ref() == Some(refused) {
+            format!("{refused}. Every check reports error")
+        } else {
+            format!(
                 "{refused}. Every check reports error; fix the configuration (or restart the \
                  kubelet to see it fail) and scan again"
-            ),
+            )
+        };
+        warnings.push(Warning {
+            message,
             file: None,
             field: None,
         });
@@ -237,6 +200,8 @@ fn report_from(
             exe_sha256,
             exe_error,
             version: snap.kubelet_version.clone(),
+            distribution: snap.distribution.clone(),
+            embedded_in: snap.embedded_in.clone(),
         },
         settings: eff.settings.clone(),
         summary: Summary::of(&checks),
@@ -330,6 +295,8 @@ mod tests {
                 exe_sha256: None,
                 exe_error: None,
                 version: None,
+                distribution: None,
+                embedded_in: None,
             },
             settings: Default::default(),
             summary: Summary::of(&checks),

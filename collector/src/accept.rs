@@ -681,6 +681,8 @@ mod tests {
                 exe_sha256: None,
                 exe_error: None,
                 version: None,
+                distribution: None,
+                embedded_in: None,
             },
             settings: Default::default(),
             summary: Summary::of(&checks),

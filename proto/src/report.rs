@@ -156,10 +156,23 @@ pub struct KubeletInfo {
     /// `--kubelet-version`; it decides how drop-ins merge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The distribution whose layout nodeproof read the kubelet's settings from (`k3s`,
+    /// `microk8s`), when it is not a plain kubelet process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<String>,
+    /// When the kubelet runs inside another process (k3s, microk8s' kubelite): that process,
+    /// as `k3s server (pid 812)`. `pid` and `cmdline` then describe that process and the
+    /// kubelet's arguments as nodeproof reconstructed them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded_in: Option<String>,
 }
 
 /// Where an effective value came from. Later sources override earlier ones in the order
 /// default < config-file < drop-in < flag, exactly as the kubelet applies them.
+/// `distribution-default` is a flag too (same precedence), but one the distribution passes
+/// to a kubelet it runs in-process (k3s' built-in kubelet arguments): it is written nowhere
+/// on the node, nodeproof computed it from the distribution's code, and only the
+/// distribution's log (`Running kubelet ...`) confirms it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Source {
@@ -167,6 +180,7 @@ pub enum Source {
     ConfigFile,
     DropIn,
     Flag,
+    DistributionDefault,
 }
 
 impl Source {
@@ -176,7 +190,14 @@ impl Source {
             Source::ConfigFile => "config-file",
             Source::DropIn => "drop-in",
             Source::Flag => "flag",
+            Source::DistributionDefault => "distribution-default",
         }
+    }
+
+    /// A command-line flag, whether written on the command line or passed by the
+    /// distribution: the kubelet applies both last, over every file.
+    pub fn is_flag(self) -> bool {
+        matches!(self, Source::Flag | Source::DistributionDefault)
     }
 }
 

@@ -710,6 +710,7 @@ mod tests {
             Source::ConfigFile => "/var/lib/kubelet/config.yaml",
             Source::DropIn => "/etc/kubernetes/kubelet.conf.d/10-x.conf",
             Source::Flag => "--some-flag",
+            Source::DistributionDefault => "--some-flag (k3s default)",
         }
         .to_string()
     }

@@ -10,7 +10,8 @@
 //!    choice wins over anything derived: the DaemonSet passes `spec.nodeName`, which is
 //!    the API server's own name for the node and the best there is; derived names are a
 //!    guess at that name. When it differs from the derived one, a warning says so.
-//! 2. The running kubelet's `--hostname-override`, when it is given and not empty.
+//! 2. The running kubelet's `--hostname-override`, when it is given and not empty (for a
+//!    kubelet inside k3s or microk8s, in the arguments [`crate::sources`] rebuilds).
 //! 3. The hostname (`PROC/sys/kernel/hostname`).
 //!
 //! 2 and 3 are what the kubelet itself registers its Node object as, normalised as it
@@ -20,7 +21,7 @@
 use std::path::Path;
 
 use crate::cmdline::parse_cmdline;
-use crate::process::{find_kubelet, node_facts};
+use crate::process::node_facts;
 
 /// Where the name came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +97,13 @@ pub fn resolve(
 }
 
 fn derive(proc_dir: &Path, pid: Option<i32>) -> Result<NodeName, NodeNameError> {
-    let found = find_kubelet(proc_dir, pid);
+    // The kubelet's argv as the kubelet receives it: for k3s and microk8s, as their
+    // adapters rebuild it (k3s passes its node name as --hostname-override).
+    let found = crate::sources::collect(&crate::scan::ScanOptions {
+        proc_dir: proc_dir.to_path_buf(),
+        pid,
+        kubelet_version: None,
+    });
     let kubelet = found.is_ok();
     let why = match found {
         Ok(kubelet) => {

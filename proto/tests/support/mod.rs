@@ -100,6 +100,8 @@ pub fn sample_report() -> Report {
             exe_sha256: Some(sha256_hex(b"kubelet binary")),
             exe_error: None,
             version: None,
+            distribution: None,
+            embedded_in: None,
         },
         settings: BTreeMap::from([
             (
