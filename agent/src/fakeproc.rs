@@ -9,6 +9,7 @@
 //! <dir>/<pid>/comm      "kubelet\n"              (truncated to 15 bytes, as the kernel does)
 //! <dir>/<pid>/cmdline   "kubelet\0--v=2\0"       (every argument NUL-terminated)
 //! <dir>/<pid>/stat      "<pid> (kubelet) S 1 ..." (all 52 fields, parseable by procfs)
+//! <dir>/<pid>/cgroup    "0::/\n"                  (the root cgroup unless `cgroup` sets one)
 //! <dir>/<pid>/root  ->  a directory standing for the process's `/`
 //! <dir>/<pid>/cwd   ->  a directory under that root
 //! <dir>/<pid>/exe   ->  a file standing for the executable
@@ -73,6 +74,8 @@ impl FakeProc {
             cmdline.push(0);
         }
         fs::write(dir.join("cmdline"), cmdline)?;
+        // The root cgroup, which names no systemd service; `cgroup` sets another.
+        fs::write(dir.join("cgroup"), "0::/\n")?;
         let process = FakeProcess {
             pid,
             comm: comm.to_string(),
@@ -155,6 +158,13 @@ impl FakeProcess {
     /// Points `<pid>/exe` at `target`, a host path (usually a file under the root).
     pub fn exe(self, target: &Path) -> io::Result<Self> {
         replace_symlink(target, &self.dir.join("exe"))?;
+        Ok(self)
+    }
+
+    /// Writes `<pid>/cgroup` (`0::/system.slice/kubelet.service\n` for a kubelet under
+    /// systemd with cgroup v2; the default is `0::/`, the root cgroup).
+    pub fn cgroup(self, text: &str) -> io::Result<Self> {
+        fs::write(self.dir.join("cgroup"), text)?;
         Ok(self)
     }
 
