@@ -10,6 +10,7 @@
 //! <dir>/<pid>/cmdline   "kubelet\0--v=2\0"       (every argument NUL-terminated)
 //! <dir>/<pid>/stat      "<pid> (kubelet) S 1 ..." (all 52 fields, parseable by procfs)
 //! <dir>/<pid>/environ   "SNAP_DATA=/var/snap/microk8s/x1\0" (only when set)
+//! <dir>/<pid>/cgroup    "0::/\n"                  (the root cgroup unless `cgroup` sets one)
 //! <dir>/<pid>/root  ->  a directory standing for the process's `/`
 //! <dir>/<pid>/cwd   ->  a directory under that root
 //! <dir>/<pid>/exe   ->  a file standing for the executable
@@ -74,6 +75,8 @@ impl FakeProc {
             cmdline.push(0);
         }
         fs::write(dir.join("cmdline"), cmdline)?;
+        // The root cgroup, which names no systemd service; `cgroup` sets another.
+        fs::write(dir.join("cgroup"), "0::/\n")?;
         let process = FakeProcess {
             pid,
             comm: comm.to_string(),
@@ -167,6 +170,13 @@ impl FakeProcess {
             raw.push(0);
         }
         fs::write(self.dir.join("environ"), raw)?;
+        Ok(self)
+    }
+
+    /// Writes `<pid>/cgroup` (`0::/system.slice/kubelet.service\n` for a kubelet under
+    /// systemd with cgroup v2; the default is `0::/`, the root cgroup).
+    pub fn cgroup(self, text: &str) -> io::Result<Self> {
+        fs::write(self.dir.join("cgroup"), text)?;
         Ok(self)
     }
 

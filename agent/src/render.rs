@@ -27,7 +27,7 @@ fn write_report(out: &mut String, report: &Report, color: bool) -> std::fmt::Res
     let k = &report.kubelet;
     writeln!(
         out,
-        "== nodeproof: kubelet CIS Kubernetes Benchmark v1.12, section 4.2 =="
+        "== nodeproof: kubelet CIS Kubernetes Benchmark v1.12, sections 4.1 and 4.2 =="
     )?;
     writeln!(out, "node:        {}", opt(&report.node.hostname))?;
     writeln!(
@@ -50,8 +50,19 @@ fn write_report(out: &mut String, report: &Report, color: bool) -> std::fmt::Res
     writeln!(out, "config dir:  {}", opt(&k.config_dir))?;
     writeln!(out)?;
 
-    writeln!(out, "{} 4.2 Kubelet", paint("[INFO]", None, color))?;
+    // A kube-bench-style `[INFO] 4.2 Kubelet` heading wherever the CIS group changes.
+    let mut group = String::new();
     for c in &report.checks {
+        let this = cis_group(&c.cis);
+        if this != group {
+            writeln!(
+                out,
+                "{} {}",
+                paint("[INFO]", None, color),
+                group_heading(this)
+            )?;
+            group = this.to_string();
+        }
         writeln!(out, "{}", line(c, color))?;
     }
 
@@ -115,6 +126,24 @@ fn write_report(out: &mut String, report: &Report, color: bool) -> std::fmt::Res
         "== Summary: {} pass, {} fail, {} warn, {} error ==",
         s.pass, s.fail, s.warn, s.error
     )
+}
+
+/// `4.2` of `4.2.12`: the CIS group a check belongs to.
+fn cis_group(cis: &str) -> &str {
+    match cis.match_indices('.').nth(1) {
+        Some((i, _)) => &cis[..i],
+        None => cis,
+    }
+}
+
+/// The group's number and CIS title, as kube-bench prints it.
+fn group_heading(group: &str) -> String {
+    let title = match group {
+        "4.1" => " Worker Node Configuration Files",
+        "4.2" => " Kubelet",
+        _ => "",
+    };
+    format!("{}{title}", clean(group))
 }
 
 /// `[FAIL] 4.2.4  critical Verify that ... (Manual)`: status, CIS number and severity in

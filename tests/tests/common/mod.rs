@@ -63,6 +63,10 @@ pub fn fake_node(tmp: &Path, argv: &[&str], files: &[(&str, &str)]) -> PathBuf {
         .expect("kubelet");
     for (path, text) in files {
         p = p.file(path, text).expect("file");
+        // As CIS 4.1 wants a kubelet's files (the tests' umask would leave them 0644).
+        let host = p.in_root(path).expect("path");
+        std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
     }
     proc_dir
 }
