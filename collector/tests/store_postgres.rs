@@ -224,6 +224,147 @@ fn racing_collectors_store_each_sequence_once() {
     stores[0].verify_counters().expect("counters");
 }
 
+/// Collectors race for the same node's next sequence with notices and full reports mixed
+/// (the chain rule of issue 8 under concurrency): exactly one statement wins each sequence,
+/// a run's notices replace each other in place, and the stored chain walks with no gap,
+/// whichever collector committed which link.
+#[test]
+fn racing_notices_keep_the_stored_chain_gap_free() {
+    let Some(db) = TestDatabase::create("racing_notices_keep_the_stored_chain_gap_free") else {
+        return;
+    };
+    const COLLECTORS: usize = 4;
+    const SEQUENCES: u64 = 12;
+    let stores: Vec<Arc<PgStore>> = (0..COLLECTORS).map(|_| Arc::new(open(&db))).collect();
+    let mut agent = Agent::new("noticed");
+    agent.enroll(stores[0].as_ref(), true, 0);
+    commit_one(
+        &stores[0],
+        agent.full(1000, vec![check("4.2.1", Status::Pass)]),
+    );
+    for seq in 2..=SEQUENCES {
+        let start = Arc::new(Barrier::new(COLLECTORS));
+        let handles: Vec<_> = stores
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                // Collector i's own statement for this sequence: a notice of the current
+                // run from the even ones, a full report from the odd ones (every third
+                // sequence, so runs grow long enough to be replaced in place).
+                let mut mine = agent.clone();
+                let at = 1000 + i64::try_from(seq * 10 + i as u64).expect("small");
+                let stmt = if i % 2 == 1 && seq % 3 == 0 {
+                    mine.full(at, vec![check("4.2.1", Status::Fail)])
+                } else {
+                    mine.unchanged(at)
+                };
+                let (s, start) = (Arc::clone(s), Arc::clone(&start));
+                std::thread::spawn(move || {
+                    start.wait();
+                    let r = s.commit(std::slice::from_ref(&stmt));
+                    (mine, r)
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect();
+        let mut won = results.into_iter().filter_map(|(a, r)| match r {
+            Ok(()) => Some(a),
+            Err(StoreError::Conflict(_)) => None,
+            Err(e) => panic!("sequence {seq}: a loser gets a Conflict, not {e:?}"),
+        });
+        agent = won.next().expect("one collector wins");
+        assert!(won.next().is_none(), "sequence {seq}: only one wins");
+    }
+    let links = stores[1].chain_links("noticed").expect("chain_links");
+    assert_eq!(
+        nodeproof_proto::chain::walk(None, &links),
+        vec![],
+        "the stored chain holds: {links:#?}"
+    );
+    assert_eq!(links.last().map(|l| l.sequence), Some(SEQUENCES));
+    assert!(
+        links.len() < usize::try_from(SEQUENCES).expect("small"),
+        "runs of notices were collapsed: {links:#?}"
+    );
+    assert_eq!(
+        links.len(),
+        stores[2].history("noticed", 100).expect("history").len()
+    );
+    stores[0].verify_counters().expect("counters");
+}
+
+fn commit_one(s: &PgStore, a: store::Accepted) {
+    s.commit(std::slice::from_ref(&a)).expect("commit");
+}
+
+/// `for_each_statement` reads through a portal a few rows at a time: histories longer
+/// than one fetch, one exactly a fetch's multiple and an empty one come back whole, in
+/// order, byte for byte; a callback error mid-history stops the walk there.
+#[test]
+fn the_export_walk_pages_through_long_histories() {
+    let Some(db) = TestDatabase::create("the_export_walk_pages_through_long_histories") else {
+        return;
+    };
+    let s = open(&db);
+    // 64 rows a fetch: 128 is two whole fetches (the third is empty), 150 ends mid-fetch.
+    let mut sent = Vec::new();
+    for (name, n) in [("long", 150u64), ("exact", 128), ("empty", 0)] {
+        let mut a = Agent::new(name);
+        a.enroll(&s, true, 0);
+        let batch: Vec<_> = (0..n)
+            .map(|i| a.full(100 + i64::try_from(i).expect("small"), vec![]))
+            .collect();
+        s.commit(&batch).expect("commit");
+        sent.push((name, batch));
+    }
+    let mut got: Vec<(String, u64, String, Vec<u8>)> = Vec::new();
+    s.for_each_statement(&store::ExportFilter::default(), &mut |st| {
+        got.push((st.node, st.sequence, st.digest, st.envelope));
+        Ok(())
+    })
+    .expect("walk");
+    sent.sort_by_key(|(name, _)| *name);
+    let want: Vec<(String, u64, String, Vec<u8>)> = sent
+        .iter()
+        .flat_map(|(_, batch)| batch.iter())
+        .map(|a| {
+            (
+                a.node.clone(),
+                a.sequence,
+                a.digest.clone(),
+                a.envelope.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 278);
+    assert!(
+        got == want,
+        "every statement, node then sequence, byte for byte"
+    );
+
+    let mut seen = 0;
+    let stopped = s.for_each_statement(&store::ExportFilter::default(), &mut |_| {
+        seen += 1;
+        if seen == 100 {
+            return Err(StoreError::Backend("stop".into()));
+        }
+        Ok(())
+    });
+    assert!(
+        matches!(stopped, Err(StoreError::Backend(_))),
+        "{stopped:?}"
+    );
+    assert_eq!(
+        seen, 100,
+        "the walk stops at the error, in the second fetch"
+    );
+    // The store is still usable: the portal died with its transaction.
+    assert_eq!(s.chain_links("exact").expect("links").len(), 128);
+}
+
 /// Collectors commit different nodes' reports in batches that overlap in opposite orders,
 /// with verdicts flipping (so the counter rows are written by all of them at once): no
 /// deadlock surfaces as an error, and the counters stay exact.
@@ -467,6 +608,37 @@ fn migrating_from_sqlite_keeps_every_envelope_byte_for_byte() {
         pg.exception_events().expect("e"),
         sqlite.exception_events().expect("e")
     );
+    // The evidence export reads the same from both: every statement with its bytes, each
+    // node's chain, its anchors and its keys (node-1's rotation included).
+    let statements = |s: &dyn Store| {
+        let mut out = Vec::new();
+        s.for_each_statement(&store::ExportFilter::default(), &mut |st| {
+            out.push(st);
+            Ok(())
+        })
+        .expect("for_each_statement");
+        out
+    };
+    let exported = statements(pg);
+    assert_eq!(exported.len() as u64, reports);
+    assert!(exported == statements(&*sqlite), "the same export");
+    for n in sqlite.list_nodes().expect("nodes") {
+        assert_eq!(
+            pg.chain_links(&n.name).expect("links"),
+            sqlite.chain_links(&n.name).expect("links")
+        );
+        assert_eq!(
+            pg.key_history(&n.name).expect("keys"),
+            sqlite.key_history(&n.name).expect("keys")
+        );
+        for before in [100, 125, 10_000] {
+            assert_eq!(
+                pg.chain_anchor(&n.name, before).expect("anchor"),
+                sqlite.chain_anchor(&n.name, before).expect("anchor")
+            );
+        }
+    }
+    assert_eq!(pg.key_history("node-1").expect("keys").len(), 2);
     assert!(pg
         .redeem_token(&conformance::fake_hex("tok"), 2)
         .expect("token"));
