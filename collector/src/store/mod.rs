@@ -45,8 +45,9 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Opens the store a database URL names, running its migrations: `sqlite:///abs/path.db`,
-/// `sqlite://./relative.db` or `sqlite://relative.db`. Anything else (PostgreSQL for now)
-/// is `BadUrl`, with any password in the URL masked so the error can be logged.
+/// `sqlite://./relative.db`, `sqlite://relative.db`, or `postgres://user@host:5432/db`
+/// (`postgresql://` too). Anything else is `BadUrl`, with any password in the URL masked
+/// so the error can be logged.
 pub fn open(url: &str) -> StoreResult<Box<dyn Store>> {
     open_url(url, true)
 }
