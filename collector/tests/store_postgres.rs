@@ -669,3 +669,43 @@ fn migrating_from_sqlite_keeps_every_envelope_byte_for_byte() {
     assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
     assert!(again.to_string().contains("already holds data"), "{again}");
 }
+
+/// A SQLite database with a table or column the import does not know (a newer schema, or
+/// one changed by hand) is refused before anything is copied, naming what would be lost:
+/// the copy carries every column or nothing.
+#[test]
+fn migrating_refuses_a_sqlite_column_it_would_not_copy() {
+    let Some(db) = TestDatabase::create("migrating_refuses_a_sqlite_column_it_would_not_copy")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("newer.db");
+    let sqlite = store::open(&format!("sqlite://{}", path.display())).expect("sqlite");
+    let mut a = Agent::new("n");
+    a.enroll(&*sqlite, true, 1);
+    sqlite
+        .commit(&[a.full(100, vec![check("4.2.1", Status::Pass)])])
+        .expect("commit");
+    drop(sqlite);
+    let raw = rusqlite::Connection::open(&path).expect("open the file");
+    raw.execute_batch(
+        "ALTER TABLE reports ADD COLUMN attestation BLOB;
+         CREATE TABLE node_labels (node TEXT NOT NULL, label TEXT NOT NULL);",
+    )
+    .expect("a newer schema");
+    drop(raw);
+
+    let target = open(&db);
+    let err = import_sqlite(&path, &target).expect_err("columns it would drop");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("column reports.attestation") && msg.contains("table node_labels"),
+        "{msg}"
+    );
+    assert!(msg.contains("nothing was copied"), "{msg}");
+    assert!(
+        target.list_nodes().expect("nodes").is_empty(),
+        "nothing copied"
+    );
+}

@@ -226,6 +226,7 @@ pub fn import_sqlite(from: &Path, to: &PgStore) -> StoreResult<ImportReport> {
     )
     .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", from.display())))?;
     let snapshot = source.transaction()?;
+    every_column_is_copied(&snapshot, from)?;
     to.write(|tx| {
         // No collector may write while the copy runs (a running `serve` on the target
         // waits; it should not be running at all).
@@ -288,6 +289,46 @@ pub fn import_sqlite(from: &Path, to: &PgStore) -> StoreResult<ImportReport> {
             envelopes_sha256: source_sum,
         })
     })
+}
+
+/// Refuses a source with a table or column that [`TABLES`] does not copy (one a newer
+/// SQLite migration added, or an operator's own), naming it: a migration that dropped it
+/// silently would not be the same installation. `schema_migrations` stays behind (the
+/// target has its own) and SQLite's internal tables are not data.
+fn every_column_is_copied(source: &rusqlite::Transaction<'_>, from: &Path) -> StoreResult<()> {
+    let mut missing = Vec::new();
+    let mut tables = source.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' \
+         ESCAPE '\\' AND name <> 'schema_migrations' ORDER BY name",
+    )?;
+    let names: Vec<String> = tables
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for table in names {
+        let Some((_, copied)) = TABLES.iter().find(|(t, _)| *t == table) else {
+            missing.push(format!("table {table}"));
+            continue;
+        };
+        let mut info = source.prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")?;
+        let columns: Vec<String> = info
+            .query_map([&table], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for column in columns {
+            if !copied.iter().any(|(c, _)| *c == column) {
+                missing.push(format!("column {table}.{column}"));
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Backend(format!(
+        "{} has {} that this collector does not copy to PostgreSQL (a newer SQLite schema, \
+         or one changed by hand); nothing was copied: migrate with the collector version that \
+         wrote it",
+        from.display(),
+        missing.join(", ")
+    )))
 }
 
 fn copy_table(
@@ -365,13 +406,23 @@ fn source_envelopes(source: &rusqlite::Transaction<'_>) -> StoreResult<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// Through a portal, a few rows at a time: every envelope of an installation does not fit
+/// in memory at once.
 fn target_envelopes(tx: &mut Tx<'_>) -> StoreResult<String> {
+    const PER_FETCH: i32 = 64;
     let mut h = Sha256::new();
-    for r in tx.query("SELECT id, digest, envelope FROM reports ORDER BY id", &[])? {
-        let id: i64 = get(&r, 0)?;
-        let digest: String = get(&r, 1)?;
-        let envelope: Vec<u8> = get(&r, 2)?;
-        hash_report(&mut h, id, &digest, &envelope);
+    let portal = tx.portal("SELECT id, digest, envelope FROM reports ORDER BY id", &[])?;
+    loop {
+        let rows = tx.fetch(&portal, PER_FETCH)?;
+        let done = rows.len() < PER_FETCH as usize;
+        for r in rows {
+            let id: i64 = get(&r, 0)?;
+            let digest: String = get(&r, 1)?;
+            let envelope: Vec<u8> = get(&r, 2)?;
+            hash_report(&mut h, id, &digest, &envelope);
+        }
+        if done {
+            return Ok(hex::encode(h.finalize()));
+        }
     }
-    Ok(hex::encode(h.finalize()))
 }
