@@ -246,6 +246,38 @@ fn two_collectors_share_one_database() {
         "one sequence per round, none twice"
     );
 
+    // The chain the two collectors built together holds, and the evidence export reads
+    // it from PostgreSQL into a bundle that verifies (every signature, hash and chain).
+    let chain = cli(db.url(), &["chain", "--node", "roamer"]);
+    assert!(stdout(&chain).contains("roamer"), "{}", stdout(&chain));
+    let keys = tmp.path().join("export-keys");
+    let made = run(Command::new(bin("nodeproof-collector"))
+        .args(["export-key", "create", "--out"])
+        .arg(&keys));
+    assert!(made.status.success(), "{}", stderr(&made));
+    let bundle = tmp.path().join("evidence.tar.gz");
+    cli(
+        db.url(),
+        &[
+            "export",
+            "--key",
+            keys.join("export-key.pem").to_str().expect("utf-8 path"),
+            "--out",
+            bundle.to_str().expect("utf-8 path"),
+        ],
+    );
+    let verified = run(Command::new(bin("nodeproof-collector"))
+        .arg("verify")
+        .arg(&bundle)
+        .arg("--export-key")
+        .arg(keys.join("export-key.pub.pem")));
+    let said = format!("{}{}", stdout(&verified), stderr(&verified));
+    assert!(verified.status.success(), "{said}");
+    assert!(
+        said.contains("from 5 nodes") && said.contains("OK: every signature, hash and chain holds"),
+        "{said}"
+    );
+
     // The same answers from either collector, and the right ones.
     let fleet_a = a.get("/v1/fleet");
     let fleet_b = b.get("/v1/fleet");
