@@ -16,6 +16,7 @@ pub mod exe_version;
 pub mod fakeproc;
 pub mod kubeconfig;
 pub mod node_files;
+pub mod probe;
 pub mod process;
 pub mod render;
 pub mod scan;

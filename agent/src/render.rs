@@ -128,8 +128,11 @@ fn write_report(out: &mut String, report: &Report, color: bool) -> std::fmt::Res
     )
 }
 
-/// `4.2` of `4.2.12`: the CIS group a check belongs to.
+/// `4.2` of `4.2.12`: the CIS group a check belongs to; `P` for the live probes (`P.n`).
 fn cis_group(cis: &str) -> &str {
+    if cis.starts_with("P.") {
+        return "P";
+    }
     match cis.match_indices('.').nth(1) {
         Some((i, _)) => &cis[..i],
         None => cis,
@@ -141,6 +144,8 @@ fn group_heading(group: &str) -> String {
     let title = match group {
         "4.1" => " Worker Node Configuration Files",
         "4.2" => " Kubelet",
+        // Padded to the width of `4.2 `, so the titles line up.
+        "P" => "   Live probes of the kubelet's ports",
         _ => "",
     };
     format!("{}{title}", clean(group))

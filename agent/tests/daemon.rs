@@ -55,6 +55,8 @@ fn report(minute: u32, posture: usize) -> Report {
                     proc_dir,
                     pid: None,
                     kubelet_version: None,
+                    // A fake node: its ports are not this machine's.
+                    probe: false,
                 })
                 .expect("scan of the fake node");
                 scan::assemble(&snap, String::new())
@@ -105,7 +107,12 @@ fn check_chain(spool: &Spool, signer: &SigningKey) -> Vec<Statement> {
                     "previous of slot {}",
                     entry.slot
                 );
-                assert_eq!(u.count, sequence - u.since_sequence, "count of slot {}", entry.slot);
+                assert_eq!(
+                    u.count,
+                    sequence - u.since_sequence,
+                    "count of slot {}",
+                    entry.slot
+                );
                 if let Some((d, s)) = &last_full {
                     assert_eq!(
                         (&u.since, u.since_sequence),
@@ -921,6 +928,8 @@ fn config(tmp: &Path, proc_dir: PathBuf) -> Config {
         proc_dir,
         pid: None,
         kubelet_version: None,
+        // A fake node: its ports are not this machine's.
+        probe: false,
     };
     c.retry_base = Duration::from_millis(5);
     c.retry_cap = Duration::from_millis(20);
@@ -1016,7 +1025,10 @@ fn bad_settings_are_refused_before_anything_runs() {
 }
 
 fn agent() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_nodeproof-agent"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodeproof-agent"));
+    // The nodes here are fake /proc trees: their ports are not this machine's.
+    cmd.env("NODEPROOF_NO_PROBE", "1");
+    cmd
 }
 
 fn write_key(dir: &Path) -> PathBuf {

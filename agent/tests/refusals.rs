@@ -55,6 +55,7 @@ fn report(extra_flags: &str, extra_config: &str) -> Report {
         embedded_in: None,
         undetermined: Default::default(),
         input_error: None,
+        probe: None,
     };
     assemble(&snap, "2026-01-01T00:00:00Z".to_string())
 }
@@ -321,6 +322,7 @@ fn whitespace_hostname_override_is_refused() {
         embedded_in: None,
         undetermined: Default::default(),
         input_error: None,
+        probe: None,
     };
     let r = assemble(&snap, "2026-01-01T00:00:00Z".to_string());
     assert_refused(&r, "GetHostname", "empty hostname is invalid");

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 /// Names the catalogue a report was judged against (`Report::catalogue`). Bump the suffix when
 /// a check is added, removed or changes meaning, so the collector can tell old reports apart.
-pub const CATALOGUE_VERSION: &str = "nodeproof.dev/checks/cis-1.12/v2";
+/// v2: the worker-node files (4.1); v3: the live probes of the kubelet's ports (`P.n`).
+pub const CATALOGUE_VERSION: &str = "nodeproof.dev/checks/cis-1.12/v3";
 
 /// How bad a failure of a check is. Ordered: `Low < Medium < High < Critical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -254,6 +255,38 @@ pub const CHECKS: &[CheckMeta] = &[
         why: "whoever can add a file to the drop-in directory overrides the kubelet's config",
     },
     // ---- end of CIS 4.1 ---------------------------------------------------------------
+    // ---- live probes (agent/src/checks/probes.rs) ------------------------------------
+    // Not CIS recommendations: `cis` holds a `P.n` label (unique, as the collector keys a
+    // node's checks on it); the related CIS control is named in `why` and the title.
+    CheckMeta {
+        id: "probe-kubelet-anonymous",
+        cis: "P.1",
+        scored: true,
+        severity: Severity::Critical,
+        why: "live 4.2.1/4.2.2: the kubelet API accepted a request without credentials",
+    },
+    CheckMeta {
+        id: "probe-read-only-port",
+        cis: "P.2",
+        scored: true,
+        severity: Severity::Critical,
+        why: "live 4.2.4: the read-only port served the pod list to an unauthenticated request",
+    },
+    CheckMeta {
+        id: "probe-healthz",
+        cis: "P.3",
+        scored: true,
+        severity: Severity::Low,
+        why: "the kubelet is unhealthy or not listening where configured; no opening by itself",
+    },
+    CheckMeta {
+        id: "probe-contradiction",
+        cis: "P.4",
+        scored: true,
+        severity: Severity::Critical,
+        why: "what listens is not what the files describe: another process, an old kubelet, or \
+              files changed since it started, so the configuration checks judge the wrong thing",
+    },
 ];
 
 /// The catalogue entry for `id`, if the id is one of ours.

@@ -55,6 +55,7 @@ pub(crate) fn blank(kp: &KubeletProcess, opts: &ScanOptions, argv: Vec<String>) 
         warnings,
         undetermined: Default::default(),
         input_error: None,
+        probe: None,
         node_files: crate::node_files::NodeFiles::not_collected(
             "the kubelet's files are stated once its arguments are known",
         ),

@@ -14,7 +14,8 @@ pub mod k3s;
 pub mod kubelet;
 pub mod microk8s;
 
-use crate::process::{find_candidates, Candidate, Embedded, FindError};
+use crate::probe::{self, Probe};
+use crate::process::{find_candidates, Candidate, Embedded, FindError, KubeletProcess};
 use crate::scan::{ScanError, ScanOptions, Snapshot};
 
 /// The one kubelet on this node (or the one `--pid` names), read by its adapter. Several
@@ -58,7 +59,25 @@ fn snapshot(candidate: &Candidate, opts: &ScanOptions) -> Snapshot {
         (&snap.config_file, &snap.dropins),
         snap.kubelet_version.as_deref(),
     );
+    // The live probes go where the effective settings say the kubelet listens, so they
+    // follow the adapter too, and are the same for every distribution.
+    if opts.probe {
+        snap.probe = Some(probe_snapshot(&snap, &candidate.process, opts));
+    }
     snap
+}
+
+/// Probes the kubelet's ports, or says why they were not probed: inputs the distribution
+/// would refuse to start with (k3s' `disable-agent` among them) mean no kubelet runs with
+/// them, so whatever answers on its ports says nothing about this configuration.
+fn probe_snapshot(snap: &Snapshot, process: &KubeletProcess, opts: &ScanOptions) -> Probe {
+    if let Some(err) = &snap.input_error {
+        return Probe::not_probed(format!(
+            "no kubelet runs with these inputs ({err}), so its ports were not probed"
+        ));
+    }
+    let eff = crate::scan::effective(snap);
+    probe::probe(&eff, probe::netns(&opts.proc_dir, process.pid))
 }
 
 /// `os.Expand` of Go's standard library, which kubelite applies to every argument
