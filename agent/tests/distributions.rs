@@ -863,10 +863,11 @@ fn several_kind_nodes_need_all_or_pid() {
                 (
                     c.id.clone(),
                     c.status,
-                    c.cis
-                        .starts_with("4.1")
-                        .then_some(())
-                        .map_or(c.note.clone(), |()| String::new()),
+                    if c.cis.starts_with("4.1") {
+                        String::new()
+                    } else {
+                        c.note.clone()
+                    },
                 )
             })
             .collect()
