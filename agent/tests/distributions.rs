@@ -856,7 +856,25 @@ fn several_kind_nodes_need_all_or_pid() {
         assert_eq!(r.kubelet.distribution, None);
         assert_eq!(r.kubelet.embedded_in, None);
     }
-    assert_eq!(reports[0].checks, reports[1].checks);
+    // The settings' verdicts are the same; the 4.1 notes name each kubelet's own
+    // /proc/<pid>/root, so those compare by status.
+    let verdicts = |r: &Report| -> Vec<_> {
+        r.checks
+            .iter()
+            .map(|c| {
+                (
+                    c.id.clone(),
+                    c.status,
+                    if c.cis.starts_with("4.1") {
+                        String::new()
+                    } else {
+                        c.note.clone()
+                    },
+                )
+            })
+            .collect()
+    };
+    assert_eq!(verdicts(&reports[0]), verdicts(&reports[1]));
 }
 
 #[test]

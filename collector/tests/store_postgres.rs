@@ -40,6 +40,8 @@ stories!(
     key_rotation,
     full_reports,
     unchanged_runs,
+    stored_chain_has_no_gap,
+    commit_refuses_a_notice_that_breaks_the_chain,
     batch_atomicity,
     fleet_summary,
     failing_by_check,
@@ -52,6 +54,7 @@ stories!(
     failing_checks,
     stale_nodes,
     exceptions,
+    evidence_export,
 );
 
 #[test]

@@ -50,7 +50,13 @@ fn snapshot(candidate: &Candidate, opts: &ScanOptions) -> Snapshot {
         Some(Embedded::Microk8s) => microk8s::snapshot(&candidate.process, opts),
     };
     // The files the kubelet uses (CIS 4.1) follow from the argv the adapter rebuilt, so
-    // they are stated the same way for every distribution.
+    // they are stated the same way for every distribution. When no kubelet can be running
+    // with these inputs (input_error), no file is "in use" either: the file checks are
+    // error with the same reason, never a verdict on a kubelet that does not run.
+    if let Some(err) = &snap.input_error {
+        snap.node_files = crate::node_files::NodeFiles::not_collected(err);
+        return snap;
+    }
     let cmd = crate::cmdline::parse_cmdline(snap.argv.get(1..).unwrap_or_default());
     snap.node_files = crate::scan::collect_node_files(
         &opts.proc_dir,

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use nodeproof_proto::Status;
 
-use super::{check_status, get, get_u64, node_status, to_i64, to_json, StoreResult, Tx};
+use super::{check_status, get, get_opt_u64, get_u64, node_status, to_i64, to_json, StoreResult, Tx};
 use crate::store::sqlite::cis_order;
 use crate::store::{Accepted, AcceptedKind, CheckState, NodeStatus, StoreError};
 
@@ -135,7 +135,9 @@ struct Head {
     status: NodeStatus,
     key_id: String,
     last_sequence: u64,
+    last_digest: Option<String>,
     last_full_digest: Option<String>,
+    last_full_sequence: Option<u64>,
     last_run_digest: Option<String>,
     summary: Option<String>,
     posture: Option<String>,
@@ -163,7 +165,7 @@ fn head(tx: &mut Tx<'_>, node: &str) -> StoreResult<Head> {
     let r = tx
         .opt(
             "SELECT status, key_id, last_sequence, last_full_digest, last_run_digest, summary,
-                    posture, failing_any
+                    posture, failing_any, last_digest, last_full_sequence
              FROM nodes WHERE name = $1",
             &[&node],
         )?
@@ -178,6 +180,8 @@ fn head(tx: &mut Tx<'_>, node: &str) -> StoreResult<Head> {
         summary: get(&r, 5)?,
         posture: get(&r, 6)?,
         failing_any: get(&r, 7)?,
+        last_digest: get(&r, 8)?,
+        last_full_sequence: get_opt_u64(&r, 9, "sequence")?,
     })
 }
 
@@ -210,6 +214,7 @@ fn commit_one(
             a.digest, a.sequence, a.node, head.last_sequence
         )));
     }
+    check_chain_step(&head, a)?;
     let sequence = to_i64(a.sequence, "sequence")?;
     let interval = to_i64(a.interval_secs, "interval_secs")?;
     let stale_after = a.received_at.saturating_add(interval.saturating_mul(3));
@@ -287,7 +292,6 @@ fn commit_one(
             count,
             first_unchanged,
         } => {
-            notice_rule(&head, a, since)?;
             let count = to_i64(*count, "count")?;
             // The previous statement was a notice of this same run: this notice attests
             // the whole run, so it takes that row's place.
@@ -359,18 +363,62 @@ fn commit_one(
     Ok(())
 }
 
-/// The chain rule for an unchanged notice, re-checked at commit: its `since` must be the
-/// node's last full report. (Kept in one place: the rule for notices is the part of the
-/// chain that changes with `accept`; port any change of SQLite's notice checks here.)
-fn notice_rule(head: &Head, a: &Accepted, since: &str) -> StoreResult<()> {
-    if head.last_full_digest.as_deref() != Some(since) {
-        return Err(StoreError::Conflict(format!(
-            "unchanged notice {} refers to full report {since}, but node {}'s last full \
-             report is {}; nothing committed",
-            a.digest,
-            a.node,
-            head.last_full_digest.as_deref().unwrap_or("(none)")
-        )));
+/// The chain rule, re-checked at commit against the node's locked row: the same rule,
+/// word for word, as SQLite's `check_chain_step` (and `accept::decide` and
+/// `accept::check_notice`; see "The chain" in docs/collector.md). The statement is the
+/// node's next (`last_sequence + 1`); a full report links to the last stored statement;
+/// an unchanged notice links to the node's last full report (`previous == since ==
+/// last_full_digest`) and counts the sequences since it (`count == sequence -
+/// last_full_sequence`). So whatever is stored links up with no gap, even when a notice
+/// then replaces the previous notice of its run, and however many collectors commit.
+fn check_chain_step(head: &Head, a: &Accepted) -> StoreResult<()> {
+    let conflict = |why: String| {
+        Err(StoreError::Conflict(format!(
+            "statement {} (node {}, sequence {}) {why}; nothing committed",
+            a.digest, a.node, a.sequence
+        )))
+    };
+    if a.sequence != head.last_sequence.saturating_add(1) {
+        return conflict(format!(
+            "does not follow the node's last sequence {}",
+            head.last_sequence
+        ));
+    }
+    match &a.kind {
+        AcceptedKind::Full { .. } => {
+            if a.previous != head.last_digest {
+                return conflict(format!(
+                    "names previous {} but the node's last statement is {}",
+                    a.previous.as_deref().unwrap_or("(none)"),
+                    head.last_digest.as_deref().unwrap_or("(none)")
+                ));
+            }
+        }
+        AcceptedKind::Unchanged { since, count, .. } => {
+            let (Some(full), Some(full_sequence)) =
+                (head.last_full_digest.as_deref(), head.last_full_sequence)
+            else {
+                return conflict("is an unchanged notice but the node has no full report".into());
+            };
+            if since != full {
+                return conflict(format!(
+                    "is an unchanged notice of full report {since}, but the node's last full \
+                     report is {full}"
+                ));
+            }
+            if a.previous.as_deref() != Some(full) {
+                return conflict(format!(
+                    "is an unchanged notice naming previous {}, not its run's full report {full}",
+                    a.previous.as_deref().unwrap_or("(none)")
+                ));
+            }
+            if *count != a.sequence.saturating_sub(full_sequence) {
+                return conflict(format!(
+                    "is an unchanged notice counting {count} scan(s) since sequence \
+                     {full_sequence}, which its sequence does not allow"
+                ));
+            }
+        }
     }
     Ok(())
 }

@@ -27,6 +27,7 @@
 
 mod claims;
 mod commit;
+mod evidence;
 mod reads;
 pub mod schema;
 mod sqlite_import;
@@ -310,6 +311,30 @@ impl<'a> Tx<'a> {
         let stmt = self.prepared(sql)?;
         let row = self.inner()?.query_one(&stmt, params);
         row.map_err(|e| self.note(e))
+    }
+
+    /// Opens a portal (a server-side cursor) on a query, for [`Tx::fetch`]: rows are read
+    /// a few at a time, so a walk over any number of rows keeps memory flat. It lives until
+    /// the transaction ends.
+    pub(crate) fn portal(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> StoreResult<postgres::Portal> {
+        let stmt = self.prepared(sql)?;
+        let portal = self.inner()?.bind(&stmt, params);
+        portal.map_err(|e| self.note(e))
+    }
+
+    /// The next (at most) `max_rows` rows of a portal; fewer than `max_rows` when it is
+    /// done.
+    pub(crate) fn fetch(
+        &mut self,
+        portal: &postgres::Portal,
+        max_rows: i32,
+    ) -> StoreResult<Vec<Row>> {
+        let rows = self.inner()?.query_portal(portal, max_rows);
+        rows.map_err(|e| self.note(e))
     }
 
     /// Rows changed.
@@ -601,6 +626,10 @@ impl Store for PgStore {
         })
     }
 
+    fn chain_links(&self, node: &str) -> StoreResult<Vec<nodeproof_proto::chain::ChainLink>> {
+        self.read(|tx| evidence::chain_links(tx, node))
+    }
+
     fn failing(&self, cis: &str) -> StoreResult<Vec<super::NodeRecord>> {
         self.read(|tx| reads::failing(tx, cis))
     }
@@ -641,6 +670,26 @@ impl Store for PgStore {
 
     fn exception_events(&self) -> StoreResult<Vec<super::ExceptionEvent>> {
         self.read(reads::exception_events)
+    }
+
+    fn for_each_statement(
+        &self,
+        filter: &super::ExportFilter,
+        f: &mut dyn FnMut(super::StoredStatement) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        self.read(|tx| evidence::for_each_statement(tx, filter, f))
+    }
+
+    fn chain_anchor(
+        &self,
+        node: &str,
+        before: i64,
+    ) -> StoreResult<Option<nodeproof_proto::chain::Anchor>> {
+        self.read(|tx| evidence::chain_anchor(tx, node, before))
+    }
+
+    fn key_history(&self, node: &str) -> StoreResult<Vec<super::KeyPeriod>> {
+        self.read(|tx| evidence::key_history(tx, node))
     }
 
     /// The bytes of the live rows of every table: what the data takes. Not the files'
