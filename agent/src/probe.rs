@@ -213,14 +213,24 @@ impl Answer {
     }
 }
 
-/// The agent's network namespace compared with the kubelet's.
+/// The agent's network namespace compared with the kubelet's, and where the probes were
+/// sent from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Netns {
     Same,
-    /// `net:[4026531840]`-style names of both.
+    /// The namespaces differ (`net:[4026531840]`-style names of both), and the probes were
+    /// sent from inside the kubelet's: its loopback is reached as the kubelet sees it.
+    Entered {
+        agent: String,
+        kubelet: String,
+    },
+    /// The namespaces differ and the agent could not enter the kubelet's (`why`: setns
+    /// needs CAP_SYS_ADMIN): its loopback is not the kubelet's, so only a specific address
+    /// is probed.
     Different {
         agent: String,
         kubelet: String,
+        why: String,
     },
     /// Either link could not be read (a fake /proc, no CAP_SYS_PTRACE): probed as if the
     /// same.
@@ -305,14 +315,26 @@ fn plan_one(eff: &Effective, netns: &Netns, endpoint: Endpoint) -> Plan {
             Ok(a) => a,
             Err(reason) => return skip(reason),
         };
-    if let Netns::Different { agent, kubelet } = netns {
-        if address.is_loopback() {
+    let mut basis = format!("{address_basis}; {port_basis}");
+    match netns {
+        Netns::Different {
+            agent,
+            kubelet,
+            why,
+        } if address.is_loopback() => {
             return skip(format!(
-                "the kubelet runs in network namespace {kubelet} and the agent in {agent}, so \
-                 {address} here is not the kubelet's; run the agent in the host's network \
+                "the kubelet runs in network namespace {kubelet} and the agent in {agent}, \
+                 which it could not enter ({why}), so {address} here is not the kubelet's; \
+                 give the agent CAP_SYS_ADMIN, or run it in the host's network \
                  (hostNetwork: true in a pod), or pass --no-probe"
             ));
         }
+        Netns::Entered { kubelet, .. } => {
+            basis.push_str(&format!(
+                "; sent from inside the kubelet's network namespace {kubelet}"
+            ));
+        }
+        _ => {}
     }
     Plan::Probe(Target {
         endpoint,
@@ -320,7 +342,7 @@ fn plan_one(eff: &Effective, netns: &Netns, endpoint: Endpoint) -> Plan {
         address,
         port,
         path: endpoint.path(),
-        basis: format!("{address_basis}; {port_basis}"),
+        basis,
         assumed,
     })
 }
@@ -401,28 +423,85 @@ fn setting_address(
 // ---- the edge ---------------------------------------------------------------------------
 
 /// The agent's and the kubelet's network namespaces, read from `/proc/self/ns/net` (the
-/// agent's own /proc) and `<proc_dir>/<pid>/ns/net`.
+/// agent's own /proc) and `<proc_dir>/<pid>/ns/net`. `Different` carries no `why` yet: it
+/// says only that they differ.
 pub fn netns(proc_dir: &Path, pid: i32) -> Netns {
     let agent = std::fs::read_link("/proc/self/ns/net");
-    let kubelet = std::fs::read_link(proc_dir.join(pid.to_string()).join("ns/net"));
+    let kubelet = std::fs::read_link(ns_path(proc_dir, pid));
     match (agent, kubelet) {
         (Ok(a), Ok(k)) if a == k => Netns::Same,
         (Ok(a), Ok(k)) => Netns::Different {
             agent: a.to_string_lossy().into_owned(),
             kubelet: k.to_string_lossy().into_owned(),
+            why: String::new(),
         },
         (Err(e), _) => Netns::Unknown(format!("/proc/self/ns/net: {e}")),
-        (_, Err(e)) => Netns::Unknown(format!(
-            "{}: {e}",
-            proc_dir.join(pid.to_string()).join("ns/net").display()
-        )),
+        (_, Err(e)) => Netns::Unknown(format!("{}: {e}", ns_path(proc_dir, pid).display())),
     }
 }
 
-/// Plans and sends every probe.
-pub fn probe(eff: &Effective, netns: Netns) -> Probe {
+fn ns_path(proc_dir: &Path, pid: i32) -> std::path::PathBuf {
+    proc_dir.join(pid.to_string()).join("ns/net")
+}
+
+/// Probes the kubelet of process `pid`, from inside its network namespace when that is
+/// not the agent's: a thread of its own enters it (`setns` on `<proc_dir>/<pid>/ns/net`,
+/// which needs CAP_SYS_ADMIN), sends the probes and ends, so nothing else in the agent
+/// changes namespace. When it cannot enter, the probes go from here and skip loopback,
+/// saying why.
+pub fn probe(eff: &Effective, proc_dir: &Path, pid: i32) -> Probe {
+    match netns(proc_dir, pid) {
+        Netns::Different { agent, kubelet, .. } => {
+            match probe_inside(eff, &ns_path(proc_dir, pid), &agent, &kubelet) {
+                Ok(probe) => probe,
+                Err(why) => send(
+                    eff,
+                    Netns::Different {
+                        agent,
+                        kubelet,
+                        why,
+                    },
+                ),
+            }
+        }
+        other => send(eff, other),
+    }
+}
+
+/// Plans and sends every probe from the calling thread's network namespace.
+pub fn send(eff: &Effective, netns: Netns) -> Probe {
     let answers = plan(eff, &netns).into_iter().map(run).collect();
     Probe { netns, answers }
+}
+
+/// Sends every probe from a thread that entered the network namespace at `path`.
+fn probe_inside(eff: &Effective, path: &Path, agent: &str, kubelet: &str) -> Result<Probe, String> {
+    use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
+    use std::os::fd::AsFd;
+    let ns = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                move_into_link_name_space(ns.as_fd(), Some(LinkNameSpaceType::Network)).map_err(
+                    |e| {
+                        format!(
+                            "setns {}: {}",
+                            path.display(),
+                            std::io::Error::from_raw_os_error(e.raw_os_error())
+                        )
+                    },
+                )?;
+                Ok(send(
+                    eff,
+                    Netns::Entered {
+                        agent: agent.to_string(),
+                        kubelet: kubelet.to_string(),
+                    },
+                ))
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the probing thread panicked".to_string()))
+    })
 }
 
 /// Sends one planned probe.
@@ -776,6 +855,7 @@ mod tests {
         let other = Netns::Different {
             agent: "net:[1]".into(),
             kubelet: "net:[2]".into(),
+            why: "setns: Operation not permitted".into(),
         };
         let plans = plan(&defaults(), &other);
         for p in &plans {

@@ -1,6 +1,6 @@
 //! The live probes end to end: the agent binary scans a node whose ports are served by
 //! `fake-kubelet-server` (real HTTPS and HTTP listeners answering as each posture would),
-//! and, in `a_kubelet_in_its_own_network_namespace_is_probed_at_its_address`, a real
+//! and, in `a_kubelet_in_its_own_network_namespace_is_probed_there`, a real
 //! process in a network namespace of its own, reached over a veth pair.
 //!
 //! Each test binds its listeners on an address of its own in 127.0.0.0/8, so the ports the
@@ -131,13 +131,44 @@ fn node_anonymous(tmp: &Path, anonymous: bool, extra: &str) -> PathBuf {
 
 /// `scan --format json` with the probes on: the report and the exit code.
 fn scan_probed(args: &[&str]) -> (Value, i32) {
-    let out = run(agent()
-        .env_remove("NODEPROOF_NO_PROBE")
-        .args(["scan", "--format", "json"])
-        .args(args));
+    let mut cmd = agent();
+    cmd.env_remove("NODEPROOF_NO_PROBE");
+    report_of(cmd.args(["scan", "--format", "json"]).args(args))
+}
+
+fn report_of(cmd: &mut Command) -> (Value, i32) {
+    let out = run(cmd);
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", stdout(&out), stderr(&out)));
     (report, out.status.code().expect("exit code"))
+}
+
+/// The same scan by an agent without CAP_SYS_ADMIN (`setpriv` drops it from the bounding
+/// and inheritable sets), so it cannot enter another network namespace.
+fn scan_probed_without_sys_admin(args: &[&str]) -> (Value, i32) {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--bounding-set=-sys_admin", "--inh-caps=-sys_admin", "--"])
+        .arg(bin("nodeproof-agent"))
+        .args(["scan", "--format", "json"])
+        .args(args)
+        .env_remove("NODEPROOF_NO_PROBE");
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("this test needs setpriv (util-linux) to drop CAP_SYS_ADMIN: {e}")
+    });
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}); setpriv (util-linux) must be able to drop CAP_SYS_ADMIN: {}{}",
+            stdout(&out),
+            stderr(&out)
+        )
+    });
+    (report, out.status.code().expect("exit code"))
+}
+
+/// The note of a check, where an `error` says what the probe saw and why it settles
+/// nothing (`actual` is then `unknown`, as for every check whose value is unknown).
+fn note(r: &Value, id: &str) -> String {
+    check(r, id)["note"].as_str().unwrap_or("").to_string()
 }
 
 fn check<'a>(r: &'a Value, id: &str) -> &'a Value {
@@ -349,8 +380,12 @@ fn probe_does_not_follow_redirects() {
     let (r, _) = scan_probed(&["--proc", proc_dir.to_str().expect("utf-8")]);
     let api = check(&r, "probe-kubelet-anonymous");
     assert_eq!(api["status"], "error", "{api}");
+    assert_eq!(api["actual"], "unknown", "{api}");
     assert!(
-        api["actual"].as_str().unwrap_or("").ends_with("HTTP 302"),
+        note(&r, "probe-kubelet-anonymous").starts_with(&format!(
+            "GET https://{ip}:{}/pods: HTTP 302.",
+            redirector.port(0)
+        )),
         "{api}"
     );
     assert_eq!(redirector.requests().len(), 1);
@@ -380,13 +415,7 @@ fn a_silent_port_times_out_within_a_second_and_is_error() {
     for id in ["probe-kubelet-anonymous", "probe-read-only-port"] {
         let c = check(&r, id);
         assert_eq!(c["status"], "error", "{c}");
-        assert!(
-            c["actual"]
-                .as_str()
-                .unwrap_or("")
-                .contains("no answer within 1 s"),
-            "{c}"
-        );
+        assert!(note(&r, id).contains("no answer within 1 s"), "{c}");
     }
     // Two silent probes, one second each, plus the scan.
     assert!(took.as_secs_f64() < 4.5, "{took:?}");
@@ -525,12 +554,13 @@ impl Drop for Netns {
 }
 
 /// The fake kubelet runs as a real process named `kubelet` inside a network namespace of
-/// its own, bound to that namespace's address on the real ports. The agent, in this
-/// namespace, reads it through the real /proc, sees that the namespaces differ, probes the
-/// specific `address` over the veth pair, and does not mistake its own loopback for the
-/// kubelet's.
+/// its own, on the namespace's veth address and on its loopback. The agent, in this
+/// namespace, reads it through the real /proc and sees that the namespaces differ. As root
+/// it enters the kubelet's namespace to probe, so the kubelet's loopback is reached as the
+/// kubelet sees it; without CAP_SYS_ADMIN it cannot, probes a specific `address` over the
+/// veth pair, and never mistakes its own loopback for the kubelet's.
 #[test]
-fn a_kubelet_in_its_own_network_namespace_is_probed_at_its_address() {
+fn a_kubelet_in_its_own_network_namespace_is_probed_there() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (a, b) = (250, (std::process::id() % 250) as u8);
     let ns = Netns::create("probe", a, b);
@@ -546,9 +576,8 @@ fn a_kubelet_in_its_own_network_namespace_is_probed_at_its_address() {
         )
         .expect("config");
     };
-    write_config(&kubelet_ip);
-    // The namespace's kubelet: 401 on 10250, and (though the files say 0) an open 10255;
-    // healthz on the namespace's own loopback.
+    // The namespace's kubelet: 401 on 10250, and (though the files say 0) an open 10255,
+    // on its veth address and its loopback; healthz on its loopback.
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &ns.name])
         .arg(&kubelet)
@@ -556,7 +585,8 @@ fn a_kubelet_in_its_own_network_namespace_is_probed_at_its_address() {
     let server = Server::start(
         cmd,
         &format!(
-            "https={kubelet_ip}:10250=401,http={kubelet_ip}:10255=200,http=127.0.0.1:10248=200"
+            "https={kubelet_ip}:10250=401,http={kubelet_ip}:10255=200,\
+             https=127.0.0.1:10250=401,http=127.0.0.1:10255=200,http=127.0.0.1:10248=200"
         ),
         &tmp.path().join("requests"),
     );
@@ -564,8 +594,42 @@ fn a_kubelet_in_its_own_network_namespace_is_probed_at_its_address() {
     let pid = server.child.id().to_string();
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
     assert_eq!(comm.trim(), "kubelet");
+    let mut sent = 0;
 
-    let (r, _) = scan_probed(&["--pid", &pid]);
+    // Root enters the namespace: every probe goes, loopback included.
+    for (address, probed) in [
+        (kubelet_ip.as_str(), kubelet_ip.as_str()),
+        ("0.0.0.0", "127.0.0.1"),
+    ] {
+        write_config(address);
+        let (r, _) = scan_probed(&["--pid", &pid]);
+        let api = check(&r, "probe-kubelet-anonymous");
+        assert_eq!(api["status"], "pass", "{address}: {api}");
+        assert!(
+            api["actual"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with(&format!("GET https://{probed}:10250/pods: HTTP 401")),
+            "{api}"
+        );
+        assert!(
+            api["origin"]
+                .as_str()
+                .unwrap_or("")
+                .contains("sent from inside the kubelet's network namespace net:["),
+            "{api}"
+        );
+        assert_eq!(status(&r, "probe-read-only-port"), "fail", "{address}");
+        assert_eq!(status(&r, "probe-healthz"), "pass", "{address}");
+        assert_eq!(status(&r, "probe-contradiction"), "fail", "{address}");
+        // The namespace's server saw all three: it listens nowhere else.
+        sent += 3;
+        assert_eq!(server.requests().len(), sent, "{address}");
+    }
+
+    // Without CAP_SYS_ADMIN: the specific address over the veth pair, not the loopback.
+    write_config(&kubelet_ip);
+    let (r, _) = scan_probed_without_sys_admin(&["--pid", &pid]);
     let api = check(&r, "probe-kubelet-anonymous");
     assert_eq!(api["status"], "pass", "{api}");
     assert!(
@@ -577,34 +641,29 @@ fn a_kubelet_in_its_own_network_namespace_is_probed_at_its_address() {
     );
     assert_eq!(status(&r, "probe-read-only-port"), "fail");
     assert_eq!(status(&r, "probe-contradiction"), "fail");
-    // healthz listens on the namespace's 127.0.0.1, which is not ours: not probed.
-    let healthz = check(&r, "probe-healthz");
-    assert_eq!(healthz["status"], "error", "{healthz}");
-    assert!(
-        healthz["actual"]
-            .as_str()
-            .unwrap_or("")
-            .contains("network namespace"),
-        "{healthz}"
-    );
-    assert_eq!(server.requests().len(), 2);
+    let healthz = note(&r, "probe-healthz");
+    assert_eq!(status(&r, "probe-healthz"), "error", "{healthz}");
+    assert!(healthz.contains("could not enter"), "{healthz}");
+    assert!(healthz.contains("hostNetwork: true"), "{healthz}");
+    sent += 2;
+    assert_eq!(server.requests().len(), sent);
 
-    // Listening on all addresses: its loopback is not ours, so nothing is probed.
+    // ... and listening on all addresses, nothing at all: its loopback is not ours.
     write_config("0.0.0.0");
-    let (r, code) = scan_probed(&["--pid", &pid]);
+    let (r, code) = scan_probed_without_sys_admin(&["--pid", &pid]);
     assert_eq!(code, 1);
     for id in [
         "probe-kubelet-anonymous",
         "probe-read-only-port",
         "probe-healthz",
     ] {
-        let c = check(&r, id);
-        assert_eq!(c["status"], "error", "{c}");
-        let actual = c["actual"].as_str().unwrap_or("");
-        assert!(actual.contains("hostNetwork: true"), "{actual}");
+        assert_eq!(status(&r, id), "error", "{id}");
+        let why = note(&r, id);
+        assert!(why.contains("network namespace"), "{why}");
+        assert!(why.contains("hostNetwork: true"), "{why}");
     }
     assert_eq!(status(&r, "probe-contradiction"), "error");
-    assert_eq!(server.requests().len(), 2, "nothing more was sent");
+    assert_eq!(server.requests().len(), sent, "nothing more was sent");
     assert_harmless(&server.requests());
     drop(server);
     drop(ns);

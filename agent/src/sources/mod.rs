@@ -55,6 +55,13 @@ fn snapshot(candidate: &Candidate, opts: &ScanOptions) -> Snapshot {
     // error with the same reason, never a verdict on a kubelet that does not run.
     if let Some(err) = &snap.input_error {
         snap.node_files = crate::node_files::NodeFiles::not_collected(err);
+        // Nor are its ports probed: whatever answers there is not a kubelet running with
+        // these inputs.
+        if opts.probe {
+            snap.probe = Some(Probe::not_probed(format!(
+                "no kubelet runs with these inputs ({err}), so its ports were not probed"
+            )));
+        }
         return snap;
     }
     let cmd = crate::cmdline::parse_cmdline(snap.argv.get(1..).unwrap_or_default());
@@ -73,17 +80,10 @@ fn snapshot(candidate: &Candidate, opts: &ScanOptions) -> Snapshot {
     snap
 }
 
-/// Probes the kubelet's ports, or says why they were not probed: inputs the distribution
-/// would refuse to start with (k3s' `disable-agent` among them) mean no kubelet runs with
-/// them, so whatever answers on its ports says nothing about this configuration.
+/// Probes the kubelet's ports where its effective settings say it listens.
 fn probe_snapshot(snap: &Snapshot, process: &KubeletProcess, opts: &ScanOptions) -> Probe {
-    if let Some(err) = &snap.input_error {
-        return Probe::not_probed(format!(
-            "no kubelet runs with these inputs ({err}), so its ports were not probed"
-        ));
-    }
     let eff = crate::scan::effective(snap);
-    probe::probe(&eff, probe::netns(&opts.proc_dir, process.pid))
+    probe::probe(&eff, &opts.proc_dir, process.pid)
 }
 
 /// `os.Expand` of Go's standard library, which kubelite applies to every argument
