@@ -21,8 +21,14 @@
 //! requests, not who it is, and nothing secret is sent.
 //!
 //! [`plan`] is pure: it turns the effective settings into targets (the wildcard address
-//! becomes loopback, as the seed's `localhost`). [`run`] performs the requests and
+//! becomes loopback, as the seed's `localhost`). [`probe`] performs the requests and
 //! returns a [`Probe`] snapshot, which the pure checks in `checks::probes` judge.
+//!
+//! Network namespaces: when the kubelet's `/proc/<pid>/ns/net` is not the agent's (a kind
+//! node, a pod without `hostNetwork`), a thread of its own enters the kubelet's namespace
+//! (`setns`, CAP_SYS_ADMIN) and sends the probes from there, so `127.0.0.1` is the
+//! kubelet's loopback. Without the capability, only a specific `address` is probed, from
+//! the agent's own namespace, and loopback targets are skipped with the reason.
 
 use std::fmt;
 use std::io::{self, Read, Write};
