@@ -259,7 +259,9 @@ struct RunArgs {
     /// Do not probe the kubelet's ports (by default the scan sends an anonymous GET /pods
     /// to the kubelet API and the read-only port, and GET /healthz, each without
     /// credentials and within a second; see `probe-*` in the report).
-    #[arg(long, env = "NODEPROOF_NO_PROBE")]
+    /// `NODEPROOF_NO_PROBE` takes 1/0, true/false, yes/no, on/off.
+    #[arg(long, env = "NODEPROOF_NO_PROBE", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     no_probe: bool,
 }
 
@@ -303,7 +305,9 @@ struct ScanArgs {
     /// Do not probe the kubelet's ports (by default the scan sends an anonymous GET /pods
     /// to the kubelet API and the read-only port, and GET /healthz, each without
     /// credentials and within a second; see `probe-*` in the report).
-    #[arg(long, env = "NODEPROOF_NO_PROBE")]
+    /// `NODEPROOF_NO_PROBE` takes 1/0, true/false, yes/no, on/off.
+    #[arg(long, env = "NODEPROOF_NO_PROBE", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     no_probe: bool,
 }
 

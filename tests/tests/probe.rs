@@ -436,14 +436,37 @@ fn no_probe_sends_nothing_and_reports_no_probe_checks() {
         server.port(1)
     );
     let proc_dir = node(tmp.path(), &config);
-    let (r, code) = scan_probed(&["--proc", proc_dir.to_str().expect("utf-8"), "--no-probe"]);
+    let proc_arg = proc_dir.to_str().expect("utf-8");
+    let probed = |r: &Value| {
+        r["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .filter(|c| c["id"].as_str().unwrap_or("").starts_with("probe-"))
+            .count()
+    };
+    let (r, code) = scan_probed(&["--proc", proc_arg, "--no-probe"]);
     assert_eq!(code, 0, "{}", r["checks"]);
-    assert!(r["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .all(|c| !c["id"].as_str().unwrap_or("").starts_with("probe-")));
+    assert_eq!(probed(&r), 0);
+    // The environment variable, as the daemon's unit or a pod sets it: 1 is off, 0 is on.
+    let scan_env = |value: &str| {
+        report_of(
+            agent()
+                .env("NODEPROOF_NO_PROBE", value)
+                .args(["scan", "--format", "json", "--proc", proc_arg]),
+        )
+    };
+    let (r, code) = scan_env("1");
+    assert_eq!((code, probed(&r)), (0, 0), "{}", r["checks"]);
     assert!(server.requests().is_empty());
+    let (r, _) = scan_env("0");
+    assert_eq!(probed(&r), 4, "{}", r["checks"]);
+    assert_eq!(server.requests().len(), 2);
+    let out = run(agent()
+        .env("NODEPROOF_NO_PROBE", "maybe")
+        .args(["scan", "--proc", proc_arg]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--no-probe"), "{}", stderr(&out));
 }
 
 // ---- a network namespace of its own -----------------------------------------------------
