@@ -25,9 +25,11 @@ pub fn text(report: &Report, color: bool) -> String {
 
 fn write_report(out: &mut String, report: &Report, color: bool) -> std::fmt::Result {
     let k = &report.kubelet;
+    let probed = report.checks.iter().any(|c| cis_group(&c.cis) == "P");
     writeln!(
         out,
-        "== nodeproof: kubelet CIS Kubernetes Benchmark v1.12, sections 4.1 and 4.2 =="
+        "== nodeproof: kubelet CIS Kubernetes Benchmark v1.12, sections 4.1 and 4.2{} ==",
+        if probed { ", and live probes" } else { "" }
     )?;
     writeln!(out, "node:        {}", opt(&report.node.hostname))?;
     writeln!(
@@ -327,6 +329,38 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("config dir:  none\n"), "{out}");
+    }
+
+    /// The live probes (`P.n`) get one heading of their own after the CIS groups, and the
+    /// title line says they were run; without them it does not.
+    #[test]
+    fn live_probes_are_a_group_of_their_own() {
+        let out = text(&mixed(), false);
+        assert!(
+            out.starts_with(
+                "== nodeproof: kubelet CIS Kubernetes Benchmark v1.12, sections 4.1 and 4.2 ==\n"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("Live probes"), "{out}");
+        let mut checks = mixed().checks;
+        checks.extend([
+            check("P.1", Status::Pass, true),
+            check("P.4", Status::Fail, true),
+        ]);
+        let out = text(&report(checks), false);
+        assert!(out.starts_with("== nodeproof: kubelet CIS Kubernetes Benchmark v1.12, sections 4.1 and 4.2, and live probes ==\n"), "{out}");
+        assert_eq!(
+            out.matches("[INFO] P   Live probes of the kubelet's ports\n")
+                .count(),
+            1,
+            "{out}"
+        );
+        let heading = out.find("[INFO] P ").expect("heading");
+        assert!(
+            heading > out.find("4.2.5").expect("4.2.5") && heading < out.find("P.1").expect("P.1"),
+            "{out}"
+        );
     }
 
     #[test]

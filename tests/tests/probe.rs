@@ -321,6 +321,13 @@ fn read_only_port_answering_though_the_files_say_0_is_a_loud_contradiction() {
         .args(["scan", "--proc"])
         .arg(&proc_dir));
     let text = stdout(&out);
+    assert!(
+        text.starts_with(
+            "== nodeproof: kubelet CIS Kubernetes Benchmark v1.12, sections 4.1 and 4.2, and \
+             live probes =="
+        ),
+        "{text}"
+    );
     assert!(text.contains("[INFO] P   Live probes"), "{text}");
     assert!(text.contains("[FAIL] P.4"), "{text}");
     assert!(
