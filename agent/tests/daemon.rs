@@ -105,7 +105,12 @@ fn check_chain(spool: &Spool, signer: &SigningKey) -> Vec<Statement> {
                     "previous of slot {}",
                     entry.slot
                 );
-                assert_eq!(u.count, sequence - u.since_sequence, "count of slot {}", entry.slot);
+                assert_eq!(
+                    u.count,
+                    sequence - u.since_sequence,
+                    "count of slot {}",
+                    entry.slot
+                );
                 if let Some((d, s)) = &last_full {
                     assert_eq!(
                         (&u.since, u.since_sequence),

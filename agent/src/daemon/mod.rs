@@ -100,7 +100,11 @@ impl ScanClock {
 
 impl std::fmt::Debug for ScanClock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "injected" } else { "system" })
+        f.write_str(if self.0.is_some() {
+            "injected"
+        } else {
+            "system"
+        })
     }
 }
 
