@@ -8,7 +8,7 @@
 //! Where things come from:
 //! - the process: every process whose comm, or argv\[0\]'s file name, is `kube-apiserver`
 //!   (kubeadm's static pod runs `kube-apiserver --...`; a hand-made systemd unit runs
-//!   `/usr/local/bin/kube-apiserver --...`);
+//!   `/usr/local/bin/kube-apiserver --...`), or that runs `hyperkube kube-apiserver`;
 //! - its flags: its own command line, parsed with pflag's rules
 //!   ([`crate::checks::apiserver::parse_args`]). kube-apiserver has no configuration file
 //!   for these flags, and reads no environment variable for them;
@@ -55,7 +55,7 @@ impl ApiServer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiServerProcess {
     pub pid: i32,
-    /// Its command line as /proc shows it, `argv[0]` first.
+    /// Its own command line, `argv[0]` first (without a leading `hyperkube`).
     pub argv: Vec<String>,
     /// `--kubelet-client-certificate`, stat'ed, when given a non-empty value.
     pub client_certificate: Option<Watched>,
@@ -74,7 +74,17 @@ pub fn collect(proc_dir: &Path) -> ApiServer {
             proc_dir.display()
         ));
     }
-    let found = find_named(proc_dir, "kube-apiserver");
+    let mut found = find_named(proc_dir, "kube-apiserver");
+    // `hyperkube kube-apiserver ...` (hyperkube images, before Kubernetes 1.19): its own
+    // argv starts after `hyperkube`.
+    for mut p in find_named(proc_dir, "hyperkube") {
+        if let Some("kube-apiserver" | "apiserver") = p.argv.get(1).map(String::as_str) {
+            p.argv.remove(0);
+            found.push(p);
+        }
+    }
+    found.sort_by_key(|p| p.pid);
+    found.dedup_by_key(|p| p.pid);
     if !found.is_empty() {
         return ApiServer::Running(found.iter().map(process).collect());
     }

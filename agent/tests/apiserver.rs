@@ -515,3 +515,21 @@ fn several_api_servers_are_each_judged() {
     );
     assert_eq!(check(&r, "1.2.4").status, Status::Pass);
 }
+
+/// Old hyperkube images run `hyperkube kube-apiserver ...`: the same API server.
+#[test]
+fn a_hyperkube_api_server_is_found() {
+    let node = Node::control_plane(&kubeadm_apiserver());
+    fs::remove_dir_all(node.proc.path().join(APISERVER_PID.to_string())).expect("rm");
+    let mut argv = vec!["/hyperkube".to_string()];
+    argv.extend(kubeadm_apiserver());
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    node.proc
+        .process(APISERVER_PID, "hyperkube", &argv)
+        .and_then(|p| p.root(&node.apiserver_root()))
+        .expect("hyperkube");
+    let r = node.scan();
+    assert_eq!(check(&r, "1.2.4").status, Status::Pass);
+    assert_eq!(check(&r, "1.2.5").status, Status::Fail);
+    assert_eq!(check(&r, "1.1.21").status, Status::Pass);
+}

@@ -171,8 +171,10 @@ pub struct KubeletFlags {
 /// `--name` a boolean, that argument would be a positional one, which kube-apiserver
 /// refuses); `--name` followed by one that begins with `-` is read as a boolean. A string
 /// flag given a separate value that begins with `-` would be misread; kube-apiserver's
-/// string flags take paths, addresses, names and lists, none of which begins with `-`. The
-/// one shorthand that takes a value is klog's `-v` (`-v 2`, `-v=2`, `-v2`).
+/// string flags take paths, addresses, names and lists, none of which begins with `-`.
+/// kube-apiserver's only shorthands are klog's `-v`, which takes a value (`-v 2`, `-v=2`,
+/// `-v2`), and cobra's `-h`; any other (`-kubelet-client-key=/k`, one dash) is an unknown
+/// shorthand, which it refuses.
 pub fn parse_args(args: &[String]) -> Result<KubeletFlags, String> {
     let refused = |what: String| {
         Err(format!(
@@ -228,8 +230,26 @@ pub fn parse_args(args: &[String]) -> Result<KubeletFlags, String> {
                 times,
             });
         } else if let Some(short) = arg.strip_prefix('-').filter(|s| !s.is_empty()) {
-            if short == "v" && args.get(i).is_some() {
-                i += 1;
+            // pflag reads `-hv3` as -h, then -v with the rest as its value.
+            for (at, c) in short.char_indices() {
+                match c {
+                    'h' => continue,
+                    'v' => {
+                        if at + 1 == short.len() {
+                            if args.get(i).is_none() {
+                                return refused(format!("flag needs an argument: 'v' in {arg}"));
+                            }
+                            i += 1;
+                        }
+                        break;
+                    }
+                    other => {
+                        return refused(format!(
+                            "unknown shorthand flag {other:?} in {arg:?} (a long flag needs \
+                             two dashes)"
+                        ))
+                    }
+                }
             }
         } else if !arg.is_empty() {
             return refused(format!("the positional argument {arg:?}"));
@@ -682,7 +702,16 @@ mod tests {
         let f = parse(&["--anonymous-auth", "--kubelet-client-key=/k"]).unwrap();
         assert_eq!(f.client_key.unwrap().value, "/k");
         // -v takes a value, inline or separate.
-        let f = parse(&["-v", "2", "--kubelet-client-key=/k", "-v=3", "-v4"]).unwrap();
+        let f = parse(&[
+            "-v",
+            "2",
+            "--kubelet-client-key=/k",
+            "-v=3",
+            "-v4",
+            "-hv",
+            "5",
+        ])
+        .unwrap();
         assert_eq!(f.client_key.unwrap().written, "--kubelet-client-key=/k");
         // `_` is `-`; a value with `=` in it keeps it.
         let f = parse(&["--kubelet_client_key=/a=b"]).unwrap();
@@ -706,6 +735,11 @@ mod tests {
             (vec!["kube-apiserver", "---x"], "bad flag syntax"),
             (vec!["kube-apiserver", "--=x"], "bad flag syntax"),
             (vec!["kube-apiserver", "-"], "positional argument \"-\""),
+            (
+                vec!["kube-apiserver", "-kubelet-client-key=/k"],
+                "unknown shorthand flag 'k'",
+            ),
+            (vec!["kube-apiserver", "-v"], "flag needs an argument: 'v'"),
         ] {
             for r in evaluate(&with_argv(&argv)) {
                 assert_eq!(r.status, Status::Error, "{argv:?} {}: {}", r.cis, r.note);
