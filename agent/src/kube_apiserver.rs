@@ -30,7 +30,7 @@ use std::path::Path;
 use nodeproof_proto::Source;
 
 use crate::checks::apiserver::{parse_args, KubeletFlags};
-use crate::node_files::{find_named, stat, Watched};
+use crate::node_files::{find_where, stat, Watched};
 use crate::process::KubeletProcess;
 
 /// What the API server checks look at, as read. Plain values.
@@ -65,8 +65,40 @@ pub struct ApiServerProcess {
     pub certificate_authority: Option<Watched>,
 }
 
-/// Finds the kube-apiserver processes of `proc_dir` and stats the files their kubelet
-/// flags name.
+/// What a process is, for this module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A kube-apiserver; its own argv starts at this index of the process's argv.
+    ApiServer { argv_start: usize },
+    /// k3s' `k3s server`, which runs the API server in-process.
+    K3sServer,
+    /// microk8s' kubelite, which may run the API server in-process.
+    Kubelite,
+}
+
+fn classify(comm: &str, argv: &[String]) -> Option<Kind> {
+    let arg0 = argv.first().map_or("", String::as_str);
+    let base = arg0.rsplit('/').next().unwrap_or(arg0);
+    let arg1 = argv.get(1).map(String::as_str);
+    if comm == "kube-apiserver" || base == "kube-apiserver" {
+        return Some(Kind::ApiServer { argv_start: 0 });
+    }
+    // `hyperkube kube-apiserver ...` (hyperkube images, before Kubernetes 1.19): its own
+    // argv starts after `hyperkube`.
+    if base == "hyperkube" && matches!(arg1, Some("kube-apiserver" | "apiserver")) {
+        return Some(Kind::ApiServer { argv_start: 1 });
+    }
+    if comm == "k3s-server" || (base == "k3s" && arg1 == Some("server")) {
+        return Some(Kind::K3sServer);
+    }
+    if comm == "kubelite" || base == "kubelite" {
+        return Some(Kind::Kubelite);
+    }
+    None
+}
+
+/// Finds the kube-apiserver processes of `proc_dir` (in one pass over it) and stats the
+/// files their kubelet flags name.
 pub fn collect(proc_dir: &Path) -> ApiServer {
     if let Err(e) = fs::read_dir(proc_dir) {
         return ApiServer::Unknown(format!(
@@ -74,54 +106,41 @@ pub fn collect(proc_dir: &Path) -> ApiServer {
             proc_dir.display()
         ));
     }
-    let mut found = find_named(proc_dir, "kube-apiserver");
-    // `hyperkube kube-apiserver ...` (hyperkube images, before Kubernetes 1.19): its own
-    // argv starts after `hyperkube`.
-    for mut p in find_named(proc_dir, "hyperkube") {
-        if let Some("kube-apiserver" | "apiserver") = p.argv.get(1).map(String::as_str) {
-            p.argv.remove(0);
-            found.push(p);
+    let found = find_where(proc_dir, |comm, argv| classify(comm, argv).is_some());
+    let mut apiservers = Vec::new();
+    let mut embedded = None;
+    for mut p in found {
+        match classify(&p.comm, &p.argv) {
+            Some(Kind::ApiServer { argv_start }) => {
+                p.argv.drain(..argv_start);
+                apiservers.push(process(&p));
+            }
+            Some(kind) if embedded.is_none() => embedded = Some((kind, p.pid)),
+            _ => {}
         }
     }
-    found.sort_by_key(|p| p.pid);
-    found.dedup_by_key(|p| p.pid);
-    if !found.is_empty() {
-        return ApiServer::Running(found.iter().map(process).collect());
+    if !apiservers.is_empty() {
+        return ApiServer::Running(apiservers);
     }
-    if let Some(why) = embedded(proc_dir) {
-        return ApiServer::Unknown(why);
+    match embedded {
+        Some((Kind::K3sServer, pid)) => ApiServer::Unknown(format!(
+            "k3s server (pid {pid}) runs the API server inside its own process, with \
+             arguments k3s assembles and puts on no command line; nodeproof does not \
+             reconstruct them yet, so the API server's kubelet flags are not known"
+        )),
+        Some((_, pid)) => ApiServer::Unknown(format!(
+            "microk8s' kubelite (pid {pid}) may run the API server inside its own process, \
+             with arguments from its --apiserver-args-file; nodeproof does not read those \
+             yet, so whether an API server runs here, and with which kubelet flags, is not \
+             known"
+        )),
+        None => ApiServer::Absent(
+            "no kube-apiserver process runs on this node (a worker node, or a control plane \
+             that runs elsewhere, as managed clusters do), so there is no API server to \
+             connect to kubelets from here"
+                .to_string(),
+        ),
     }
-    ApiServer::Absent(
-        "no kube-apiserver process runs on this node (a worker node, or a control plane \
-         that runs elsewhere, as managed clusters do), so there is no API server to \
-         connect to kubelets from here"
-            .to_string(),
-    )
-}
-
-/// A distribution process that runs the API server inside itself, described.
-fn embedded(proc_dir: &Path) -> Option<String> {
-    let k3s = find_named(proc_dir, "k3s-server").into_iter().chain(
-        find_named(proc_dir, "k3s")
-            .into_iter()
-            .filter(|p| p.argv.get(1).map(String::as_str) == Some("server")),
-    );
-    if let Some(p) = k3s.min_by_key(|p| p.pid) {
-        return Some(format!(
-            "k3s server (pid {}) runs the API server inside its own process, with arguments \
-             k3s assembles and puts on no command line; nodeproof does not reconstruct them \
-             yet, so the API server's kubelet flags are not known",
-            p.pid
-        ));
-    }
-    find_named(proc_dir, "kubelite").first().map(|p| {
-        format!(
-            "microk8s' kubelite (pid {}) may run the API server inside its own process, with \
-             arguments from its --apiserver-args-file; nodeproof does not read those yet, so \
-             whether an API server runs here, and with which kubelet flags, is not known",
-            p.pid
-        )
-    })
 }
 
 fn process(p: &KubeletProcess) -> ApiServerProcess {
@@ -157,5 +176,66 @@ fn process(p: &KubeletProcess) -> ApiServerProcess {
         client_certificate: cert,
         client_key: key,
         certificate_authority: ca,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn classify_knows_api_servers_and_what_embeds_one() {
+        let api = Some(Kind::ApiServer { argv_start: 0 });
+        assert_eq!(classify("kube-apiserver", &argv(&["kube-apiserver"])), api);
+        // comm is whatever the binary is called; argv[0]'s file name decides too.
+        assert_eq!(
+            classify(
+                "apiserver",
+                &argv(&["/usr/local/bin/kube-apiserver", "--v=2"])
+            ),
+            api
+        );
+        assert_eq!(
+            classify("hyperkube", &argv(&["/hyperkube", "kube-apiserver"])),
+            Some(Kind::ApiServer { argv_start: 1 })
+        );
+        assert_eq!(
+            classify("hyperkube", &argv(&["/hyperkube", "apiserver"])),
+            Some(Kind::ApiServer { argv_start: 1 })
+        );
+        assert_eq!(
+            classify("hyperkube", &argv(&["/hyperkube", "kubelet"])),
+            None
+        );
+        assert_eq!(
+            classify("k3s-server", &argv(&["/usr/local/bin/k3s", "server"])),
+            Some(Kind::K3sServer)
+        );
+        assert_eq!(
+            classify("k3s", &argv(&["/usr/local/bin/k3s", "server"])),
+            Some(Kind::K3sServer)
+        );
+        assert_eq!(
+            classify("k3s-agent", &argv(&["/usr/local/bin/k3s", "agent"])),
+            None
+        );
+        assert_eq!(
+            classify("kubelite", &argv(&["/snap/microk8s/7229/kubelite"])),
+            Some(Kind::Kubelite)
+        );
+        // Processes that only mention it are not it.
+        assert_eq!(classify("grep", &argv(&["grep", "kube-apiserver"])), None);
+        assert_eq!(
+            classify("sh", &argv(&["sh", "-c", "kube-apiserver --v=2"])),
+            None
+        );
+        assert_eq!(
+            classify("kube-apiserver-", &argv(&["kube-apiserver-healthcheck"])),
+            None
+        );
     }
 }

@@ -533,3 +533,34 @@ fn a_hyperkube_api_server_is_found() {
     assert_eq!(check(&r, "1.2.5").status, Status::Fail);
     assert_eq!(check(&r, "1.1.21").status, Status::Pass);
 }
+
+/// microk8s' kubelite may run the API server in-process: not known, never a pass. A k3s
+/// agent (a worker) runs none.
+#[test]
+fn kubelite_is_not_known_and_a_k3s_agent_runs_no_api_server() {
+    let node = Node::worker();
+    node.proc
+        .process(900, "kubelite", &["/snap/microk8s/7229/kubelite"])
+        .and_then(|p| p.root(&node.tmp.path().join("host")))
+        .expect("kubelite");
+    let r = node.scan_pid(Some(KUBELET_PID));
+    for cis in CHECKS {
+        let c = check(&r, cis);
+        assert_eq!(c.status, Status::Error, "{cis}: {c:?}");
+        assert!(
+            c.note.starts_with("microk8s' kubelite (pid 900)"),
+            "{}",
+            c.note
+        );
+    }
+
+    let node = Node::worker();
+    node.proc
+        .process(812, "k3s-agent", &["/usr/local/bin/k3s", "agent"])
+        .and_then(|p| p.root(&node.tmp.path().join("host")))
+        .expect("k3s agent");
+    let r = node.scan_pid(Some(KUBELET_PID));
+    for cis in CHECKS {
+        assert_eq!(check(&r, cis).status, Status::Pass, "{cis}");
+    }
+}
