@@ -293,8 +293,8 @@ pub const CHECKS: &[CheckMeta] = &[
         cis: "1.1.21",
         scored: false,
         severity: Severity::Critical,
-        why: "whoever reads the key is the API server to every kubelet: exec into any pod on \
-              any node",
+        why: "whoever reads the key is the API server to every kubelet (exec into any pod); \
+              kubeadm's is also cluster-admin on the API server (group kubeadm:cluster-admins)",
     },
     // ---- end of the API server's side ---------------------------------------------------
 ];

@@ -132,8 +132,7 @@ pub static CATALOGUE: &[Check<ApiServer>] = &[
 ];
 
 const ABSENT: &str = "the API server loaded it when it started and will not start again \
-                      without it; until it is restored its connections to kubelets (exec, \
-                      logs, port-forward) fail";
+                      without it";
 
 // ---- the command line ------------------------------------------------------------------
 
