@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::checks;
 use crate::cmdline::{parse_cmdline, ArgOrigin};
 use crate::effective::{compute_for, DropInDir, Effective, FileInput};
+use crate::kube_apiserver::ApiServer;
 use crate::kubeconfig;
 use crate::node_files::{self, NodeFiles};
 use crate::process::{kubelet_minor, ExeInfo, FindError, KubeletProcess};
@@ -71,6 +72,9 @@ pub struct Snapshot {
     pub warnings: Vec<Warning>,
     /// Mode and owner of the files the kubelet uses (CIS 4.1).
     pub node_files: NodeFiles,
+    /// The kube-apiserver on this node, if any, and the files its kubelet flags name (CIS
+    /// 1.2.4/1.2.5, 1.1.19-1.1.21).
+    pub apiserver: ApiServer,
     /// Settings (v1beta1 paths) the adapter could not determine, with the reason; their
     /// checks report `error` (an argument k3s passes only from some version on, when the
     /// version is unknown).
@@ -144,6 +148,8 @@ pub fn assemble(snap: &Snapshot, scan_time: String) -> Report {
     validate::overrule(&mut checks, &eff);
     // File modes are facts of their own: a refused config does not make them unknown.
     checks.extend(checks::files::evaluate(&snap.node_files));
+    // The API server is a process of its own: the kubelet's inputs do not change it.
+    checks.extend(checks::apiserver::evaluate(&snap.apiserver));
     report_from(snap, &eff, checks, scan_time)
 }
 

@@ -1,5 +1,6 @@
 //! The checks: one shared catalogue type (`Check`, judged into a `Verdict`) and one module
-//! per group of CIS recommendations (`kubelet`: section 4.2).
+//! per group of CIS recommendations (`kubelet`: section 4.2; `files`: 4.1; `apiserver`: the
+//! API server's side, 1.2.4/1.2.5 and 1.1.19-1.1.21).
 //!
 //! Why a shared type: reports and the collector key on `id`, `cis`, `status` and `source`
 //! whatever a check looks at, so every group fills in the same `CheckResult`; what differs
@@ -12,6 +13,7 @@
 //! must judge a known value warn: 4.2.7 (an override some distributions need) and 4.2.8
 //! (what event rate is "appropriate"). A judge's `Err` is `error` (unknown), never a verdict.
 
+pub mod apiserver;
 pub mod files;
 pub mod kubelet;
 
@@ -161,7 +163,8 @@ pub fn all_checks() -> Vec<Entry> {
     }
     let kubelet = CATALOGUE.iter().map(entry);
     let files = files::CATALOGUE.iter().map(entry);
-    kubelet.chain(files).collect()
+    let apiserver = apiserver::CATALOGUE.iter().map(entry);
+    kubelet.chain(files).chain(apiserver).collect()
 }
 
 // ---- helpers --------------------------------------------------------------------------

@@ -64,6 +64,9 @@ fn snapshot(candidate: &Candidate, opts: &ScanOptions) -> Snapshot {
         (&snap.config_file, &snap.dropins),
         snap.kubelet_version.as_deref(),
     );
+    // A kube-apiserver is the node's, not the kubelet's: looked for the same way whatever
+    // runs the kubelet.
+    snap.apiserver = crate::kube_apiserver::collect(&opts.proc_dir);
     snap
 }
 
