@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod effective;
 pub mod exe_version;
 pub mod fakeproc;
+pub mod kube_apiserver;
 pub mod kubeconfig;
 pub mod node_files;
 pub mod probe;

@@ -144,6 +144,8 @@ fn cis_group(cis: &str) -> &str {
 /// The group's number and CIS title, as kube-bench prints it.
 fn group_heading(group: &str) -> String {
     let title = match group {
+        "1.1" => " Control Plane Node Configuration Files",
+        "1.2" => " API Server",
         "4.1" => " Worker Node Configuration Files",
         "4.2" => " Kubelet",
         // Padded to the width of `4.2 `, so the titles line up.

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::checks;
 use crate::cmdline::{parse_cmdline, ArgOrigin};
 use crate::effective::{compute_for, DropInDir, Effective, FileInput};
+use crate::kube_apiserver::ApiServer;
 use crate::kubeconfig;
 use crate::node_files::{self, NodeFiles};
 use crate::probe::Probe;
@@ -75,6 +76,9 @@ pub struct Snapshot {
     pub warnings: Vec<Warning>,
     /// Mode and owner of the files the kubelet uses (CIS 4.1).
     pub node_files: NodeFiles,
+    /// The kube-apiserver on this node, if any, and the files its kubelet flags name (CIS
+    /// 1.2.4/1.2.5, 1.1.19-1.1.21).
+    pub apiserver: ApiServer,
     /// Settings (v1beta1 paths) the adapter could not determine, with the reason; their
     /// checks report `error` (an argument k3s passes only from some version on, when the
     /// version is unknown).
@@ -157,8 +161,10 @@ pub fn assemble(snap: &Snapshot, scan_time: String) -> Report {
     validate::overrule(&mut checks, &eff);
     // File modes are facts of their own: a refused config does not make them unknown.
     checks.extend(checks::files::evaluate(&snap.node_files));
-    // So are the ports' answers, which `overrule` must not touch either; where they
-    // contradict the settings, a warning says so next to `probe-contradiction`.
+    // The API server is a process of its own: the kubelet's inputs do not change it.
+    checks.extend(checks::apiserver::evaluate(&snap.apiserver));
+    // The ports' answers are facts of their own too, which `overrule` must not touch;
+    // where they contradict the settings, a warning says so next to `probe-contradiction`.
     let mut contradictions = Vec::new();
     if let Some(probe) = &snap.probe {
         checks.extend(checks::probes::evaluate(&eff, probe));

@@ -50,6 +50,9 @@ fn report(extra_flags: &str, extra_config: &str) -> Report {
         files: Vec::new(),
         warnings: Vec::new(),
         node_files: NodeFiles::not_collected("not read in this test"),
+        apiserver: nodeproof_agent::kube_apiserver::ApiServer::not_collected(
+            "not read in this test",
+        ),
         arg_origins: Vec::new(),
         distribution: None,
         embedded_in: None,
@@ -317,6 +320,9 @@ fn whitespace_hostname_override_is_refused() {
         files: Vec::new(),
         warnings: Vec::new(),
         node_files: NodeFiles::not_collected("not read in this test"),
+        apiserver: nodeproof_agent::kube_apiserver::ApiServer::not_collected(
+            "not read in this test",
+        ),
         arg_origins: Vec::new(),
         distribution: None,
         embedded_in: None,

@@ -72,6 +72,9 @@ fn snapshot(candidate: &Candidate, opts: &ScanOptions) -> Snapshot {
         (&snap.config_file, &snap.dropins),
         snap.kubelet_version.as_deref(),
     );
+    // A kube-apiserver is the node's, not the kubelet's: looked for the same way whatever
+    // runs the kubelet.
+    snap.apiserver = crate::kube_apiserver::collect(&opts.proc_dir);
     // The live probes go where the effective settings say the kubelet listens, so they
     // follow the adapter too, and are the same for every distribution.
     if opts.probe {
