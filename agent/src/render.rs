@@ -28,7 +28,7 @@ fn write_report(out: &mut String, report: &Report, color: bool) -> std::fmt::Res
     let probed = report.checks.iter().any(|c| cis_group(&c.cis) == "P");
     writeln!(
         out,
-        "== nodeproof: kubelet CIS Kubernetes Benchmark v1.12, sections 4.1 and 4.2{} ==",
+        "== nodeproof: kubelet CIS Kubernetes Benchmark v1.12, sections 4.1, 4.2 and the API server's kubelet client{} ==",
         if probed { ", and live probes" } else { "" }
     )?;
     writeln!(out, "node:        {}", opt(&report.node.hostname))?;
@@ -340,7 +340,7 @@ mod tests {
         let out = text(&mixed(), false);
         assert!(
             out.starts_with(
-                "== nodeproof: kubelet CIS Kubernetes Benchmark v1.12, sections 4.1 and 4.2 ==\n"
+                "== nodeproof: kubelet CIS Kubernetes Benchmark v1.12, sections 4.1, 4.2 and the API server's kubelet client ==\n"
             ),
             "{out}"
         );
@@ -351,7 +351,7 @@ mod tests {
             check("P.4", Status::Fail, true),
         ]);
         let out = text(&report(checks), false);
-        assert!(out.starts_with("== nodeproof: kubelet CIS Kubernetes Benchmark v1.12, sections 4.1 and 4.2, and live probes ==\n"), "{out}");
+        assert!(out.starts_with("== nodeproof: kubelet CIS Kubernetes Benchmark v1.12, sections 4.1, 4.2 and the API server's kubelet client, and live probes ==\n"), "{out}");
         assert_eq!(
             out.matches("[INFO] P   Live probes of the kubelet's ports\n")
                 .count(),

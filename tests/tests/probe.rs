@@ -323,7 +323,7 @@ fn read_only_port_answering_though_the_files_say_0_is_a_loud_contradiction() {
     let text = stdout(&out);
     assert!(
         text.starts_with(
-            "== nodeproof: kubelet CIS Kubernetes Benchmark v1.12, sections 4.1 and 4.2, and \
+            "== nodeproof: kubelet CIS Kubernetes Benchmark v1.12, sections 4.1, 4.2 and the API server's kubelet client, and \
              live probes =="
         ),
         "{text}"
