@@ -18,6 +18,11 @@
 //!   that root is the container's, whose `/etc/kubernetes/pki` is a hostPath mount of the
 //!   host's directory, so the mode and owner seen there are the host file's.
 //!
+//! - the node: only the processes in the kubelet's network namespace are its node's
+//!   ([`collect`] explains why that, and not the root or the mount namespace). On a host
+//!   running several kind nodes, each kind node's kubelet sees only its own node's API
+//!   server.
+//!
 //! No kube-apiserver process is the normal case on a worker node (and on managed control
 //! planes, where the API server runs off the node): the checks then say "not applicable".
 //! k3s servers and microk8s' kubelite run the API server inside their own process, with
@@ -63,6 +68,10 @@ pub struct ApiServerProcess {
     pub client_key: Option<Watched>,
     /// `--kubelet-certificate-authority`, likewise.
     pub certificate_authority: Option<Watched>,
+    /// Set when whether it runs on the kubelet's node could not be told (a network
+    /// namespace link could not be read): why. It is then judged as the node's, as
+    /// before nodeproof scoped API servers to the kubelet's node, and the notes say so.
+    pub scope: Option<String>,
 }
 
 /// What a process is, for this module.
@@ -97,23 +106,63 @@ fn classify(comm: &str, argv: &[String]) -> Option<Kind> {
     None
 }
 
-/// Finds the kube-apiserver processes of `proc_dir` (in one pass over it) and stats the
-/// files their kubelet flags name.
-pub fn collect(proc_dir: &Path) -> ApiServer {
+/// Finds the kube-apiserver processes of `proc_dir` that run on the node of the kubelet
+/// in process `kubelet_pid` (in one pass over it) and stats the files their kubelet flags
+/// name.
+///
+/// Which node a process is on: the one whose network namespace it shares. The kubelet runs
+/// in its node's network namespace, and a kube-apiserver on that node runs there too,
+/// however it is started:
+/// - kubeadm: the kubelet is a host process; the API server is a static pod with
+///   `hostNetwork: true` (kubeadm's `ComponentPod`), so it is in the host's network
+///   namespace, while its root, mount namespace and PID namespace are its container's.
+///   Comparing roots or mount namespaces would wrongly put it on no node.
+/// - kind: the kubelet runs inside the node container, and the API server is a static pod
+///   nested in it, again with `hostNetwork: true`, so both are in the node container's
+///   network namespace; each kind node container has a network namespace of its own, so
+///   several kind nodes on one host each see their own API server, and a worker sees none.
+/// - a kube-apiserver run by systemd on the host shares the host kubelet's namespace.
+/// - k3s and microk8s run the API server inside their own process (the kubelet's, for a
+///   k3s server), trivially in the same namespace; a k3d agent node's `k3s agent` does not
+///   share a k3d server node's.
+/// - an API server in a pod without `hostNetwork` (a hosted control plane for another
+///   cluster, vcluster) is in a network namespace of its own: it is not this node's
+///   control plane, and it is left out.
+///
+/// The namespace is the target of `/proc/<pid>/ns/net` (`net:[4026531840]`), which the
+/// kernel shows the same for every process in it. When the kubelet's link cannot be read
+/// (no permission to read another user's namespaces), every API server found is judged,
+/// as before this scoping: a single kubelet's report is then unchanged, and each API
+/// server's notes say its node was not known ([`ApiServerProcess::scope`]). Likewise for
+/// one API server whose link cannot be read while the kubelet's can.
+pub fn collect(proc_dir: &Path, kubelet_pid: i32) -> ApiServer {
     if let Err(e) = fs::read_dir(proc_dir) {
         return ApiServer::Unknown(format!(
             "cannot list {}: {e}, so whether a kube-apiserver runs here is not known",
             proc_dir.display()
         ));
     }
+    let kubelet_ns = net_ns(proc_dir, kubelet_pid);
     let found = find_where(proc_dir, |comm, argv| classify(comm, argv).is_some());
     let mut apiservers = Vec::new();
     let mut embedded = None;
+    // Processes that would be an API server, on other nodes: (pid, namespace).
+    let mut elsewhere = Vec::new();
     for mut p in found {
+        let scope = match on_node(&kubelet_ns, proc_dir, p.pid) {
+            OnNode::Yes => None,
+            OnNode::No(ns) => {
+                elsewhere.push(format!("pid {} in {ns}", p.pid));
+                continue;
+            }
+            OnNode::Assumed(why) => Some(why),
+        };
         match classify(&p.comm, &p.argv) {
             Some(Kind::ApiServer { argv_start }) => {
                 p.argv.drain(..argv_start);
-                apiservers.push(process(&p));
+                let mut api = process(&p);
+                api.scope = scope;
+                apiservers.push(api);
             }
             Some(kind) if embedded.is_none() => embedded = Some((kind, p.pid)),
             _ => {}
@@ -134,12 +183,56 @@ pub fn collect(proc_dir: &Path) -> ApiServer {
              yet, so whether an API server runs here, and with which kubelet flags, is not \
              known"
         )),
-        None => ApiServer::Absent(
+        None if elsewhere.is_empty() => ApiServer::Absent(
             "no kube-apiserver process runs on this node (a worker node, or a control plane \
              that runs elsewhere, as managed clusters do), so there is no API server to \
              connect to kubelets from here"
                 .to_string(),
         ),
+        None => ApiServer::Absent(format!(
+            "no kube-apiserver process runs on this node: none shares the kubelet's network \
+             namespace ({}), as an API server on the kubelet's node does (a static pod with \
+             hostNetwork, or a host process). The API server processes of this host are in \
+             other network namespaces ({}): other nodes on this host (other kind nodes), \
+             judged in their own kubelets' reports, or API servers in pods of their own",
+            kubelet_ns.as_deref().unwrap_or("?"),
+            elsewhere.join(", ")
+        )),
+    }
+}
+
+/// Whether a process runs on the kubelet's node, as far as /proc tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum OnNode {
+    /// In the kubelet's network namespace.
+    Yes,
+    /// In another network namespace (its link): another node's.
+    No(String),
+    /// Not known (why): taken to be on the kubelet's node.
+    Assumed(String),
+}
+
+/// The target of `<proc_dir>/<pid>/ns/net`, which names the process's network namespace.
+fn net_ns(proc_dir: &Path, pid: i32) -> Result<String, String> {
+    let link = proc_dir.join(pid.to_string()).join("ns").join("net");
+    fs::read_link(&link)
+        .map(|target| target.to_string_lossy().into_owned())
+        .map_err(|e| format!("{}: {e}", link.display()))
+}
+
+fn on_node(kubelet_ns: &Result<String, String>, proc_dir: &Path, pid: i32) -> OnNode {
+    let kubelet_ns = match kubelet_ns {
+        Ok(ns) => ns,
+        Err(e) => {
+            return OnNode::Assumed(format!(
+                "the kubelet's network namespace could not be read ({e})"
+            ))
+        }
+    };
+    match net_ns(proc_dir, pid) {
+        Ok(ns) if &ns == kubelet_ns => OnNode::Yes,
+        Ok(ns) => OnNode::No(ns),
+        Err(e) => OnNode::Assumed(format!("its network namespace could not be read ({e})")),
     }
 }
 
@@ -176,6 +269,7 @@ fn process(p: &KubeletProcess) -> ApiServerProcess {
         client_certificate: cert,
         client_key: key,
         certificate_authority: ca,
+        scope: None,
     }
 }
 

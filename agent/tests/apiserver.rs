@@ -12,7 +12,7 @@ use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nodeproof_agent::fakeproc::FakeProc;
-use nodeproof_agent::scan::{assemble, collect, ScanOptions};
+use nodeproof_agent::scan::{assemble, collect, collect_all, ScanOptions};
 use nodeproof_proto::{CheckResult, Report, Source, Status};
 use tempfile::TempDir;
 
@@ -23,6 +23,10 @@ const CHECKS: &[&str] = &["1.2.4", "1.2.5", "1.1.19", "1.1.20", "1.1.21"];
 const CERT: &str = "/etc/kubernetes/pki/apiserver-kubelet-client.crt";
 const KEY: &str = "/etc/kubernetes/pki/apiserver-kubelet-client.key";
 const CA: &str = "/etc/kubernetes/pki/ca.crt";
+
+/// The host's network namespace, as `readlink /proc/<pid>/ns/net` shows it: the host's
+/// processes and every hostNetwork pod (kubeadm's static kube-apiserver) share it.
+const HOST_NET: &str = "net:[4026531840]";
 
 /// kube-apiserver's command line as kubeadm writes it into
 /// `/etc/kubernetes/manifests/kube-apiserver.yaml`: the defaults of `getAPIServerCommand`
@@ -92,6 +96,7 @@ impl Node {
         let host = tmp.path().join("host");
         proc.process(1, "systemd", &["/sbin/init"])
             .and_then(|p| p.root(&host))
+            .and_then(|p| p.netns(HOST_NET))
             .expect("pid 1");
         proc.process(
             KUBELET_PID,
@@ -103,6 +108,7 @@ impl Node {
             ],
         )
         .and_then(|p| p.root(&host))
+        .and_then(|p| p.netns(HOST_NET))
         .and_then(|p| {
             p.file(
                 "/var/lib/kubelet/config.yaml",
@@ -114,7 +120,8 @@ impl Node {
     }
 
     /// A kubeadm control-plane node: the worker's kubelet plus a kube-apiserver in a
-    /// container of its own with `argv`, and the PKI files kubeadm writes (certificates
+    /// container of its own (its own root, the host's network: a static pod with
+    /// `hostNetwork: true`) with `argv`, and the PKI files kubeadm writes (certificates
     /// 0644, keys 0600, `pkiutil`'s modes), owned by the test's user.
     fn control_plane(argv: &[String]) -> Node {
         let node = Node::worker();
@@ -135,6 +142,7 @@ impl Node {
         self.proc
             .process(APISERVER_PID, "kube-apiserver", &argv)
             .and_then(|p| p.root(&self.apiserver_root()))
+            .and_then(|p| p.netns(HOST_NET))
             .expect("kube-apiserver");
     }
 
@@ -481,6 +489,7 @@ fn an_embedded_api_server_is_not_known() {
     let node = Node::worker();
     node.proc
         .process(812, "k3s-server", &["/usr/local/bin/k3s", "server"])
+        .and_then(|p| p.netns(HOST_NET))
         .and_then(|p| p.root(&node.tmp.path().join("host")))
         .expect("k3s");
     let r = node.scan_pid(Some(KUBELET_PID));
@@ -503,6 +512,7 @@ fn several_api_servers_are_each_judged() {
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     node.proc
         .process(3200, "kube-apiserver", &argv)
+        .and_then(|p| p.netns(HOST_NET))
         .and_then(|p| p.root(&node.apiserver_root()))
         .expect("second kube-apiserver");
     let r = node.scan();
@@ -528,6 +538,7 @@ fn a_hyperkube_api_server_is_found() {
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     node.proc
         .process(APISERVER_PID, "hyperkube", &argv)
+        .and_then(|p| p.netns(HOST_NET))
         .and_then(|p| p.root(&node.apiserver_root()))
         .expect("hyperkube");
     let r = node.scan();
@@ -543,6 +554,7 @@ fn kubelite_is_not_known_and_a_k3s_agent_runs_no_api_server() {
     let node = Node::worker();
     node.proc
         .process(900, "kubelite", &["/snap/microk8s/7229/kubelite"])
+        .and_then(|p| p.netns(HOST_NET))
         .and_then(|p| p.root(&node.tmp.path().join("host")))
         .expect("kubelite");
     let r = node.scan_pid(Some(KUBELET_PID));
@@ -559,10 +571,207 @@ fn kubelite_is_not_known_and_a_k3s_agent_runs_no_api_server() {
     let node = Node::worker();
     node.proc
         .process(812, "k3s-agent", &["/usr/local/bin/k3s", "agent"])
+        .and_then(|p| p.netns(HOST_NET))
         .and_then(|p| p.root(&node.tmp.path().join("host")))
         .expect("k3s agent");
     let r = node.scan_pid(Some(KUBELET_PID));
     for cis in CHECKS {
         assert_eq!(check(&r, cis).status, Status::Pass, "{cis}");
     }
+}
+
+/// One kind node on a host: a container whose root is `root` and whose network namespace
+/// is `net`, with its kubelet (pid `kubelet`) and, for a control-plane node, its
+/// kube-apiserver (pid `kubelet + 100`), a static pod nested in the node container: a root
+/// of its own, the node container's network (`hostNetwork: true`).
+fn kind_node(
+    proc: &FakeProc,
+    base: &Path,
+    name: &str,
+    net: &str,
+    kubelet: i32,
+    api: Option<&[String]>,
+) {
+    let root = base.join(name);
+    proc.process(
+        kubelet,
+        "kubelet",
+        &[
+            "/usr/bin/kubelet",
+            "--kubeconfig=/etc/kubernetes/kubelet.conf",
+            "--config=/var/lib/kubelet/config.yaml",
+        ],
+    )
+    .and_then(|p| p.root(&root))
+    .and_then(|p| p.netns(net))
+    .and_then(|p| {
+        p.file(
+            "/var/lib/kubelet/config.yaml",
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n",
+        )
+    })
+    .expect("kind kubelet");
+    let Some(argv) = api else { return };
+    let api_root = base.join(format!("{name}-apiserver"));
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let p = proc
+        .process(kubelet + 100, "kube-apiserver", &argv)
+        .and_then(|p| p.root(&api_root))
+        .and_then(|p| p.netns(net))
+        .expect("kind kube-apiserver");
+    for (path, mode) in [(CERT, 0o644), (KEY, 0o600), (CA, 0o644)] {
+        let host = p.in_root(path).expect("in root");
+        fs::create_dir_all(host.parent().expect("parent")).expect("mkdir");
+        fs::write(&host, "-----BEGIN CERTIFICATE-----\n").expect("write");
+        chmod(&host, mode);
+    }
+}
+
+/// `scan --all` on a host running two kind clusters: each kubelet's report judges only
+/// the API server on its own node (the one in its network namespace). Cluster one's API
+/// server lacks `--kubelet-certificate-authority` (1.2.5 fails), cluster two's has it; the
+/// worker of cluster one runs none. Without scoping, every report would carry both API
+/// servers and 1.2.5 would fail in all three.
+#[test]
+fn with_several_kind_nodes_each_kubelet_sees_its_own_nodes_api_server() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let proc = FakeProc::new(&tmp.path().join("proc")).expect("fake proc");
+    proc.node("host", "6.8.0", 1_767_225_600)
+        .expect("node files");
+    proc.process(1, "systemd", &["/sbin/init"])
+        .and_then(|p| p.root(&tmp.path().join("host")))
+        .and_then(|p| p.netns(HOST_NET))
+        .expect("pid 1");
+    let base = tmp.path().join("docker");
+    let (one, one_worker, two) = ("net:[4026532301]", "net:[4026532402]", "net:[4026532503]");
+    kind_node(
+        &proc,
+        &base,
+        "one-control-plane",
+        one,
+        5001,
+        Some(&kubeadm_apiserver()),
+    );
+    kind_node(&proc, &base, "one-worker", one_worker, 6001, None);
+    kind_node(
+        &proc,
+        &base,
+        "two-control-plane",
+        two,
+        7001,
+        Some(&kubeadm_apiserver_with_ca()),
+    );
+    let opts = ScanOptions {
+        proc_dir: proc.path().to_path_buf(),
+        pid: None,
+        kubelet_version: Some("v1.31.4".to_string()),
+        probe: false,
+    };
+    let reports: Vec<Report> = collect_all(&opts)
+        .expect("scan --all")
+        .iter()
+        .map(|s| assemble(s, "2026-01-01T00:00:00Z".to_string()))
+        .collect();
+    let pids: Vec<i32> = reports.iter().map(|r| r.kubelet.pid).collect();
+    assert_eq!(pids, [5001, 6001, 7001]);
+
+    // Cluster one's control plane: its API server alone, named by neither pid prefix nor
+    // the other cluster's flags.
+    let c = check(&reports[0], "1.2.5");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert_eq!(c.actual, "--kubelet-certificate-authority: not set");
+    assert!(
+        c.origin.as_deref().unwrap_or("").contains("pid 5101"),
+        "{c:?}"
+    );
+    assert_eq!(check(&reports[0], "1.2.4").status, Status::Pass);
+
+    // Cluster one's worker: no API server on its node; the note names the others.
+    for cis in CHECKS {
+        let c = check(&reports[1], cis);
+        assert_eq!(c.status, Status::Pass, "{cis}: {c:?}");
+        assert_eq!(c.actual, "no kube-apiserver on this node");
+        assert!(
+            c.note.starts_with(&format!(
+                "Not applicable: no kube-apiserver process runs on this node: none shares \
+                 the kubelet's network namespace ({one_worker})"
+            )),
+            "{cis}: {}",
+            c.note
+        );
+        assert!(c.note.contains(&format!("pid 5101 in {one}")), "{}", c.note);
+        assert!(c.note.contains(&format!("pid 7101 in {two}")), "{}", c.note);
+    }
+
+    // Cluster two's control plane: its own API server, which sets the kubelet CA.
+    let c = check(&reports[2], "1.2.5");
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert_eq!(c.actual, format!("--kubelet-certificate-authority={CA}"));
+    assert!(c.note.is_empty(), "{}", c.note);
+}
+
+/// An API server in a pod of its own network (not hostNetwork: a hosted control plane
+/// for another cluster) on a kubeadm worker is not this node's control plane.
+#[test]
+fn an_api_server_in_another_network_namespace_is_not_this_nodes() {
+    let node = Node::worker();
+    let argv = kubeadm_apiserver();
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    node.proc
+        .process(APISERVER_PID, "kube-apiserver", &argv)
+        .and_then(|p| p.root(&node.apiserver_root()))
+        .and_then(|p| p.netns("net:[4026532999]"))
+        .expect("pod-network kube-apiserver");
+    let r = node.scan();
+    for cis in CHECKS {
+        let c = check(&r, cis);
+        assert_eq!(c.status, Status::Pass, "{cis}: {c:?}");
+        assert_eq!(c.actual, "no kube-apiserver on this node");
+        assert!(
+            c.note
+                .contains(&format!("pid {APISERVER_PID} in net:[4026532999]")),
+            "{}",
+            c.note
+        );
+    }
+}
+
+/// When the kubelet's network namespace cannot be read (the agent may not read another
+/// user's namespaces), every API server found is judged, as before scoping, and each
+/// check's note says its node was not known. Likewise for one API server whose link
+/// cannot be read.
+#[test]
+fn an_unreadable_network_namespace_keeps_the_api_server_and_says_so() {
+    let link = |node: &Node, pid: i32| node.proc.path().join(pid.to_string()).join("ns/net");
+    let node = Node::control_plane(&kubeadm_apiserver());
+    fs::remove_file(link(&node, KUBELET_PID)).expect("rm kubelet ns");
+    let r = node.scan();
+    let c = check(&r, "1.2.5");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert_eq!(c.actual, "--kubelet-certificate-authority: not set");
+    for cis in CHECKS {
+        let c = check(&r, cis);
+        assert!(
+            c.note.contains(&format!(
+                "Whether kube-apiserver pid {APISERVER_PID} runs on this kubelet's node could \
+                 not be told (the kubelet's network namespace could not be read ({}: ",
+                link(&node, KUBELET_PID).display()
+            )),
+            "{cis}: {}",
+            c.note
+        );
+    }
+
+    // The kubelet's link back, the API server's gone.
+    let node = Node::control_plane(&kubeadm_apiserver());
+    fs::remove_file(link(&node, APISERVER_PID)).expect("rm apiserver ns");
+    let r = node.scan();
+    let c = check(&r, "1.2.5");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(
+        c.note
+            .contains("could not be told (its network namespace could not be read ("),
+        "{}",
+        c.note
+    );
 }

@@ -313,6 +313,15 @@ fn each(
     if !errors.is_empty() {
         note.push(format!("Not judged: {}.", errors.join("; ")));
     }
+    note.extend(processes.iter().filter_map(|p| {
+        p.scope.as_ref().map(|why| {
+            format!(
+                "Whether kube-apiserver pid {} runs on this kubelet's node could not be told \
+                 ({why}); it is judged as this node's.",
+                p.pid
+            )
+        })
+    }));
     Ok(Verdict {
         met: unmet.is_empty(),
         actual: verdicts
@@ -506,6 +515,7 @@ mod tests {
             client_certificate: Some(watched(CERT, 0o644, 0)),
             client_key: Some(watched(KEY, 0o600, 0)),
             certificate_authority: Some(watched(CA, 0o644, 0)),
+            scope: None,
         }
     }
 
@@ -791,6 +801,7 @@ mod tests {
             client_key: None,
             certificate_authority: None,
             pid: 7,
+            scope: None,
         }]);
         for cis in ["1.1.19", "1.1.20", "1.1.21"] {
             let r = result(&api, cis);
@@ -844,6 +855,35 @@ mod tests {
         assert_eq!(r.status, Status::Fail);
         assert!(
             r.note.contains("Not judged: kube-apiserver pid 9"),
+            "{}",
+            r.note
+        );
+    }
+
+    /// An API server whose node could not be told is judged as the node's, and every
+    /// check's note says so; the verdict is the same as without the doubt.
+    #[test]
+    fn an_api_server_of_unknown_node_is_judged_and_says_so() {
+        let mut p = good_process(7);
+        p.scope = Some("the kubelet's network namespace could not be read (EACCES)".into());
+        for check in evaluate(&ApiServer::Running(vec![p])) {
+            assert_eq!(check.status, Status::Pass, "{}", check.cis);
+            assert_eq!(
+                check.note,
+                "Whether kube-apiserver pid 7 runs on this kubelet's node could not be told \
+                 (the kubelet's network namespace could not be read (EACCES)); it is judged as \
+                 this node's.",
+                "{}",
+                check.cis
+            );
+        }
+        let mut p = good_process(7);
+        p.scope = Some("its network namespace could not be read".into());
+        p.argv.truncate(1);
+        let r = result(&ApiServer::Running(vec![p]), "1.2.4");
+        assert_eq!(r.status, Status::Fail);
+        assert!(
+            r.note.ends_with("it is judged as this node's."),
             "{}",
             r.note
         );

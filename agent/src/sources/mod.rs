@@ -73,8 +73,10 @@ fn snapshot(candidate: &Candidate, opts: &ScanOptions) -> Snapshot {
         snap.kubelet_version.as_deref(),
     );
     // A kube-apiserver is the node's, not the kubelet's: looked for the same way whatever
-    // runs the kubelet.
-    snap.apiserver = crate::kube_apiserver::collect(&opts.proc_dir);
+    // runs the kubelet, among the processes on the kubelet's node (its network namespace),
+    // so that with several kubelets on one host (kind nodes) each report judges only its
+    // own node's API server.
+    snap.apiserver = crate::kube_apiserver::collect(&opts.proc_dir, candidate.process.pid);
     // The live probes go where the effective settings say the kubelet listens, so they
     // follow the adapter too, and are the same for every distribution.
     if opts.probe {
