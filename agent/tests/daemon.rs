@@ -1910,3 +1910,87 @@ fn symlink_named_like_a_slot_is_set_aside_unread() {
     assert_eq!(kinds(&spool), ["report"]);
     assert_eq!(deliver_all(&mut spool, &key(1)).len(), 1);
 }
+
+// --- Probes in the daemon ----------------------------------------------------------------
+
+/// `run` probes the kubelet's ports as `scan` does (Config::new turns probes on), and what
+/// they answered is in the signed report the collector receives. The fake node's kubelet
+/// listens on 127.0.0.1 with its read-only port where a stand-in answers 200 to `GET
+/// /pods` (an open read-only port), its API port where nothing listens, and no healthz.
+#[test]
+fn run_sends_what_the_kubelets_ports_answered_in_the_signed_report() {
+    let tmp = TempDir::new().unwrap();
+    let read_only = stand_in(|_, _| http(200, r#"{"kind":"PodList","items":[]}"#));
+    let read_only_port = read_only.url.rsplit(':').next().unwrap().to_string();
+    let api_port = dead_url().rsplit(':').next().unwrap().to_string();
+    let fake = FakeProc::new(&tmp.path().join("proc")).unwrap();
+    fake.node(NODE, "6.1.0", 1_700_000_000).unwrap();
+    fake.process(
+        4242,
+        "kubelet",
+        &[
+            "/usr/bin/kubelet",
+            "--address=127.0.0.1",
+            &format!("--port={api_port}"),
+            &format!("--read-only-port={read_only_port}"),
+            "--healthz-port=0",
+        ],
+    )
+    .and_then(|p| p.root(&tmp.path().join("host")))
+    .unwrap();
+    let collector = stand_in(|_, body| ack(body));
+    let mut c = config(tmp.path(), fake.path().to_path_buf());
+    c.scan.probe = true;
+    c.collector = collector.url.clone();
+    c.once = true;
+    let out = block_on(daemon::run(c, std::future::pending())).unwrap();
+    assert_eq!((out.delivered, out.pending), (1, 0), "{out:?}");
+
+    // The read-only port was asked, once, for its pods.
+    let asked: Vec<String> = read_only
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(p, _)| p.clone())
+        .collect();
+    assert_eq!(asked, ["/pods"]);
+
+    // The collector received the probe's verdicts, signed with the node's key.
+    let sent = collector.seen.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "one statement sent");
+    let v = verify(&sent[0].1, &key(1).verifying_key()).expect("the sent statement verifies");
+    let Predicate::Report(report) = &v.statement.predicate else {
+        panic!("a full report is sent first");
+    };
+    let check = |id: &str| {
+        report
+            .checks
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap_or_else(|| panic!("{id} not in the sent report"))
+    };
+    let ro = check("probe-read-only-port");
+    assert_eq!(ro.status, nodeproof_proto::Status::Fail, "{ro:?}");
+    assert_eq!(
+        ro.actual,
+        format!("GET http://127.0.0.1:{read_only_port}/pods: HTTP 200 OK")
+    );
+    // Nothing listens on the API port: not known, and the settings' 200 contradicted.
+    let api = check("probe-kubelet-anonymous");
+    assert_eq!(api.status, nodeproof_proto::Status::Error, "{api:?}");
+    assert!(
+        api.note.starts_with(&format!(
+            "GET https://127.0.0.1:{api_port}/pods: connection refused"
+        )),
+        "{}",
+        api.note
+    );
+    let contradiction = check("probe-contradiction");
+    assert_eq!(contradiction.status, nodeproof_proto::Status::Fail);
+    assert!(report
+        .warnings
+        .iter()
+        .any(|w| w.message.starts_with("CONTRADICTION")));
+    assert_eq!(check("probe-healthz").status, nodeproof_proto::Status::Pass);
+}
