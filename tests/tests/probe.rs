@@ -698,3 +698,136 @@ fn a_kubelet_in_its_own_network_namespace_is_probed_there() {
     drop(server);
     drop(ns);
 }
+
+/// `scan --format csv` and `--format junit` carry the live probes (P.1-P.4) and the API
+/// server's checks (1.2.4, 1.2.5, 1.1.19-1.1.21) with their statuses, as the JSON report
+/// does. The node is a kubeadm control plane: a host kubelet whose API port hangs (P.1
+/// error), whose read-only port is open (P.2 fail) and whose healthz answers (P.3 pass),
+/// and a static-pod kube-apiserver in the host's network namespace (this test's own, so
+/// the probes go from here) with a client certificate and key but no kubelet CA (1.2.4
+/// pass, 1.2.5 fail; its files are absent, which 1.1.19-1.1.21 pass with a note).
+#[test]
+fn csv_and_junit_carry_the_probe_and_api_server_rows() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ip = own_loopback();
+    let server = Server::start(
+        server_cmd(),
+        &format!("https={ip}:0=hang,http={ip}:0=200,http={ip}:0=200"),
+        &tmp.path().join("requests"),
+    );
+    let config = format!(
+        "address: {ip}\nport: {}\nreadOnlyPort: {}\nhealthzBindAddress: {ip}\nhealthzPort: {}\n",
+        server.port(0),
+        server.port(1),
+        server.port(2)
+    );
+    let proc_dir = node(tmp.path(), &config);
+    let net = std::fs::read_link("/proc/self/ns/net").expect("readlink /proc/self/ns/net");
+    let net = net.to_str().expect("utf-8");
+    std::fs::create_dir_all(proc_dir.join("4242/ns")).expect("mkdir ns");
+    std::os::unix::fs::symlink(net, proc_dir.join("4242/ns/net")).expect("kubelet ns/net");
+    nodeproof_agent::fakeproc::FakeProc::new(&proc_dir)
+        .and_then(|f| {
+            f.process(
+                3100,
+                "kube-apiserver",
+                &[
+                    "kube-apiserver",
+                    "--kubelet-client-certificate=/etc/kubernetes/pki/apiserver-kubelet-client.crt",
+                    "--kubelet-client-key=/etc/kubernetes/pki/apiserver-kubelet-client.key",
+                ],
+            )
+        })
+        .and_then(|p| p.root(&tmp.path().join("apiserver-rootfs")))
+        .and_then(|p| p.netns(net))
+        .expect("kube-apiserver");
+    let want = [
+        ("P.1", "probe-kubelet-anonymous", "error"),
+        ("P.2", "probe-read-only-port", "fail"),
+        ("P.3", "probe-healthz", "pass"),
+        ("P.4", "probe-contradiction", "pass"),
+        ("1.2.4", "apiserver-kubelet-client-certificate", "pass"),
+        ("1.2.5", "apiserver-kubelet-certificate-authority", "fail"),
+        ("1.1.19", "", "pass"),
+        ("1.1.20", "", "pass"),
+        ("1.1.21", "", "pass"),
+    ];
+    let scan = |format: &str| {
+        let mut cmd = agent();
+        cmd.env_remove("NODEPROOF_NO_PROBE")
+            .args(["scan", "--format", format, "--proc"])
+            .arg(&proc_dir);
+        let out = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        stdout(&out)
+    };
+
+    let csv = scan("csv");
+    let rows: Vec<Vec<String>> = csv.lines().map(csv_cells).collect();
+    assert_eq!(
+        csv.lines().next(),
+        Some("node,time,check,status,value,source")
+    );
+    for (cis, _, status) in want {
+        let row = rows
+            .iter()
+            .find(|r| r[2] == cis)
+            .unwrap_or_else(|| panic!("no CSV row for {cis}:\n{csv}"));
+        assert_eq!(row[3], status, "{cis}: {row:?}");
+        assert_eq!(row[0], "node-1", "{row:?}");
+    }
+    let p2 = rows.iter().find(|r| r[2] == "P.2").expect("P.2");
+    assert_eq!(
+        p2[4],
+        format!("GET http://{ip}:{}/pods: HTTP 200 OK", server.port(1))
+    );
+    let c125 = rows.iter().find(|r| r[2] == "1.2.5").expect("1.2.5");
+    // A value starting with `-` is defused against formula injection with a leading `'`.
+    assert_eq!(
+        (c125[4].as_str(), c125[5].as_str()),
+        ("'--kubelet-certificate-authority: not set", "default")
+    );
+
+    let junit = scan("junit");
+    for (cis, id, status) in want {
+        let prefix = if id.is_empty() {
+            format!(r#"<testcase classname="node-1" name="{cis} "#)
+        } else {
+            format!(r#"<testcase classname="node-1" name="{cis} {id} "#)
+        };
+        let line = junit
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no test case for {cis}:\n{junit}"));
+        let ok = match status {
+            "pass" => {
+                line.ends_with("/>") && !line.contains("<failure") && !line.contains("<error")
+            }
+            "fail" => line.contains(r#"<failure message=""#) && line.contains(r#"type="fail""#),
+            "error" => line.contains(r#"<error message=""#) && line.contains(r#"type="error""#),
+            _ => unreachable!(),
+        };
+        assert!(ok, "{cis} should be {status}: {line}");
+    }
+}
+
+/// The cells of one CSV line as `tabular::write_csv_row` writes them (RFC 4180 quoting,
+/// `""` for a quote inside a quoted cell).
+fn csv_cells(line: &str) -> Vec<String> {
+    let mut cells = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                cells.last_mut().expect("cell").push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => cells.push(String::new()),
+            (c, _) => cells.last_mut().expect("cell").push(c),
+        }
+    }
+    cells
+}
