@@ -775,3 +775,22 @@ fn an_unreadable_network_namespace_keeps_the_api_server_and_says_so() {
         c.note
     );
 }
+
+/// k3d runs each k3s node in a container of its own network: a `k3s server` in another
+/// node's network namespace is that node's, so this node has no API server (not
+/// applicable) rather than an in-process one nodeproof cannot read (error).
+#[test]
+fn a_k3s_server_on_another_node_is_not_this_nodes() {
+    let node = Node::worker();
+    node.proc
+        .process(812, "k3s-server", &["/usr/local/bin/k3s", "server"])
+        .and_then(|p| p.root(&node.tmp.path().join("k3d-server-0")))
+        .and_then(|p| p.netns("net:[4026532777]"))
+        .expect("k3s server");
+    let r = node.scan_pid(Some(KUBELET_PID));
+    for cis in CHECKS {
+        let c = check(&r, cis);
+        assert_eq!(c.status, Status::Pass, "{cis}: {c:?}");
+        assert!(c.note.contains("pid 812 in net:[4026532777]"), "{}", c.note);
+    }
+}
