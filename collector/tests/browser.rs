@@ -235,6 +235,7 @@ async fn dashboard_in_a_real_browser() {
     browser.type_into(&input, ADMIN_TOKEN).await;
     browser.click(&browser.wait_for("#login").await).await;
     let cards = browser.wait_for("#status-cards").await;
+    browser.wait_view().await;
     let cards_text = browser.text(&cards).await;
     assert!(!browser.current_url().await.contains(ADMIN_TOKEN));
     assert!(
@@ -246,8 +247,31 @@ async fn dashboard_in_a_real_browser() {
     assert_eq!(cookies, "");
     snap(&browser, "overview", true).await;
 
+    // An admin session has the export link (GET /v1/export streams the signed bundle).
+    let export = browser.wait_for("#nav-export").await;
+    let href = browser
+        .eval(
+            "return arguments[0].getAttribute('href')",
+            json!([{ "element-6066-11e4-a52e-4f735466cecf": export }]),
+        )
+        .await;
+    assert_eq!(href, "/v1/export");
+    let gzip = browser
+        .eval(
+            "return fetch('/v1/export').then(async r => [r.status, r.headers.get('content-type'), \
+             Array.from(new Uint8Array(await r.arrayBuffer()).slice(0, 2))])",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        gzip,
+        json!([200, "application/gzip", [0x1f, 0x8b]]),
+        "{gzip}"
+    );
+
     // The matrix: node-1 fails 4.2.1.
     browser.goto(&server.url("/ui/#/matrix")).await;
+    browser.wait_view().await;
     let row = browser.wait_for("tr[data-node='node-1']").await;
     assert!(browser.text(&row).await.contains("failing"));
     browser
@@ -266,10 +290,10 @@ async fn dashboard_in_a_real_browser() {
     browser
         .wait_until(
             "the low-severity filter",
-            "return location.hash.includes('severity=low') && !!document.querySelector('#page-info')",
+            "return location.hash.includes('severity=low') \
+             && document.getElementById('view').dataset.route === location.hash",
         )
         .await;
-    browser.wait_for("#matrix").await;
     assert!(browser.find("tr[data-node='node-1']").await.is_none());
     assert!(
         browser.find("tr[data-node='batch-9']").await.is_some(),
@@ -285,15 +309,19 @@ async fn dashboard_in_a_real_browser() {
     browser
         .wait_until(
             "the critical filter",
-            "return location.hash.includes('severity=critical') && !!document.querySelector(\"tr[data-node='node-1']\")",
+            "return location.hash.includes('severity=critical') \
+             && document.getElementById('view').dataset.route === location.hash",
         )
         .await;
+    assert!(browser.find("tr[data-node='node-1']").await.is_some());
     assert!(browser.find("tr[data-node='node-2']").await.is_none());
 
     // Open node-1: the failing check with its value, source and origin.
     browser
         .click(&browser.wait_for("tr[data-node='node-1'] a.node-link").await)
         .await;
+    browser.wait_view().await;
+    assert!(browser.current_url().await.ends_with("#/node/node-1"));
     let check = browser
         .wait_for("#checks tr[data-check='kubelet-anonymous-auth']")
         .await;
@@ -310,6 +338,18 @@ async fn dashboard_in_a_real_browser() {
     }
     browser.wait_for("#timeline li").await;
     browser.wait_for("#chain").await;
+    // Its key: one, current.
+    let keys = browser.text(&browser.wait_for("#keys").await).await;
+    assert!(keys.contains("current key"), "{keys}");
+    // And its own evidence export.
+    let export = browser.wait_for("#view a.export").await;
+    let href = browser
+        .eval(
+            "return arguments[0].getAttribute('href')",
+            json!([{ "element-6066-11e4-a52e-4f735466cecf": export }]),
+        )
+        .await;
+    assert_eq!(href, "/v1/export?node=node-1");
     let link = browser.wait_for("a.download").await;
     let href = browser
         .eval(
@@ -333,6 +373,7 @@ async fn dashboard_in_a_real_browser() {
 
     // The hostile node: its HTML is text.
     browser.goto(&server.url("/ui/#/node/web-7")).await;
+    browser.wait_view().await;
     let value = browser
         .wait_for("#checks tr[data-check='kubelet-read-only-port'] td.value")
         .await;
@@ -348,9 +389,11 @@ async fn dashboard_in_a_real_browser() {
 
     // Drift and exceptions, with the one close to expiry flagged.
     browser.goto(&server.url("/ui/#/drift")).await;
+    browser.wait_view().await;
     browser.wait_for("#drift").await;
     snap(&browser, "drift", false).await;
     browser.goto(&server.url("/ui/#/exceptions")).await;
+    browser.wait_view().await;
     let expiring = browser.wait_for("#exceptions tr.expiring").await;
     assert!(browser.text(&expiring).await.contains("node-3"));
     snap(&browser, "exceptions", true).await;
@@ -362,6 +405,26 @@ async fn dashboard_in_a_real_browser() {
     browser.wait_for("#token").await;
     let (_, stats) = server.get("/v1/stats", None).await;
     assert_eq!(stats["dashboard"]["sessions"], 0);
+
+    // The viewer token reads the fleet but has no export: no link, and 403 if asked.
+    let input = browser.wait_for("#token").await;
+    browser.type_into(&input, "viewer-token").await;
+    browser.click(&browser.wait_for("#login").await).await;
+    browser.wait_for("#status-cards").await;
+    browser.wait_view().await;
+    let who = browser.text(&browser.wait_for("#who").await).await;
+    assert!(who.starts_with("viewer session"), "{who}");
+    assert!(browser.find("#nav-export").await.is_none());
+    let status = browser
+        .eval("return fetch('/v1/export').then(r => r.status)", json!([]))
+        .await;
+    assert_eq!(status, 403);
+    browser.goto(&server.url("/ui/#/node/node-1")).await;
+    browser.wait_view().await;
+    browser.wait_for("#keys").await;
+    assert!(browser.find("#view a.export").await.is_none());
+    browser.click(&browser.wait_for("#logout").await).await;
+    browser.wait_for("#token").await;
 
     browser.quit().await;
     drop(driver);
