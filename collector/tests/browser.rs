@@ -26,6 +26,9 @@ use webdriver::{Browser, Driver};
 const XSS_VALUE: &str = "<img src=x onerror=alert(1)>";
 const XSS_ORIGIN: &str = "<script>alert(2)</script>";
 const XSS_HOST: &str = "<img src=x onerror=\"document.title='pwned'\">";
+/// A node named as HTML. Enrolment refuses such a name, but a database edited by hand or
+/// imported could hold one, and the page must still show it as text.
+const XSS_NODE: &str = "<img src=x onerror=alert(1)>";
 
 /// A full report of every catalogue check: those in `fails` fail with the given value,
 /// source and origin; the rest pass.
@@ -160,6 +163,28 @@ async fn seed(server: &TestServer) {
             .await;
         assert_eq!(status, 201, "{body}");
     }
+    // The node named as HTML: put in the store directly (POST /v1/enroll refuses the
+    // name), its report ingested as any other.
+    let mut hostile = TestAgent::new(XSS_NODE, 40);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    server
+        .store
+        .enroll(
+            XSS_NODE,
+            &hostile.key_id(),
+            &hostile.public_pem(),
+            true,
+            now,
+        )
+        .unwrap();
+    let envelope = report(
+        &hostile,
+        &[("kubelet-event-qps", "0", Source::ConfigFile, XSS_NODE)],
+        XSS_NODE,
+    );
+    let (status, body) = server.post("/v1/reports", envelope.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    hostile.accepted(&envelope);
     // A pending claim.
     let pending = TestAgent::new("node-new", 30);
     let (status, _) = server
@@ -248,6 +273,8 @@ async fn dashboard_in_a_real_browser() {
     snap(&browser, "overview", true).await;
 
     // An admin session has the export link (GET /v1/export streams the signed bundle).
+    // It is fetched for node-1 alone: a bundle's paths are node names, and the export
+    // refuses the whole fleet while it holds the node named as HTML.
     let export = browser.wait_for("#nav-export").await;
     let href = browser
         .eval(
@@ -258,7 +285,7 @@ async fn dashboard_in_a_real_browser() {
     assert_eq!(href, "/v1/export");
     let gzip = browser
         .eval(
-            "return fetch('/v1/export').then(async r => [r.status, r.headers.get('content-type'), \
+            "return fetch('/v1/export?node=node-1').then(async r => [r.status, r.headers.get('content-type'), \
              Array.from(new Uint8Array(await r.arrayBuffer()).slice(0, 2))])",
             json!([]),
         )
@@ -280,6 +307,11 @@ async fn dashboard_in_a_real_browser() {
     browser
         .wait_for("tr[data-node='node-3'] span[data-cell='excepted']")
         .await;
+    // The node named as HTML is a row whose name is text.
+    let link = browser
+        .wait_for(&format!("tr[data-node=\"{XSS_NODE}\"] a.node-link"))
+        .await;
+    assert_eq!(browser.text(&link).await, XSS_NODE);
     no_dialog_and_no_injected_markup(&browser).await;
     snap(&browser, "matrix", true).await;
 
@@ -386,6 +418,26 @@ async fn dashboard_in_a_real_browser() {
     assert!(facts.contains(XSS_HOST), "{facts}");
     no_dialog_and_no_injected_markup(&browser).await;
     snap(&browser, "node-hostile", false).await;
+
+    // The node named as HTML, opened from its link: its name, and its check's origin.
+    browser.goto(&server.url("/ui/#/matrix")).await;
+    browser.wait_view().await;
+    browser
+        .click(
+            &browser
+                .wait_for(&format!("tr[data-node=\"{XSS_NODE}\"] a.node-link"))
+                .await,
+        )
+        .await;
+    browser.wait_view().await;
+    let name = browser.wait_for("#node-name").await;
+    assert_eq!(browser.text(&name).await, XSS_NODE);
+    let origin = browser
+        .wait_for("#checks tr[data-check='kubelet-event-qps'] td.origin")
+        .await;
+    assert_eq!(browser.text(&origin).await, XSS_NODE);
+    browser.wait_for("#timeline li").await;
+    no_dialog_and_no_injected_markup(&browser).await;
 
     // Drift and exceptions, with the one close to expiry flagged.
     browser.goto(&server.url("/ui/#/drift")).await;
