@@ -245,7 +245,11 @@ impl Browser {
             if error.is_empty() {
                 return v;
             }
-            if message.contains("unloaded") || message.contains("navigat") {
+            // chromedriver's words for a document that went away under the script.
+            if ["unloaded", "navigat", "context", "detached"]
+                .iter()
+                .any(|w| message.contains(w))
+            {
                 continue;
             }
             panic!(
