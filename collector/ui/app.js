@@ -240,9 +240,14 @@ function isoMinutesAgo(minutes) {
   return new Date(Date.now() - minutes * 60000).toISOString().replace(/\.\d+Z$/, "Z");
 }
 
+const DRIFT_ROWS = 500;
+
 async function drift(params) {
   const since = params.get("since") || isoMinutesAgo(24 * 60);
-  const events = await api(`/v1/drift?since=${encodeURIComponent(since)}`);
+  // The newest DRIFT_ROWS changes, and one more to know whether there were more.
+  const fetched = await api(`/v1/drift?since=${encodeURIComponent(since)}&limit=${DRIFT_ROWS + 1}`);
+  const more = fetched.length > DRIFT_ROWS;
+  const events = more ? fetched.slice(1) : fetched;
   const input = el("input", { id: "since", type: "text", value: since, size: 24 });
   const form = el("div", { class: "filters" }, el("label", {}, "Since (RFC 3339)", input),
     el("button", { type: "button", id: "drift-go", onclick: () => { location.hash = `#/drift?since=${encodeURIComponent(input.value.trim())}`; } }, "Show"),
@@ -253,7 +258,10 @@ async function drift(params) {
       el("tr", {}, ["When", "Node", "CIS", "From", "To", "Report"].map((h) => el("th", {}, h))),
       events.slice().reverse().map((e) => el("tr", {}, el("td", {}, e.at), el("td", {}, nodeLink(e.node)), el("td", {}, e.cis),
         el("td", {}, e.from ? badge(e.from) : "—"), el("td", {}, badge(e.to)), el("td", {}, reportLink(e.node, e.digest, "download")))));
-  return [el("h1", {}, "Drift"), form, el("p", { class: "muted" }, `${events.length} change(s) since ${since}`), table];
+  const count = more
+    ? el("p", { class: "muted", id: "drift-more" }, `The latest ${DRIFT_ROWS} changes since ${since}; there are more: choose a later time.`)
+    : el("p", { class: "muted" }, `${events.length} change(s) since ${since}`);
+  return [el("h1", {}, "Drift"), form, count, table];
 }
 
 // ---- exceptions --------------------------------------------------------------------
