@@ -439,6 +439,36 @@ async fn dashboard_in_a_real_browser() {
     browser.wait_for("#timeline li").await;
     no_dialog_and_no_injected_markup(&browser).await;
 
+    // The other filters, as a person uses them: part of a name (any case), then a status.
+    let rows = "return Array.from(document.querySelectorAll('#matrix tr[data-node]'), \
+                r => r.dataset.node).join(' ')";
+    browser.goto(&server.url("/ui/#/matrix")).await;
+    browser.wait_view().await;
+    browser
+        .type_into(&browser.wait_for("#f-node").await, "WEB\u{E007}")
+        .await;
+    browser
+        .wait_until(
+            "the name filter",
+            "return location.hash.includes('node=WEB') \
+             && document.getElementById('view').dataset.route === location.hash",
+        )
+        .await;
+    assert_eq!(browser.eval(rows, json!([])).await, "web-7");
+    browser
+        .click(&browser.wait_for("#f-status option[value='ok']").await)
+        .await;
+    browser
+        .wait_until(
+            "the status filter",
+            "return location.hash.includes('status=ok') \
+             && document.getElementById('view').dataset.route === location.hash",
+        )
+        .await;
+    assert_eq!(browser.eval(rows, json!([])).await, "", "web-7 is failing");
+    let info = browser.text(&browser.wait_for("#page-info").await).await;
+    assert!(info.contains("0 nodes"), "{info}");
+
     // Drift and exceptions, with the one close to expiry flagged.
     browser.goto(&server.url("/ui/#/drift")).await;
     browser.wait_view().await;
