@@ -6,52 +6,66 @@
 //! chromedriver runs as a child process on a port it picks itself (`--port=0`); the tests
 //! read its stdout until it says which, with a deadline, and kill it on drop.
 //!
-//! Nothing here sleeps. Every wait is one WebDriver "execute async script" call whose
-//! script resolves in the page as soon as its condition holds: it tests the condition, then
-//! again on every DOM mutation and hash change (a `MutationObserver`), and chromedriver's
-//! script timeout bounds it. A wait that the page's own navigation interrupts ("document
-//! unloaded") is started again in the new document.
+//! Nothing here sleeps. A wait is a WebDriver "execute async script" call whose script
+//! resolves in the page as soon as its condition holds: it tests the condition, then again
+//! on every DOM mutation and hash change (a `MutationObserver`). Each call watches one
+//! document for at most [`WINDOW`] and then says so; the test then asks again, in whatever
+//! document the browser now shows, until [`WAIT`] has passed. So a wait that the page's own
+//! navigation cuts short (chromedriver answers "document unloaded", or, rarely, never
+//! answers for the old document until its script timeout) is picked up in the new document.
 
 #![allow(dead_code)]
 
 use std::io::BufRead as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{json, Value};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// How long one wait may take: chromedriver's script timeout. Generous, for a debug build
-/// on a shared 2-core machine; a wait that holds returns as soon as it does.
+/// How long one wait may take in all. Generous, for a debug build on a shared 2-core
+/// machine; a wait that holds returns as soon as it does.
 const WAIT: Duration = Duration::from_secs(60);
+/// How long one script watches one document before it hands back to the test.
+const WINDOW: Duration = Duration::from_secs(2);
+/// chromedriver's script timeout: the backstop for a script whose document went away
+/// without chromedriver noticing.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// What a waiting script answers when its window ends with the condition still false.
+const AGAIN: &str = "nodeproof-wait-again";
 
 /// An async script that calls back with the first truthy value of `condition` (a function
 /// body; `arguments` holds the wait's arguments), testing it now and after each change of
 /// the document or of the location's hash.
 fn waiting_script(condition: &str) -> String {
+    let window_ms = WINDOW.as_millis();
     format!(
         r#"const done = arguments[arguments.length - 1];
 const args = Array.prototype.slice.call(arguments, 0, -1);
 const test = function () {{ {condition} }};
 let finished = false;
 let observer = null;
+let window_end = null;
+const finish = (value) => {{
+  finished = true;
+  if (observer) observer.disconnect();
+  if (window_end !== null) clearTimeout(window_end);
+  window.removeEventListener("hashchange", check);
+  done(value);
+}};
 const check = () => {{
   if (finished) return;
   let value = null;
   try {{ value = test.apply(null, args); }} catch (e) {{ value = null; }}
-  if (value) {{
-    finished = true;
-    if (observer) observer.disconnect();
-    window.removeEventListener("hashchange", check);
-    done(value);
-  }}
+  if (value) finish(value);
 }};
 observer = new MutationObserver(check);
 observer.observe(document, {{ childList: true, subtree: true, attributes: true, characterData: true }});
 window.addEventListener("hashchange", check);
+window_end = setTimeout(() => {{ if (!finished) finish("{AGAIN}"); }}, {window_ms});
 check();"#
     )
 }
@@ -156,7 +170,7 @@ impl Driver {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": self.chromium.display().to_string(), "args": args},
             "unhandledPromptBehavior": "ignore",
-            "timeouts": {"script": WAIT.as_millis() as u64, "pageLoad": WAIT.as_millis() as u64, "implicit": 0},
+            "timeouts": {"script": SCRIPT_TIMEOUT.as_millis() as u64, "pageLoad": WAIT.as_millis() as u64, "implicit": 0},
         }}});
         let r: Value = self
             .http
@@ -230,39 +244,50 @@ impl Browser {
         v[ELEMENT].as_str().map(str::to_string)
     }
 
-    /// Runs the waiting script of `condition` with `args`: its first truthy value. A wait
-    /// cut short by the page navigating is run again in the new document; a timeout
-    /// panics with `what`, the page's address and its text.
+    /// Runs the waiting script of `condition` with `args` until it gives the condition's
+    /// first truthy value, in whatever document the browser shows, for at most [`WAIT`];
+    /// then panics with `what`, the page's address and its text.
     async fn wait_on(&self, what: &str, condition: &str, args: Value) -> Value {
         let script = waiting_script(condition);
-        // A navigation interrupts a wait once per document; a handful is plenty.
-        for _ in 0..10 {
+        let deadline = Instant::now() + WAIT;
+        let mut last = String::new();
+        while Instant::now() < deadline {
             let v = self
                 .post("/execute/async", json!({"script": script, "args": args}))
                 .await;
             let error = v["error"].as_str().unwrap_or_default();
-            let message = v["message"].as_str().unwrap_or_default();
             if error.is_empty() {
+                if v == AGAIN {
+                    continue;
+                }
                 return v;
             }
-            // chromedriver's words for a document that went away under the script.
-            if ["unloaded", "navigat", "context", "detached"]
-                .iter()
-                .any(|w| message.contains(w))
-            {
-                continue;
+            let message = v["message"].as_str().unwrap_or_default();
+            // The document went away under the script, or never answered: ask again. An
+            // open alert (node data that ran as script) or anything else is an error.
+            let gone = error == "script timeout"
+                || ["unloaded", "navigat", "context", "detached"]
+                    .iter()
+                    .any(|w| message.contains(w));
+            if !gone {
+                panic!(
+                    "waiting for {what} on {}: {error}: {message}",
+                    self.current_url().await
+                );
             }
-            panic!(
-                "waiting for {what} on {}: {error}: {message}; page text: {}",
-                self.current_url().await,
-                self.eval(
-                    "return document.body ? document.body.innerText : ''",
-                    json!([])
-                )
-                .await
-            );
+            last = format!("{error}: {message}");
+            eprintln!("waiting for {what}: asking again after {last}");
         }
-        panic!("waiting for {what}: the page kept navigating away");
+        panic!(
+            "waited {} s for {what} on {} (last: {last}); page text: {}",
+            WAIT.as_secs(),
+            self.current_url().await,
+            self.eval(
+                "return document.body ? document.body.innerText : ''",
+                json!([])
+            )
+            .await
+        );
     }
 
     /// Waits until `css` selects an element, and returns it.
