@@ -96,6 +96,26 @@ async fn login_with_the_admin_token_sets_a_strict_httponly_session_cookie() {
     server.stop().await.unwrap();
 }
 
+/// Behind a TLS-terminating proxy (`--allow-plain-http`) the browser is on HTTPS: the
+/// proxy's `X-Forwarded-Proto: https` makes the cookie `Secure`.
+#[tokio::test]
+async fn behind_a_tls_proxy_the_session_cookie_is_secure() {
+    let server = TestServer::start_with_ui(ui()).await;
+    for (proto, secure) in [("https", true), ("HTTPS, http", true), ("http", false)] {
+        let r = raw_client()
+            .post(server.url("/ui/login"))
+            .header("x-forwarded-proto", proto)
+            .form(&[("token", ADMIN_TOKEN)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+        assert_eq!(cookie.ends_with("; Secure"), secure, "{proto}: {cookie}");
+    }
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn login_with_a_wrong_token_gets_401_and_no_session() {
     let server = TestServer::start_with_ui(ui()).await;
