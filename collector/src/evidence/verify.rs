@@ -355,7 +355,7 @@ pub fn verify_bundle(
 
     // Keys, node by node.
     struct NodeKeys {
-        keys: HashMap<String, (VerifyingKey, i64, Option<i64>)>,
+        keys: KeysById,
     }
     let mut node_keys: HashMap<String, NodeKeys> = HashMap::new();
     for node in &manifest.predicate.nodes {
@@ -513,6 +513,9 @@ pub fn verify_bundle(
     Ok(out)
 }
 
+/// A node's keys by keyid, each with when it became valid and when it was retired.
+type KeysById = HashMap<String, (VerifyingKey, i64, Option<i64>)>;
+
 /// One report: signed by a key of `node` valid when it was received, for `node` at the
 /// sequence the manifest says. Returns its link as signed (which the chain walk uses, so a
 /// report in another's place shows there as reordering too) and what is wrong with its
@@ -521,7 +524,7 @@ fn check_report(
     bytes: &[u8],
     node: &str,
     entry: &super::manifest::ChainEntry,
-    keys: Option<&HashMap<String, (VerifyingKey, i64, Option<i64>)>>,
+    keys: Option<&KeysById>,
 ) -> Result<(ChainLink, Option<String>), String> {
     let envelope = Envelope::from_json_bytes(bytes).map_err(|e| e.to_string())?;
     let keys = keys.ok_or_else(|| format!("node {node} has no keys in the bundle"))?;
