@@ -26,6 +26,9 @@ use webdriver::{Browser, Driver};
 const XSS_VALUE: &str = "<img src=x onerror=alert(1)>";
 const XSS_ORIGIN: &str = "<script>alert(2)</script>";
 const XSS_HOST: &str = "<img src=x onerror=\"document.title='pwned'\">";
+/// A node named as HTML. Enrolment refuses such a name, but a database edited by hand or
+/// imported could hold one, and the page must still show it as text.
+const XSS_NODE: &str = "<img src=x onerror=alert(1)>";
 
 /// A full report of every catalogue check: those in `fails` fail with the given value,
 /// source and origin; the rest pass.
@@ -160,6 +163,28 @@ async fn seed(server: &TestServer) {
             .await;
         assert_eq!(status, 201, "{body}");
     }
+    // The node named as HTML: put in the store directly (POST /v1/enroll refuses the
+    // name), its report ingested as any other.
+    let mut hostile = TestAgent::new(XSS_NODE, 40);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    server
+        .store
+        .enroll(
+            XSS_NODE,
+            &hostile.key_id(),
+            &hostile.public_pem(),
+            true,
+            now,
+        )
+        .unwrap();
+    let envelope = report(
+        &hostile,
+        &[("kubelet-event-qps", "0", Source::ConfigFile, XSS_NODE)],
+        XSS_NODE,
+    );
+    let (status, body) = server.post("/v1/reports", envelope.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    hostile.accepted(&envelope);
     // A pending claim.
     let pending = TestAgent::new("node-new", 30);
     let (status, _) = server
@@ -235,6 +260,7 @@ async fn dashboard_in_a_real_browser() {
     browser.type_into(&input, ADMIN_TOKEN).await;
     browser.click(&browser.wait_for("#login").await).await;
     let cards = browser.wait_for("#status-cards").await;
+    browser.wait_view().await;
     let cards_text = browser.text(&cards).await;
     assert!(!browser.current_url().await.contains(ADMIN_TOKEN));
     assert!(
@@ -246,8 +272,33 @@ async fn dashboard_in_a_real_browser() {
     assert_eq!(cookies, "");
     snap(&browser, "overview", true).await;
 
+    // An admin session has the export link (GET /v1/export streams the signed bundle).
+    // It is fetched for node-1 alone: a bundle's paths are node names, and the export
+    // refuses the whole fleet while it holds the node named as HTML.
+    let export = browser.wait_for("#nav-export").await;
+    let href = browser
+        .eval(
+            "return arguments[0].getAttribute('href')",
+            json!([{ "element-6066-11e4-a52e-4f735466cecf": export }]),
+        )
+        .await;
+    assert_eq!(href, "/v1/export");
+    let gzip = browser
+        .eval(
+            "return fetch('/v1/export?node=node-1').then(async r => [r.status, r.headers.get('content-type'), \
+             Array.from(new Uint8Array(await r.arrayBuffer()).slice(0, 2))])",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        gzip,
+        json!([200, "application/gzip", [0x1f, 0x8b]]),
+        "{gzip}"
+    );
+
     // The matrix: node-1 fails 4.2.1.
     browser.goto(&server.url("/ui/#/matrix")).await;
+    browser.wait_view().await;
     let row = browser.wait_for("tr[data-node='node-1']").await;
     assert!(browser.text(&row).await.contains("failing"));
     browser
@@ -256,6 +307,11 @@ async fn dashboard_in_a_real_browser() {
     browser
         .wait_for("tr[data-node='node-3'] span[data-cell='excepted']")
         .await;
+    // The node named as HTML is a row whose name is text.
+    let link = browser
+        .wait_for(&format!("tr[data-node=\"{XSS_NODE}\"] a.node-link"))
+        .await;
+    assert_eq!(browser.text(&link).await, XSS_NODE);
     no_dialog_and_no_injected_markup(&browser).await;
     snap(&browser, "matrix", true).await;
 
@@ -266,10 +322,10 @@ async fn dashboard_in_a_real_browser() {
     browser
         .wait_until(
             "the low-severity filter",
-            "return location.hash.includes('severity=low') && !!document.querySelector('#page-info')",
+            "return location.hash.includes('severity=low') \
+             && document.getElementById('view').dataset.route === location.hash",
         )
         .await;
-    browser.wait_for("#matrix").await;
     assert!(browser.find("tr[data-node='node-1']").await.is_none());
     assert!(
         browser.find("tr[data-node='batch-9']").await.is_some(),
@@ -285,15 +341,19 @@ async fn dashboard_in_a_real_browser() {
     browser
         .wait_until(
             "the critical filter",
-            "return location.hash.includes('severity=critical') && !!document.querySelector(\"tr[data-node='node-1']\")",
+            "return location.hash.includes('severity=critical') \
+             && document.getElementById('view').dataset.route === location.hash",
         )
         .await;
+    assert!(browser.find("tr[data-node='node-1']").await.is_some());
     assert!(browser.find("tr[data-node='node-2']").await.is_none());
 
     // Open node-1: the failing check with its value, source and origin.
     browser
         .click(&browser.wait_for("tr[data-node='node-1'] a.node-link").await)
         .await;
+    browser.wait_view().await;
+    assert!(browser.current_url().await.ends_with("#/node/node-1"));
     let check = browser
         .wait_for("#checks tr[data-check='kubelet-anonymous-auth']")
         .await;
@@ -310,6 +370,18 @@ async fn dashboard_in_a_real_browser() {
     }
     browser.wait_for("#timeline li").await;
     browser.wait_for("#chain").await;
+    // Its key: one, current.
+    let keys = browser.text(&browser.wait_for("#keys").await).await;
+    assert!(keys.contains("current key"), "{keys}");
+    // And its own evidence export.
+    let export = browser.wait_for("#view a.export").await;
+    let href = browser
+        .eval(
+            "return arguments[0].getAttribute('href')",
+            json!([{ "element-6066-11e4-a52e-4f735466cecf": export }]),
+        )
+        .await;
+    assert_eq!(href, "/v1/export?node=node-1");
     let link = browser.wait_for("a.download").await;
     let href = browser
         .eval(
@@ -333,6 +405,7 @@ async fn dashboard_in_a_real_browser() {
 
     // The hostile node: its HTML is text.
     browser.goto(&server.url("/ui/#/node/web-7")).await;
+    browser.wait_view().await;
     let value = browser
         .wait_for("#checks tr[data-check='kubelet-read-only-port'] td.value")
         .await;
@@ -346,11 +419,63 @@ async fn dashboard_in_a_real_browser() {
     no_dialog_and_no_injected_markup(&browser).await;
     snap(&browser, "node-hostile", false).await;
 
+    // The node named as HTML, opened from its link: its name, and its check's origin.
+    browser.goto(&server.url("/ui/#/matrix")).await;
+    browser.wait_view().await;
+    browser
+        .click(
+            &browser
+                .wait_for(&format!("tr[data-node=\"{XSS_NODE}\"] a.node-link"))
+                .await,
+        )
+        .await;
+    browser.wait_view().await;
+    let name = browser.wait_for("#node-name").await;
+    assert_eq!(browser.text(&name).await, XSS_NODE);
+    let origin = browser
+        .wait_for("#checks tr[data-check='kubelet-event-qps'] td.origin")
+        .await;
+    assert_eq!(browser.text(&origin).await, XSS_NODE);
+    browser.wait_for("#timeline li").await;
+    no_dialog_and_no_injected_markup(&browser).await;
+
+    // The other filters, as a person uses them: part of a name (any case), then a status.
+    let rows = "return Array.from(document.querySelectorAll('#matrix tr[data-node]'), \
+                r => r.dataset.node).join(' ')";
+    browser.goto(&server.url("/ui/#/matrix")).await;
+    browser.wait_view().await;
+    browser
+        .type_into(&browser.wait_for("#f-node").await, "WEB\u{E007}")
+        .await;
+    browser
+        .wait_until(
+            "the name filter",
+            "return location.hash.includes('node=WEB') \
+             && document.getElementById('view').dataset.route === location.hash",
+        )
+        .await;
+    assert_eq!(browser.eval(rows, json!([])).await, "web-7");
+    browser
+        .click(&browser.wait_for("#f-status option[value='ok']").await)
+        .await;
+    browser
+        .wait_until(
+            "the status filter",
+            "return location.hash.includes('status=ok') \
+             && document.getElementById('view').dataset.route === location.hash",
+        )
+        .await;
+    assert_eq!(browser.eval(rows, json!([])).await, "", "web-7 is failing");
+    let info = browser.text(&browser.wait_for("#page-info").await).await;
+    assert!(info.contains("0 nodes"), "{info}");
+
     // Drift and exceptions, with the one close to expiry flagged.
     browser.goto(&server.url("/ui/#/drift")).await;
+    browser.wait_view().await;
     browser.wait_for("#drift").await;
     snap(&browser, "drift", false).await;
     browser.goto(&server.url("/ui/#/exceptions")).await;
+    browser.wait_view().await;
     let expiring = browser.wait_for("#exceptions tr.expiring").await;
     assert!(browser.text(&expiring).await.contains("node-3"));
     snap(&browser, "exceptions", true).await;
@@ -362,6 +487,26 @@ async fn dashboard_in_a_real_browser() {
     browser.wait_for("#token").await;
     let (_, stats) = server.get("/v1/stats", None).await;
     assert_eq!(stats["dashboard"]["sessions"], 0);
+
+    // The viewer token reads the fleet but has no export: no link, and 403 if asked.
+    let input = browser.wait_for("#token").await;
+    browser.type_into(&input, "viewer-token").await;
+    browser.click(&browser.wait_for("#login").await).await;
+    browser.wait_for("#status-cards").await;
+    browser.wait_view().await;
+    let who = browser.text(&browser.wait_for("#who").await).await;
+    assert!(who.starts_with("viewer session"), "{who}");
+    assert!(browser.find("#nav-export").await.is_none());
+    let status = browser
+        .eval("return fetch('/v1/export').then(r => r.status)", json!([]))
+        .await;
+    assert_eq!(status, 403);
+    browser.goto(&server.url("/ui/#/node/node-1")).await;
+    browser.wait_view().await;
+    browser.wait_for("#keys").await;
+    assert!(browser.find("#view a.export").await.is_none());
+    browser.click(&browser.wait_for("#logout").await).await;
+    browser.wait_for("#token").await;
 
     browser.quit().await;
     drop(driver);
@@ -440,8 +585,18 @@ async fn matrix_at_5000_nodes() {
         UiConfig::default(),
     )
     .await;
-    let (status, m) = server.admin_get("/v1/matrix").await;
-    assert_eq!(status, 200);
+    // The server's part alone: GET /v1/matrix (the fleet view of 5,000 nodes, filtered,
+    // sorted, one page of 50), five times.
+    let mut api = Vec::new();
+    let mut m = serde_json::Value::Null;
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let (status, body) = server.admin_get("/v1/matrix").await;
+        api.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(status, 200);
+        m = body;
+    }
+    api.sort_by(f64::total_cmp);
     assert_eq!(m["total"], NODES);
     let page_bytes = serde_json::to_vec(&m).unwrap().len();
     let all_nodes = server
@@ -527,12 +682,31 @@ async fn matrix_at_5000_nodes() {
         );
     }
 
+    // Drift over the same fleet: 5,000 first reports are 125,000 changes in the last day;
+    // the page shows the newest 500 and says there are more.
+    let started = std::time::Instant::now();
+    browser.goto(&server.url("/ui/#/drift")).await;
+    browser.wait_view().await;
+    browser.wait_for("#drift-more").await;
+    let drift_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let rows = browser
+        .eval(
+            "return document.querySelectorAll('#drift tr').length",
+            json!([]),
+        )
+        .await;
+    assert_eq!(rows, 501, "500 changes and the header");
+
+    println!(
+        "drift view (newest 500 of {} changes): {drift_ms:.0} ms",
+        NODES * CHECKS.len()
+    );
     println!(
         "matrix at {NODES} nodes: seeded in {:.1} s; cold load to rendered: median {median:.0} ms \
          (min {:.0}, max {:.0}) over 5; transferred {transfer} bytes (document, assets, one \
          JSON page of 50 rows = {page_bytes} bytes; GET /v1/nodes would be {all_nodes}); \
          next page / filter failing / critical by failures / name filter: {:.0} / {:.0} / \
-         {:.0} / {:.0} ms",
+         {:.0} / {:.0} ms; GET /v1/matrix alone: median {:.0} ms (min {:.0}, max {:.0})",
         seeded.as_secs_f64(),
         loads[0],
         loads[loads.len() - 1],
@@ -540,6 +714,9 @@ async fn matrix_at_5000_nodes() {
         steps[1],
         steps[2],
         steps[3],
+        api[api.len() / 2],
+        api[0],
+        api[api.len() - 1],
     );
     // A debug build on a shared machine: generous bounds that still catch a page that
     // tries to load the whole fleet.

@@ -96,6 +96,26 @@ async fn login_with_the_admin_token_sets_a_strict_httponly_session_cookie() {
     server.stop().await.unwrap();
 }
 
+/// Behind a TLS-terminating proxy (`--allow-plain-http`) the browser is on HTTPS: the
+/// proxy's `X-Forwarded-Proto: https` makes the cookie `Secure`.
+#[tokio::test]
+async fn behind_a_tls_proxy_the_session_cookie_is_secure() {
+    let server = TestServer::start_with_ui(ui()).await;
+    for (proto, secure) in [("https", true), ("HTTPS, http", true), ("http", false)] {
+        let r = raw_client()
+            .post(server.url("/ui/login"))
+            .header("x-forwarded-proto", proto)
+            .form(&[("token", ADMIN_TOKEN)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+        assert_eq!(cookie.ends_with("; Secure"), secure, "{proto}: {cookie}");
+    }
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn login_with_a_wrong_token_gets_401_and_no_session() {
     let server = TestServer::start_with_ui(ui()).await;
@@ -297,6 +317,85 @@ async fn the_viewer_token_reads_but_cannot_change() {
         .unwrap();
     assert_eq!(r.status(), 403);
     assert!(server.store.exceptions().unwrap().is_empty());
+    server.stop().await.unwrap();
+}
+
+/// `GET /v1/export` streams the signed evidence bundle: the admin token, or an admin
+/// dashboard session (the dashboard's export link); never the viewer role, never nobody.
+/// `GET /v1/nodes/{name}/keys` (public keys, shown on the node page) is any reader's.
+#[tokio::test]
+async fn the_export_takes_an_admin_session_and_refuses_the_viewer() {
+    let server = TestServer::start_with_ui(ui()).await;
+    let agent = TestAgent::new("node-1", 1);
+    enroll_approved(&server, &agent).await;
+    let export = |auth: Option<(&'static str, String)>| {
+        let mut r = raw_client().get(server.url("/v1/export?node=node-1"));
+        if let Some((name, value)) = auth {
+            r = r.header(name, value);
+        }
+        r.send()
+    };
+    let (_, admin, _) = login(&server, ADMIN_TOKEN).await;
+    let admin = cookie_pair(&admin.unwrap());
+    let r = export(Some(("cookie", admin.clone()))).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/gzip");
+    let bundle = r.bytes().await.unwrap();
+    assert_eq!(&bundle[..2], b"\x1f\x8b", "a gzip stream");
+
+    let (_, viewer, _) = login(&server, VIEWER_TOKEN).await;
+    let viewer = cookie_pair(&viewer.unwrap());
+    for (auth, status) in [
+        (Some(("cookie", viewer.clone())), 403),
+        (
+            Some(("authorization", format!("Bearer {VIEWER_TOKEN}"))),
+            403,
+        ),
+        (Some(("authorization", "Bearer wrong".to_string())), 401),
+        (
+            Some(("cookie", format!("nodeproof_session={}", "0".repeat(64)))),
+            401,
+        ),
+        (None, 401),
+    ] {
+        let r = export(auth.clone()).await.unwrap();
+        assert_eq!(r.status(), status, "{auth:?}");
+        assert_ne!(r.headers()["content-type"], "application/gzip");
+        let body: Value = r.json().await.unwrap();
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains("admin"), "{message}");
+    }
+
+    // The keys: admin or viewer, token or session.
+    for (name, value) in [
+        ("cookie", viewer.clone()),
+        ("cookie", admin.clone()),
+        ("authorization", format!("Bearer {VIEWER_TOKEN}")),
+    ] {
+        let r = raw_client()
+            .get(server.url("/v1/nodes/node-1/keys"))
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let keys: Value = r.json().await.unwrap();
+        assert_eq!(keys["keys"][0]["keyid"], agent.key_id().as_str());
+    }
+    let (status, _) = server.get("/v1/nodes/node-1/keys", None).await;
+    assert_eq!(status, 401);
+
+    // After logout the admin cookie exports nothing.
+    let (_, session) = get_with_cookie(&server, "/ui/session", &admin).await;
+    let r = raw_client()
+        .post(server.url("/ui/logout"))
+        .header("cookie", &admin)
+        .header("x-csrf-token", session["csrf"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(export(Some(("cookie", admin))).await.unwrap().status(), 401);
     server.stop().await.unwrap();
 }
 

@@ -887,6 +887,24 @@ async fn read_endpoints_answer_the_documented_shapes() {
     assert_eq!(first["to"], "fail");
     let (status, body) = server.admin_get("/v1/drift").await;
     assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));
+    // A limit keeps the newest events, in the same order.
+    let all = drift.as_array().unwrap();
+    assert!(all.len() >= 2, "{drift}");
+    let (status, newest) = server
+        .admin_get("/v1/drift?since=2000-01-01T00:00:00Z&limit=1")
+        .await;
+    assert_eq!(status, 200, "{newest}");
+    assert_eq!(newest.as_array().unwrap()[..], all[all.len() - 1..]);
+    let (_, more) = server
+        .admin_get("/v1/drift?since=2000-01-01T00:00:00Z&limit=100000")
+        .await;
+    assert_eq!(&more, &drift);
+    for bad in ["0", "100001", "-1", "x"] {
+        let (status, body) = server
+            .admin_get(&format!("/v1/drift?since=2000-01-01T00:00:00Z&limit={bad}"))
+            .await;
+        assert_eq!(status, 400, "limit={bad}: {body}");
+    }
 }
 
 #[tokio::test]

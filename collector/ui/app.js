@@ -3,8 +3,15 @@
 // the page with textContent, never parsed as HTML: see el() below, the only way this file
 // creates content. The session cookie is HttpOnly; the CSRF token (from /ui/session) is
 // sent only with the one change this page makes, logging out.
+//
+// Each view is an async function that returns the page's new content; route() puts it on
+// screen only if no later navigation started meanwhile (a slow answer never replaces a
+// newer view), then marks #view with data-route, the hash it shows (the browser tests
+// wait on that).
 
 let session = null;
+// Bumped by every navigation; a view whose number is no longer current is dropped.
+let generation = 0;
 
 /** An element with attributes and children; strings become text nodes, never markup. */
 function el(tag, attrs = {}, ...children) {
@@ -37,13 +44,21 @@ async function api(path) {
   return body;
 }
 
-function show(...children) {
+function show(children, hash) {
   const view = document.getElementById("view");
-  view.replaceChildren(...children);
+  view.replaceChildren(...children.filter((c) => c !== null && c !== undefined));
+  view.dataset.route = hash;
 }
 
 function failure(e) {
-  show(el("p", { class: "error", id: "view-error" }, `Could not load: ${e.message}`));
+  return [el("p", { class: "error", id: "view-error" }, `Could not load: ${e.message}`)];
+}
+
+/** The evidence bundle (GET /v1/export, admin only), of one node or of the fleet. */
+function exportLink(node, text) {
+  if (!session || session.role !== "admin") return null;
+  const href = node ? `/v1/export?node=${encodeURIComponent(node)}` : "/v1/export";
+  return el("a", { href, download: node ? `nodeproof-evidence-${node}.tar.gz` : "nodeproof-evidence.tar.gz", class: "export" }, text);
 }
 
 function reportLink(node, digest, text) {
@@ -84,10 +99,13 @@ async function overview() {
         el("td", {}, c.excepted_nodes))));
   const warnings = o.warnings.length
     ? el("ul", { id: "warnings" }, o.warnings.map((w) => el("li", {}, w))) : null;
-  show(el("h1", {}, "Fleet"), el("p", { class: "muted" }, `As of ${o.generated_at}`), cards,
+  const evidence = exportLink(null, "Download the signed evidence bundle of the whole fleet");
+  return [el("h1", {}, "Fleet"), el("p", { class: "muted" }, `As of ${o.generated_at}`), cards,
     el("h2", {}, "Failing checks by severity"), sev,
     el("h2", {}, "Checks that fail"), checks,
-    warnings ? el("h2", {}, "Warnings") : null, warnings);
+    warnings ? el("h2", {}, "Warnings") : null, warnings,
+    evidence ? el("h2", {}, "Evidence") : null,
+    evidence ? el("p", {}, evidence, el("span", { class: "muted" }, " (every stored statement, keys and chain events, signed with the collector's export key; see docs/verifying-evidence.md)")) : null];
 }
 
 // ---- matrix ------------------------------------------------------------------------
@@ -95,7 +113,6 @@ async function overview() {
 const CELL = { fail: "✗", error: "!", excepted: "~", ok: "✓", none: "·" };
 
 async function matrix(params) {
-  const started = performance.now();
   const q = new URLSearchParams(params);
   if (!q.get("per_page")) q.set("per_page", "50");
   const m = await api(`/v1/matrix?${q}`);
@@ -119,7 +136,8 @@ async function matrix(params) {
     select("check", [["", "any"], ...m.catalogue.map((c) => [c.cis, `${c.cis} ${c.id}`])], "Check"),
     select("sort", [["name", "name"], ["-name", "name, Z to A"], ["failing", "most failures"], ["status", "status"], ["last_seen", "oldest report"]], "Sort"));
   const head = el("tr", {}, el("th", {}, "Node"), el("th", {}, "Status"), el("th", {}, "Failing"),
-    m.columns.map((c) => el("th", { class: "col", title: `${c.id} (${c.severity})` }, c.cis)));
+    m.columns.map((c) => el("th", { class: "col", title: `${c.id} (${c.severity}): show the nodes failing it` },
+      el("a", { href: `#/matrix?check=${encodeURIComponent(c.cis)}` }, c.cis))));
   const rows = m.rows.map((r) => el("tr", { "data-node": r.name },
     el("td", {}, nodeLink(r.name)), el("td", {}, badge(r.status)), el("td", {}, r.failing),
     r.cells.map((c, i) => el("td", { class: "cell", title: `${m.columns[i].cis}: ${c}` },
@@ -128,13 +146,9 @@ async function matrix(params) {
     el("button", { type: "button", id: "prev", disabled: m.page <= 1, onclick: () => go({ page: m.page - 1 }) }, "‹ Previous"),
     el("span", { id: "page-info" }, `Page ${m.page} of ${m.pages} · ${m.total} nodes`),
     el("button", { type: "button", id: "next", disabled: m.page >= m.pages, onclick: () => go({ page: m.page + 1 }) }, "Next ›"));
-  show(el("h1", {}, "Nodes × checks"), filters, pager,
+  return [el("h1", {}, "Nodes × checks"), filters, pager,
     el("div", { class: "matrix-wrap" }, el("table", { class: "matrix", id: "matrix" }, head, rows)),
-    el("p", { class: "muted" }, "✗ fails · ! error · ~ fails under an exception · ✓ pass or warn · · no report"));
-  // For the benchmark and the browser tests: when the page was on screen.
-  window.__matrixMs = performance.now() - started;
-  window.__matrixReadyAt = performance.now();
-  document.body.dataset.matrixReady = String(Date.now());
+    el("p", { class: "muted" }, "✗ fails · ! error · ~ fails under an exception · ✓ pass or warn · · no report")];
 }
 
 // ---- node --------------------------------------------------------------------------
@@ -144,15 +158,18 @@ function dl(pairs, id) {
 }
 
 async function nodePage(name) {
-  const [d, history] = await Promise.all([
+  const [d, history, keys] = await Promise.all([
     api(`/v1/nodes/${encodeURIComponent(name)}`),
     api(`/v1/nodes/${encodeURIComponent(name)}/history?limit=200`),
+    // The key history is shown when it can be read; the page does not depend on it.
+    api(`/v1/nodes/${encodeURIComponent(name)}/keys`).catch((e) => ({ error: e.message })),
   ]);
   const parts = [el("h1", {}, "Node ", el("span", { id: "node-name" }, d.node.name), " ", badge(d.status))];
+  const evidence = exportLink(d.node.name, "export this node's evidence");
   if (d.report) {
     const r = d.report;
     parts.push(el("p", { class: "muted" }, `Latest report scanned ${r.scan_time} by agent ${r.agent_version} · `,
-      reportLink(d.node.name, r.digest, "download the signed report")));
+      reportLink(d.node.name, r.digest, "download the signed report"), evidence ? " · " : null, evidence));
     parts.push(dl([["Hostname", r.hostname], ["OS", r.os], ["Kernel", r.kernel], ["Kubelet", r.kubelet_version]], "facts"));
     parts.push(el("h2", {}, "Checks"));
     parts.push(el("table", { id: "checks" },
@@ -167,7 +184,7 @@ async function nodePage(name) {
         el("td", {}, c.note)))));
     if (r.warnings.length) parts.push(el("ul", {}, r.warnings.map((w) => el("li", {}, w))));
   } else {
-    parts.push(el("p", { class: "muted" }, "No full report yet."));
+    parts.push(el("p", { class: "muted" }, "No full report yet. ", evidence));
   }
   parts.push(el("h2", {}, "Key and chain"));
   parts.push(dl([
@@ -177,6 +194,14 @@ async function nodePage(name) {
     ["Last full report", d.chain.last_full_digest], ["Posture digest", d.chain.posture],
     ["Chain breaks", d.chain.breaks.length ? `${d.chain.breaks.length} recorded` : "none"],
   ], "chain"));
+  if (keys.error) {
+    parts.push(el("p", { class: "muted", id: "keys-error" }, `Key history: ${keys.error}`));
+  } else {
+    parts.push(el("table", { id: "keys" },
+      el("tr", {}, ["Key id", "Valid from", "Valid until"].map((h) => el("th", {}, h))),
+      keys.keys.map((k) => el("tr", { class: k.valid_until ? "retired" : "current" },
+        el("td", { class: "mono" }, k.keyid), el("td", {}, k.valid_from), el("td", {}, k.valid_until ?? "current key")))));
+  }
   if (d.chain.breaks.length) {
     parts.push(el("table", { id: "breaks" },
       el("tr", {}, ["Kind", "First", "Last", "Times", "Expected", "Got", "Detail"].map((h) => el("th", {}, h))),
@@ -206,7 +231,7 @@ async function nodePage(name) {
       reportLink(d.node.name, h.digest, "signed statement"));
   }).reverse();
   parts.push(el("ul", { class: "timeline", id: "timeline" }, items));
-  show(...parts);
+  return parts;
 }
 
 // ---- drift -------------------------------------------------------------------------
@@ -215,9 +240,14 @@ function isoMinutesAgo(minutes) {
   return new Date(Date.now() - minutes * 60000).toISOString().replace(/\.\d+Z$/, "Z");
 }
 
+const DRIFT_ROWS = 500;
+
 async function drift(params) {
   const since = params.get("since") || isoMinutesAgo(24 * 60);
-  const events = await api(`/v1/drift?since=${encodeURIComponent(since)}`);
+  // The newest DRIFT_ROWS changes, and one more to know whether there were more.
+  const fetched = await api(`/v1/drift?since=${encodeURIComponent(since)}&limit=${DRIFT_ROWS + 1}`);
+  const more = fetched.length > DRIFT_ROWS;
+  const events = more ? fetched.slice(1) : fetched;
   const input = el("input", { id: "since", type: "text", value: since, size: 24 });
   const form = el("div", { class: "filters" }, el("label", {}, "Since (RFC 3339)", input),
     el("button", { type: "button", id: "drift-go", onclick: () => { location.hash = `#/drift?since=${encodeURIComponent(input.value.trim())}`; } }, "Show"),
@@ -228,7 +258,10 @@ async function drift(params) {
       el("tr", {}, ["When", "Node", "CIS", "From", "To", "Report"].map((h) => el("th", {}, h))),
       events.slice().reverse().map((e) => el("tr", {}, el("td", {}, e.at), el("td", {}, nodeLink(e.node)), el("td", {}, e.cis),
         el("td", {}, e.from ? badge(e.from) : "—"), el("td", {}, badge(e.to)), el("td", {}, reportLink(e.node, e.digest, "download")))));
-  show(el("h1", {}, "Drift"), form, el("p", { class: "muted" }, `${events.length} change(s) since ${since}`), table);
+  const count = more
+    ? el("p", { class: "muted", id: "drift-more" }, `The latest ${DRIFT_ROWS} changes since ${since}; there are more: choose a later time.`)
+    : el("p", { class: "muted" }, `${events.length} change(s) since ${since}`);
+  return [el("h1", {}, "Drift"), form, count, table];
 }
 
 // ---- exceptions --------------------------------------------------------------------
@@ -250,12 +283,14 @@ async function exceptions() {
           el("td", {}, badge(e.state === "active" ? "excepted" : e.state === "expired" ? "stale" : "revoked"), " ", e.state),
           el("td", {}, e.matches), el("td", {}, e.reason), el("td", {}, e.by));
       }));
-  show(el("h1", {}, "Exceptions"), el("p", { class: "muted" }, "Managed with `nodeproof-collector exception add|revoke` or the API; this page only reads."), table);
+  return [el("h1", {}, "Exceptions"), el("p", { class: "muted" }, "Managed with `nodeproof-collector exception add|revoke` or the API; this page only reads."), table];
 }
 
 // ---- routing -----------------------------------------------------------------------
 
 async function route() {
+  const mine = ++generation;
+  const started = performance.now();
   const hash = location.hash.replace(/^#/, "") || "/";
   const [path, query] = hash.split("?");
   const params = new URLSearchParams(query || "");
@@ -263,15 +298,26 @@ async function route() {
     const target = a.getAttribute("href").slice(1);
     a.classList.toggle("active", target === "/" ? path === "/" : path.startsWith(target));
   }
+  let content;
   try {
-    if (path === "/") await overview();
-    else if (path === "/matrix") await matrix(params);
-    else if (path.startsWith("/node/")) await nodePage(decodeURIComponent(path.slice(6)));
-    else if (path === "/drift") await drift(params);
-    else if (path === "/exceptions") await exceptions();
-    else show(el("p", {}, "No such page. "), el("a", { href: "#/" }, "Overview"));
+    if (path === "/") content = await overview();
+    else if (path === "/matrix") content = await matrix(params);
+    else if (path.startsWith("/node/")) content = await nodePage(decodeURIComponent(path.slice(6)));
+    else if (path === "/drift") content = await drift(params);
+    else if (path === "/exceptions") content = await exceptions();
+    else content = [el("p", {}, "No such page. "), el("a", { href: "#/" }, "Overview")];
   } catch (e) {
-    failure(e);
+    content = failure(e);
+  }
+  // A later navigation started while this one waited for the server: its view wins.
+  if (mine !== generation) return;
+  show(content, `#${hash}`);
+  if (path === "/matrix") {
+    // For the benchmark and the browser tests: how long this view took, and when (since
+    // the document's navigation started) it was on screen.
+    window.__matrixMs = performance.now() - started;
+    window.__matrixReadyAt = performance.now();
+    document.body.dataset.matrixReady = String(Date.now());
   }
 }
 
@@ -288,6 +334,12 @@ async function start() {
   }
   document.getElementById("who").textContent = `${session.role} session until ${session.expires_at}`;
   document.getElementById("logout").addEventListener("click", logout);
+  const evidence = exportLink(null, "Export");
+  if (evidence) {
+    evidence.id = "nav-export";
+    evidence.title = "The signed evidence bundle of the whole fleet (GET /v1/export)";
+    document.querySelector(".top nav").append(evidence);
+  }
   window.addEventListener("hashchange", route);
   await route();
 }

@@ -100,7 +100,11 @@ impl ScanClock {
 
 impl std::fmt::Debug for ScanClock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "injected" } else { "system" })
+        f.write_str(if self.0.is_some() {
+            "injected"
+        } else {
+            "system"
+        })
     }
 }
 
@@ -147,6 +151,7 @@ impl Config {
                 proc_dir: PathBuf::from("/proc"),
                 pid: None,
                 kubelet_version: None,
+                probe: true,
             },
             retry_base: Duration::from_secs(1),
             retry_cap: Duration::from_secs(300),

@@ -110,7 +110,11 @@ pub fn snapshot(kp: &KubeletProcess, opts: &ScanOptions) -> Snapshot {
              --config; not shown, it may carry credentials); nodeproof does not fetch it, so \
              the kubelet's arguments cannot be known",
             kp.pid,
-            if config.starts_with("https") { "https" } else { "http" }
+            if config.starts_with("https") {
+                "https"
+            } else {
+                "http"
+            }
         ));
         return snap;
     }

@@ -513,7 +513,7 @@ pub fn verify_bundle(
     Ok(out)
 }
 
-/// A node's keys by key id, each with its validity period (Unix seconds: from, until).
+/// A node's keys by keyid, each with when it became valid and when it was retired.
 type KeysById = HashMap<String, (VerifyingKey, i64, Option<i64>)>;
 
 /// One report: signed by a key of `node` valid when it was received, for `node` at the

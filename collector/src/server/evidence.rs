@@ -1,6 +1,8 @@
-//! The evidence endpoints (admin token): `GET /v1/nodes/{name}/keys` (a node's keys with
-//! their validity periods) and `GET /v1/export` (the evidence bundle, streamed as it is
-//! written), so an auditor's request needs no shell on the collector host.
+//! The evidence endpoints: `GET /v1/nodes/{name}/keys` (a node's keys with their validity
+//! periods; any reader: admin or viewer token, or a dashboard session) and `GET /v1/export`
+//! (the evidence bundle, streamed as it is written; the admin token or an admin dashboard
+//! session, see [`super::ui::auth::admin_read`]), so an auditor's request needs no shell on
+//! the collector host.
 //!
 //! The export runs on a blocking thread and hands 64 KiB chunks to the response through a
 //! bounded channel: memory stays flat whatever the range, and a client that reads slowly
@@ -21,7 +23,7 @@ use axum::Json;
 use tokio::sync::mpsc;
 
 use super::error::HttpError;
-use super::{blocking, now_unix, read, AppState};
+use super::{blocking, now_unix, AppState};
 use crate::evidence::{self, manifest::safe_name, ExportKey};
 use crate::store::ExportFilter;
 
@@ -39,7 +41,7 @@ pub async fn get_node_keys(
     Path(name): Path<String>,
 ) -> Response {
     let result = async {
-        read::authorize(state.admin_token.as_ref(), &headers)?;
+        super::ui::auth::read(&state, &headers)?;
         blocking(&state, move |s| {
             let periods = s.key_history(&name)?;
             evidence::manifest::keys_of(&name, &periods).map_err(HttpError::internal)
@@ -120,7 +122,7 @@ pub async fn get_export(
     RawQuery(query): RawQuery,
 ) -> Response {
     let prepared = async {
-        read::authorize(state.admin_token.as_ref(), &headers)?;
+        super::ui::auth::admin_read(&state, &headers)?;
         let filter = parse_filter(query.as_deref()).map_err(HttpError::bad_request)?;
         let key = state.export_key.clone().ok_or_else(|| {
             HttpError::new(

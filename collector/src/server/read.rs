@@ -313,7 +313,12 @@ pub async fn get_failing(
 #[derive(Debug, Deserialize)]
 pub struct DriftQuery {
     since: Option<String>,
+    /// At most this many events, the newest (1 to [`DRIFT_LIMIT_MAX`]); all without it.
+    limit: Option<usize>,
 }
+
+/// The largest `limit` of `GET /v1/drift`.
+pub const DRIFT_LIMIT_MAX: usize = 100_000;
 
 pub async fn get_drift(
     State(state): State<Arc<AppState>>,
@@ -334,9 +339,21 @@ pub async fn get_drift(
                     "since={since_text:?} is not an RFC 3339 time ({e}), e.g. 2024-05-01T00:00:00Z"
                 ))
             })?;
+            if let Some(limit) = query.limit {
+                if limit == 0 || limit > DRIFT_LIMIT_MAX {
+                    return Err(HttpError::bad_request(format!(
+                        "limit must be between 1 and {DRIFT_LIMIT_MAX}"
+                    )));
+                }
+            }
             let events = blocking(&state, move |s| Ok(s.drift(since)?)).await?;
+            // Oldest first; a limit keeps the newest.
+            let skip = query
+                .limit
+                .map_or(0, |limit| events.len().saturating_sub(limit));
             Ok(events
                 .into_iter()
+                .skip(skip)
                 .map(|e| DriftView {
                     node: e.node,
                     cis: e.cis,

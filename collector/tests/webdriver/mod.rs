@@ -3,11 +3,20 @@
 //! alerts. WebDriver is JSON over HTTP, so this is reqwest (already a test dependency) and
 //! serde_json rather than another client crate and its dependency tree.
 //!
-//! chromedriver runs as a child process on a port picked by binding 127.0.0.1:0; the tests
-//! wait for its `/status` to say ready, with a deadline, and kill it on drop.
+//! chromedriver runs as a child process on a port it picks itself (`--port=0`); the tests
+//! read its stdout until it says which, with a deadline, and kill it on drop.
+//!
+//! Nothing here sleeps. A wait is a WebDriver "execute async script" call whose script
+//! resolves in the page as soon as its condition holds: it tests the condition, then again
+//! on every DOM mutation and hash change (a `MutationObserver`). Each call watches one
+//! document for at most [`WINDOW`] and then says so; the test then asks again, in whatever
+//! document the browser now shows, until [`WAIT`] has passed. So a wait that the page's own
+//! navigation cuts short (chromedriver answers "document unloaded", or, rarely, never
+//! answers for the old document until its script timeout) is picked up in the new document.
 
 #![allow(dead_code)]
 
+use std::io::BufRead as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +25,52 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// How long one wait may take in all. Generous, for a debug build on a shared 2-core
+/// machine; a wait that holds returns as soon as it does.
+const WAIT: Duration = Duration::from_secs(60);
+/// How long one script watches one document before it hands back to the test.
+const WINDOW: Duration = Duration::from_secs(2);
+/// chromedriver's script timeout: the backstop for a script whose document went away
+/// without chromedriver noticing (seen after the app's own `location.assign` on logout).
+/// A timeout is only ever a reason to ask again, so a slow machine costs time, not a
+/// failure.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// What a waiting script answers when its window ends with the condition still false.
+const AGAIN: &str = "nodeproof-wait-again";
+
+/// An async script that calls back with the first truthy value of `condition` (a function
+/// body; `arguments` holds the wait's arguments), testing it now and after each change of
+/// the document or of the location's hash.
+fn waiting_script(condition: &str) -> String {
+    let window_ms = WINDOW.as_millis();
+    format!(
+        r#"const done = arguments[arguments.length - 1];
+const args = Array.prototype.slice.call(arguments, 0, -1);
+const test = function () {{ {condition} }};
+let finished = false;
+let observer = null;
+let window_end = null;
+const finish = (value) => {{
+  finished = true;
+  if (observer) observer.disconnect();
+  if (window_end !== null) clearTimeout(window_end);
+  window.removeEventListener("hashchange", check);
+  done(value);
+}};
+const check = () => {{
+  if (finished) return;
+  let value = null;
+  try {{ value = test.apply(null, args); }} catch (e) {{ value = null; }}
+  if (value) finish(value);
+}};
+observer = new MutationObserver(check);
+observer.observe(document, {{ childList: true, subtree: true, attributes: true, characterData: true }});
+window.addEventListener("hashchange", check);
+window_end = setTimeout(() => {{ if (!finished) finish("{AGAIN}"); }}, {window_ms});
+check();"#
+    )
+}
 
 fn tool(env: &str, names: &[&str]) -> PathBuf {
     if let Some(p) = std::env::var_os(env) {
@@ -56,48 +111,45 @@ impl Driver {
     pub async fn start() -> Driver {
         let chromedriver = tool("NODEPROOF_CHROMEDRIVER", &["chromedriver"]);
         let chromium = tool("NODEPROOF_CHROMIUM", &["chromium", "chromium-browser"]);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(&chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+        let mut child = Command::new(&chromedriver)
+            .arg("--port=0")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display()));
-        let driver = Driver {
+        // "ChromeDriver was started successfully on port 40715." once it listens. The
+        // thread then drains stdout to its end, so chromedriver never blocks on the pipe.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let port = line
+                    .split_once("started successfully on port ")
+                    .and_then(|(_, rest)| rest.trim_end_matches('.').trim().parse::<u16>().ok());
+                if let Some(port) = port {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(port);
+                    }
+                }
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(port) => port,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("chromedriver did not say it was listening within 30 s: {e}");
+            }
+        };
+        Driver {
             child,
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
             _profile: tempfile::tempdir().unwrap(),
             chromium,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = match driver
-                .http
-                .get(format!("{}/status", driver.base))
-                .send()
-                .await
-            {
-                Ok(r) => r
-                    .json::<Value>()
-                    .await
-                    .is_ok_and(|v| v["value"]["ready"] == true),
-                Err(_) => false,
-            };
-            if ready {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not become ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        driver
     }
 
     /// A new headless browser.
@@ -120,6 +172,7 @@ impl Driver {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": self.chromium.display().to_string(), "args": args},
             "unhandledPromptBehavior": "ignore",
+            "timeouts": {"script": SCRIPT_TIMEOUT.as_millis() as u64, "pageLoad": WAIT.as_millis() as u64, "implicit": 0},
         }}});
         let r: Value = self
             .http
@@ -193,30 +246,84 @@ impl Browser {
         v[ELEMENT].as_str().map(str::to_string)
     }
 
-    /// Waits (up to 20 s) until `css` selects an element, and returns it.
-    pub async fn wait_for(&self, css: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(e) = self.find(css).await {
-                return e;
+    /// Runs the waiting script of `condition` with `args` until it gives the condition's
+    /// first truthy value, in whatever document the browser shows, for at most [`WAIT`];
+    /// then panics with `what`, the page's address and its text.
+    async fn wait_on(&self, what: &str, condition: &str, args: Value) -> Value {
+        let script = waiting_script(condition);
+        let deadline = Instant::now() + WAIT;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            let v = self
+                .post("/execute/async", json!({"script": script, "args": args}))
+                .await;
+            let error = v["error"].as_str().unwrap_or_default();
+            if error.is_empty() {
+                if v == AGAIN {
+                    continue;
+                }
+                return v;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{css} never appeared on {}; page text: {}",
-                self.current_url().await,
-                self.eval("return document.body.innerText", json!([])).await
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            let message = v["message"].as_str().unwrap_or_default();
+            // The document went away under the script, or never answered: ask again. An
+            // open alert (node data that ran as script) or anything else is an error.
+            let gone = error == "script timeout"
+                || ["unloaded", "navigat", "context", "detached"]
+                    .iter()
+                    .any(|w| message.contains(w));
+            if !gone {
+                panic!(
+                    "waiting for {what} on {}: {error}: {message}",
+                    self.current_url().await
+                );
+            }
+            last = format!("{error}: {message}");
+            eprintln!("waiting for {what}: asking again after {last}");
         }
+        panic!(
+            "waited {} s for {what} on {} (last: {last}); page text: {}",
+            WAIT.as_secs(),
+            self.current_url().await,
+            self.eval(
+                "return document.body ? document.body.innerText : ''",
+                json!([])
+            )
+            .await
+        );
     }
 
-    /// Waits (up to 20 s) until `script` returns true.
+    /// Waits until `css` selects an element, and returns it.
+    pub async fn wait_for(&self, css: &str) -> String {
+        let v = self
+            .wait_on(css, "return document.querySelector(args[0]);", json!([css]))
+            .await;
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("waiting for {css}: not an element: {v}"))
+            .to_string()
+    }
+
+    /// Waits until `script` (a function body) returns true.
     pub async fn wait_until(&self, what: &str, script: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.eval(script, json!([])).await != Value::Bool(true) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let v = self
+            .wait_on(
+                what,
+                &format!("return ({{ f() {{ {script} }} }}).f() === true;"),
+                json!([]),
+            )
+            .await;
+        assert_eq!(v, Value::Bool(true), "waiting for {what}");
+    }
+
+    /// Waits until the dashboard shows the view of the current address: the app marks
+    /// `#view` with the hash it rendered once that view's data is on screen.
+    pub async fn wait_view(&self) {
+        self.wait_until(
+            "the dashboard to show the view of the current address",
+            "const v = document.getElementById('view'); \
+             return !!v && v.dataset.route === (location.hash || '#/');",
+        )
+        .await;
     }
 
     pub async fn text(&self, element: &str) -> String {

@@ -96,6 +96,44 @@ pub fn read(state: &AppState, headers: &HeaderMap) -> Result<Role, HttpError> {
     ))
 }
 
+/// Lets an admin-only read through (`GET /v1/export`, the signed evidence bundle): the
+/// admin bearer token, or an admin dashboard session. The viewer role gets 403: the bundle
+/// is signed with the collector's export key, a statement the collector makes to an auditor,
+/// and writing it is the heaviest read there is. No CSRF token is asked for: the request
+/// changes nothing, and the `SameSite=Strict` cookie is not sent on a request another
+/// site's page starts.
+pub fn admin_read(state: &AppState, headers: &HeaderMap) -> Result<(), HttpError> {
+    if state.admin_token.is_none() {
+        return Err(unauthorized(
+            "this collector has no admin token, so its admin endpoints are closed: start it \
+             with --admin-token-file",
+        ));
+    }
+    let viewer = || {
+        forbidden(
+            "the evidence export needs the admin token (or an admin dashboard session): the \
+             viewer token can read the fleet but not have the collector sign a bundle",
+        )
+    };
+    if let Some(given) = bearer(headers) {
+        return match token_role(state, given) {
+            Some(Role::Admin) => Ok(()),
+            Some(Role::Viewer) => Err(viewer()),
+            None => Err(unauthorized(
+                "the bearer token is not the collector's admin token",
+            )),
+        };
+    }
+    match session(state, headers) {
+        Some((_, s)) if s.role == Role::Admin => Ok(()),
+        Some(_) => Err(viewer()),
+        None => Err(unauthorized(
+            "the evidence export needs `Authorization: Bearer <admin token>` (the token in \
+             the collector's --admin-token-file) or an admin dashboard session",
+        )),
+    }
+}
+
 /// Lets a change through with the admin bearer token, or an admin session whose CSRF token
 /// the request carries in `X-CSRF-Token`.
 pub fn write(state: &AppState, headers: &HeaderMap) -> Result<(), HttpError> {

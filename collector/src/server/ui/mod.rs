@@ -228,8 +228,21 @@ fn same_origin(headers: &HeaderMap) -> bool {
     !host.is_empty() && origin_host == Some(host)
 }
 
-fn cookie(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
-    let secure = if state.ui.secure_cookies {
+/// Whether the browser reached us over HTTPS: the collector serves TLS itself, or a
+/// TLS-terminating proxy says so in `X-Forwarded-Proto: https` (as behind
+/// `--allow-plain-http`). A forged header can only add `Secure` to the cookie, which makes
+/// it stricter, never take it away.
+fn over_https(state: &AppState, headers: &HeaderMap) -> bool {
+    state.ui.secure_cookies
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
+fn cookie(state: &AppState, headers: &HeaderMap, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if over_https(state, headers) {
         "; Secure"
     } else {
         ""
@@ -293,7 +306,7 @@ async fn login(
     let mut response = see_other("/ui/");
     response.headers_mut().insert(
         header::SET_COOKIE,
-        cookie(&state, &id, state.ui.sessions.ttl_secs()),
+        cookie(&state, &headers, &id, state.ui.sessions.ttl_secs()),
     );
     response
 }
@@ -304,7 +317,7 @@ async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
     let Some((id, session)) = auth::session(&state, &headers) else {
         let mut r = StatusCode::NO_CONTENT.into_response();
         r.headers_mut()
-            .insert(header::SET_COOKIE, cookie(&state, "", 0));
+            .insert(header::SET_COOKIE, cookie(&state, &headers, "", 0));
         return r;
     };
     let given = headers
@@ -322,7 +335,7 @@ async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
     state.ui.sessions.remove(&id);
     let mut r = StatusCode::NO_CONTENT.into_response();
     r.headers_mut()
-        .insert(header::SET_COOKIE, cookie(&state, "", 0));
+        .insert(header::SET_COOKIE, cookie(&state, &headers, "", 0));
     r
 }
 
