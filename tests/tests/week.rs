@@ -20,11 +20,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use ed25519_dalek::SigningKey;
 use nodeproof_agent::daemon::{self, Config, ScanClock, Stopped};
 use nodeproof_agent::scan::ScanOptions;
 use nodeproof_collector::store;
 use nodeproof_proto::chain::{walk, LinkKind};
-use ed25519_dalek::SigningKey;
 use nodeproof_proto::{keyid, verifying_key_to_pem};
 
 const NODE: &str = "node-1";
@@ -174,7 +174,12 @@ fn a_week_of_scans_stores_a_chain_with_no_gap_in_under_100_kb_a_day() {
             .expect("daemon run");
         assert_eq!(out.stopped, Stopped::Once);
         assert_eq!(
-            (out.scans_failed, out.rejected, out.chain_errors, out.set_aside),
+            (
+                out.scans_failed,
+                out.rejected,
+                out.chain_errors,
+                out.set_aside
+            ),
             (0, 0, 0, 0),
             "scan {scan}: {out:?}"
         );
@@ -209,7 +214,11 @@ fn a_week_of_scans_stores_a_chain_with_no_gap_in_under_100_kb_a_day() {
         .filter(|&i| i + 1 < SCANS && posture_at(i) == posture_at(i + 1))
         .filter(|&i| i == 0 || CHANGES.contains(&i))
         .count();
-    assert_eq!(runs, CHANGES.len(), "every posture but one is followed by a run");
+    assert_eq!(
+        runs,
+        CHANGES.len(),
+        "every posture but one is followed by a run"
+    );
     let fulls = links
         .iter()
         .filter(|l| matches!(l.kind, LinkKind::Full))
@@ -225,7 +234,11 @@ fn a_week_of_scans_stores_a_chain_with_no_gap_in_under_100_kb_a_day() {
     // The operator's command agrees.
     let out = run(Command::new(bin("nodeproof-collector")).args(["chain", "--db", &db]));
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains(&format!("{NODE}: holds")), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("{NODE}: holds")),
+        "{}",
+        stdout(&out)
+    );
 
     // Storage per node-day: the database's growth over the week, and the evidence alone.
     let size_after = s.size_bytes().expect("size");
