@@ -440,6 +440,15 @@ fn enroll_cmd(args: EnrollArgs) -> Result<u8> {
         ),
         (None, None) => None,
     };
+    // An empty token (an empty Secret, an empty file) is no token: enrol pending, and say
+    // so, rather than send "" and be refused as a wrong token.
+    let token = match token {
+        Some(t) if t.is_empty() => {
+            eprintln!("the token is empty: enrolling without one (the node will be pending)");
+            None
+        }
+        t => t,
+    };
     let sent_token = token.is_some();
     let envelope = enroll_envelope(&node, &key, token, scan::now_rfc3339())?;
     let client = args.collector.client()?;

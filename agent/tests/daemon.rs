@@ -1121,6 +1121,28 @@ fn cli_enroll_done_file_is_written_on_approval_and_skips_the_next_start() {
     );
     assert!(!done.exists());
 
+    // An empty token (an empty Secret) is no token: pending too, and no "token" sent.
+    let out = agent()
+        .args(["enroll", "--collector", &pending.url, "--node-name", NODE])
+        .arg("--key")
+        .arg(&key_path)
+        .arg("--done-file")
+        .arg(&done)
+        .env("NODEPROOF_TOKEN", "")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("the token is empty"), "{stderr}");
+    let sent = pending.seen.lock().unwrap()[1].1.clone();
+    let envelope = nodeproof_proto::Envelope::from_json_bytes(&sent).unwrap();
+    let (payload, _) =
+        nodeproof_proto::verify_signed(&envelope, &key(1).verifying_key(), &envelope.payload_type)
+            .unwrap();
+    let payload = String::from_utf8(payload).unwrap();
+    assert!(!payload.contains("\"token\""), "{payload}");
+    assert!(!done.exists());
+
     // Approved: exit 0 and the file names the node and the key.
     let approved_answer = answer.replace("STATUS", "approved");
     let approved = stand_in(move |_, _| http(201, &approved_answer));
