@@ -6,6 +6,12 @@
 #   docker build -t registry.example.internal/nodeproof-agent:0.1.0 .
 #   docker run --rm registry.example.internal/nodeproof-agent:0.1.0 --version
 #
+# One scan of the host it runs on, with the DaemonSet's privileges and nothing more:
+#   docker run --rm --pid=host --user 0 --cap-drop=ALL --cap-add=SYS_PTRACE \
+#     --cap-add=DAC_READ_SEARCH --security-opt=no-new-privileges \
+#     --security-opt=apparmor=unconfined --read-only -v /proc:/host/proc:ro \
+#     registry.example.internal/nodeproof-agent:0.1.0 scan --proc /host/proc
+#
 # deploy/kubernetes/ runs it as a DaemonSet (docs/install.md, "Kubernetes"). The image's
 # user is nonroot; the DaemonSet runs the scanning container as root with every capability
 # dropped but CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, the two it needs (the DaemonSet's
@@ -20,8 +26,8 @@ COPY . .
 # cached target directory in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    bin="$(scripts/build-static | tail -n1)" \
-    && install -D -m 0755 "$bin" /out/nodeproof-agent
+    scripts/build-static > /tmp/built \
+    && install -D -m 0755 "$(tail -n1 /tmp/built)" /out/nodeproof-agent
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/nodeproof-agent /usr/local/bin/nodeproof-agent
