@@ -14,6 +14,7 @@
 //! <dir>/<pid>/root  ->  a directory standing for the process's `/`
 //! <dir>/<pid>/cwd   ->  a directory under that root
 //! <dir>/<pid>/exe   ->  a file standing for the executable
+//! <dir>/<pid>/ns/net -> "net:[4026531840]"       (only when `netns` sets it)
 //! <dir>/sys/kernel/{hostname,osrelease}, <dir>/stat (with `btime`)
 //! ```
 //!
@@ -159,6 +160,16 @@ impl FakeProcess {
     /// Points `<pid>/exe` at `target`, a host path (usually a file under the root).
     pub fn exe(self, target: &Path) -> io::Result<Self> {
         replace_symlink(target, &self.dir.join("exe"))?;
+        Ok(self)
+    }
+
+    /// Points `<pid>/ns/net` at `link`, verbatim (`net:[4026531840]`): `readlink` then
+    /// answers what the kernel's magic link answers for a process in that network
+    /// namespace. Processes that share one are given the same `link`. Without it, the
+    /// link is absent, as when the agent may not read another user's namespaces.
+    pub fn netns(self, link: &str) -> io::Result<Self> {
+        fs::create_dir_all(self.dir.join("ns"))?;
+        replace_symlink(Path::new(link), &self.dir.join("ns").join("net"))?;
         Ok(self)
     }
 

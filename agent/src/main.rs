@@ -266,6 +266,13 @@ struct RunArgs {
     /// Retries wait at most this long.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     retry_cap: Duration,
+    /// Do not probe the kubelet's ports (by default the scan sends an anonymous GET /pods
+    /// to the kubelet API and the read-only port, and GET /healthz, each without
+    /// credentials and within a second; see `probe-*` in the report).
+    /// `NODEPROOF_NO_PROBE` takes 1/0, true/false, yes/no, on/off.
+    #[arg(long, env = "NODEPROOF_NO_PROBE", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    no_probe: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -305,6 +312,13 @@ struct ScanArgs {
     /// whatever its severity; `warn` never does.
     #[arg(long, value_name = "SEVERITY", default_value = "low", env = "NODEPROOF_FAIL_ON", value_parser = parse_severity)]
     fail_on: Severity,
+    /// Do not probe the kubelet's ports (by default the scan sends an anonymous GET /pods
+    /// to the kubelet API and the read-only port, and GET /healthz, each without
+    /// credentials and within a second; see `probe-*` in the report).
+    /// `NODEPROOF_NO_PROBE` takes 1/0, true/false, yes/no, on/off.
+    #[arg(long, env = "NODEPROOF_NO_PROBE", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    no_probe: bool,
 }
 
 /// The lowercase severity names, as the report and the collector spell them.
@@ -602,6 +616,7 @@ fn run_cmd(args: RunArgs) -> Result<u8> {
         proc_dir: args.node.proc_dir,
         pid: args.pid,
         kubelet_version: args.kubelet_version,
+        probe: !args.no_probe,
     };
     config.retry_base = args.retry_base;
     config.retry_cap = args.retry_cap;
@@ -640,6 +655,7 @@ fn scan_cmd(args: ScanArgs) -> Result<u8> {
         proc_dir: args.proc_dir,
         pid: args.pid,
         kubelet_version: args.kubelet_version,
+        probe: !args.no_probe,
     };
     let snapshots = if args.all {
         scan::collect_all(&opts)?

@@ -435,6 +435,20 @@ fn unit_files(proc_dir: &Path, kubelet: &KubeletProcess) -> FileSet {
 /// Processes of `proc_dir` whose comm, or argv\[0\]'s file name, is `name`, in pid order.
 /// Processes that exit or cannot be read while we look are skipped.
 pub fn find_named(proc_dir: &Path, name: &str) -> Vec<KubeletProcess> {
+    find_where(proc_dir, |comm, argv| {
+        let arg0 = argv.first().map_or("", String::as_str);
+        comm == name || arg0.rsplit('/').next().unwrap_or(arg0) == name
+    })
+}
+
+/// Processes of `proc_dir` with a command line for which `wanted(comm, argv)` holds, in
+/// pid order, found in one pass over `proc_dir`. Processes that exit or cannot be read
+/// while we look, and those with an empty command line (kernel threads, zombies), are
+/// skipped.
+pub fn find_where(
+    proc_dir: &Path,
+    wanted: impl Fn(&str, &[String]) -> bool,
+) -> Vec<KubeletProcess> {
     let Ok(all) = procfs::process::all_processes_with_root(proc_dir) else {
         return Vec::new();
     };
@@ -448,16 +462,15 @@ pub fn find_named(proc_dir: &Path, name: &str) -> Vec<KubeletProcess> {
             continue;
         }
         let cmdline = split_cmdline(&raw);
-        let Some(arg0) = cmdline.first() else {
+        if cmdline.is_empty() {
             continue;
-        };
+        }
         let mut comm = Vec::new();
         if let Ok(mut f) = process.open_relative("comm") {
             let _ = f.read_to_end(&mut comm);
         }
         let comm = String::from_utf8_lossy(comm.strip_suffix(b"\n").unwrap_or(&comm)).into_owned();
-        let base = arg0.rsplit('/').next().unwrap_or(arg0);
-        if comm == name || base == name {
+        if wanted(&comm, &cmdline) {
             found.push(KubeletProcess::of_process(
                 proc_dir,
                 process.pid(),

@@ -25,9 +25,11 @@ pub fn text(report: &Report, color: bool) -> String {
 
 fn write_report(out: &mut String, report: &Report, color: bool) -> std::fmt::Result {
     let k = &report.kubelet;
+    let probed = report.checks.iter().any(|c| cis_group(&c.cis) == "P");
     writeln!(
         out,
-        "== nodeproof: kubelet CIS Kubernetes Benchmark v1.12, sections 4.1 and 4.2 =="
+        "== nodeproof: kubelet CIS Kubernetes Benchmark v1.12, sections 4.1, 4.2 and the API server's kubelet client{} ==",
+        if probed { ", and live probes" } else { "" }
     )?;
     writeln!(out, "node:        {}", opt(&report.node.hostname))?;
     writeln!(
@@ -128,8 +130,11 @@ fn write_report(out: &mut String, report: &Report, color: bool) -> std::fmt::Res
     )
 }
 
-/// `4.2` of `4.2.12`: the CIS group a check belongs to.
+/// `4.2` of `4.2.12`: the CIS group a check belongs to; `P` for the live probes (`P.n`).
 fn cis_group(cis: &str) -> &str {
+    if cis.starts_with("P.") {
+        return "P";
+    }
     match cis.match_indices('.').nth(1) {
         Some((i, _)) => &cis[..i],
         None => cis,
@@ -139,8 +144,12 @@ fn cis_group(cis: &str) -> &str {
 /// The group's number and CIS title, as kube-bench prints it.
 fn group_heading(group: &str) -> String {
     let title = match group {
+        "1.1" => " Control Plane Node Configuration Files",
+        "1.2" => " API Server",
         "4.1" => " Worker Node Configuration Files",
         "4.2" => " Kubelet",
+        // Padded to the width of `4.2 `, so the titles line up.
+        "P" => "   Live probes of the kubelet's ports",
         _ => "",
     };
     format!("{}{title}", clean(group))
@@ -322,6 +331,38 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("config dir:  none\n"), "{out}");
+    }
+
+    /// The live probes (`P.n`) get one heading of their own after the CIS groups, and the
+    /// title line says they were run; without them it does not.
+    #[test]
+    fn live_probes_are_a_group_of_their_own() {
+        let out = text(&mixed(), false);
+        assert!(
+            out.starts_with(
+                "== nodeproof: kubelet CIS Kubernetes Benchmark v1.12, sections 4.1, 4.2 and the API server's kubelet client ==\n"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("Live probes"), "{out}");
+        let mut checks = mixed().checks;
+        checks.extend([
+            check("P.1", Status::Pass, true),
+            check("P.4", Status::Fail, true),
+        ]);
+        let out = text(&report(checks), false);
+        assert!(out.starts_with("== nodeproof: kubelet CIS Kubernetes Benchmark v1.12, sections 4.1, 4.2 and the API server's kubelet client, and live probes ==\n"), "{out}");
+        assert_eq!(
+            out.matches("[INFO] P   Live probes of the kubelet's ports\n")
+                .count(),
+            1,
+            "{out}"
+        );
+        let heading = out.find("[INFO] P ").expect("heading");
+        assert!(
+            heading > out.find("4.2.5").expect("4.2.5") && heading < out.find("P.1").expect("P.1"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -16,8 +16,10 @@ use sha2::{Digest, Sha256};
 use crate::checks;
 use crate::cmdline::{parse_cmdline, ArgOrigin};
 use crate::effective::{compute_for, DropInDir, Effective, FileInput};
+use crate::kube_apiserver::ApiServer;
 use crate::kubeconfig;
 use crate::node_files::{self, NodeFiles};
+use crate::probe::Probe;
 use crate::process::{kubelet_minor, ExeInfo, FindError, KubeletProcess};
 use crate::validate;
 
@@ -29,6 +31,9 @@ pub struct ScanOptions {
     /// The kubelet's version (`v1.31.4`, or `1.31`), when the operator knows it better
     /// than the binary's build stamp; it decides how drop-ins merge.
     pub kubelet_version: Option<String>,
+    /// Probe the kubelet's ports live ([`crate::probe`]), unless `--no-probe`. Off for a
+    /// fake /proc tree, whose ports are not this machine's.
+    pub probe: bool,
 }
 
 /// Why a scan could not run at all (exit code 2). Anything less is in the report.
@@ -71,6 +76,9 @@ pub struct Snapshot {
     pub warnings: Vec<Warning>,
     /// Mode and owner of the files the kubelet uses (CIS 4.1).
     pub node_files: NodeFiles,
+    /// The kube-apiserver on this node, if any, and the files its kubelet flags name (CIS
+    /// 1.2.4/1.2.5, 1.1.19-1.1.21).
+    pub apiserver: ApiServer,
     /// Settings (v1beta1 paths) the adapter could not determine, with the reason; their
     /// checks report `error` (an argument k3s passes only from some version on, when the
     /// version is unknown).
@@ -79,6 +87,8 @@ pub struct Snapshot {
     /// malformed k3s config.yaml, a missing kubelite arguments file): no kubelet can be
     /// running with them, so every check reports `error` with this reason.
     pub input_error: Option<String>,
+    /// What the kubelet's ports answered ([`crate::probe`]); `None` with `--no-probe`.
+    pub probe: Option<Probe>,
 }
 
 /// Reads the node: finds the kubelet (or the process it is embedded in) and reads what it
@@ -114,8 +124,9 @@ pub(crate) fn collect_node_files(
     node_files::collect(proc_dir, kp, cmd, client_ca)
 }
 
-/// Computes and checks a snapshot and assembles the report. Pure.
-pub fn assemble(snap: &Snapshot, scan_time: String) -> Report {
+/// The kubelet's effective settings as a snapshot states them (flags, files, what the
+/// adapter could not determine, a refused input, the kubeconfig's client auth). Pure.
+pub fn effective(snap: &Snapshot) -> Effective {
     let mut cmd = parse_cmdline(snap.argv.get(1..).unwrap_or_default());
     cmd.origins = snap.arg_origins.clone();
     let minor = snap.kubelet_version.as_deref().and_then(kubelet_minor);
@@ -140,11 +151,28 @@ pub fn assemble(snap: &Snapshot, scan_time: String) -> Report {
             .map_err(String::clone)
             .and_then(|text| kubeconfig::client_auth(text).map_err(|e| format!("{}: {e}", k.path)))
     });
+    eff
+}
+
+/// Computes and checks a snapshot and assembles the report. Pure.
+pub fn assemble(snap: &Snapshot, scan_time: String) -> Report {
+    let eff = effective(snap);
     let mut checks = checks::evaluate(&eff);
     validate::overrule(&mut checks, &eff);
     // File modes are facts of their own: a refused config does not make them unknown.
     checks.extend(checks::files::evaluate(&snap.node_files));
-    report_from(snap, &eff, checks, scan_time)
+    // The API server is a process of its own: the kubelet's inputs do not change it.
+    checks.extend(checks::apiserver::evaluate(&snap.apiserver));
+    // The ports' answers are facts of their own too, which `overrule` must not touch;
+    // where they contradict the settings, a warning says so next to `probe-contradiction`.
+    let mut contradictions = Vec::new();
+    if let Some(probe) = &snap.probe {
+        checks.extend(checks::probes::evaluate(&eff, probe));
+        contradictions = checks::probes::warnings(&eff, probe);
+    }
+    let mut report = report_from(snap, &eff, checks, scan_time);
+    report.warnings.extend(contradictions);
+    report
 }
 
 fn report_from(

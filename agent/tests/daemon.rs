@@ -55,6 +55,8 @@ fn report(minute: u32, posture: usize) -> Report {
                     proc_dir,
                     pid: None,
                     kubelet_version: None,
+                    // A fake node: its ports are not this machine's.
+                    probe: false,
                 })
                 .expect("scan of the fake node");
                 scan::assemble(&snap, String::new())
@@ -926,6 +928,8 @@ fn config(tmp: &Path, proc_dir: PathBuf) -> Config {
         proc_dir,
         pid: None,
         kubelet_version: None,
+        // A fake node: its ports are not this machine's.
+        probe: false,
     };
     c.retry_base = Duration::from_millis(5);
     c.retry_cap = Duration::from_millis(20);
@@ -1021,7 +1025,10 @@ fn bad_settings_are_refused_before_anything_runs() {
 }
 
 fn agent() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_nodeproof-agent"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodeproof-agent"));
+    // The nodes here are fake /proc trees: their ports are not this machine's.
+    cmd.env("NODEPROOF_NO_PROBE", "1");
+    cmd
 }
 
 fn write_key(dir: &Path) -> PathBuf {
@@ -2065,4 +2072,163 @@ fn symlink_named_like_a_slot_is_set_aside_unread() {
     // The statement behind is linked over the hole when it is sent.
     assert_eq!(kinds(&spool), ["report"]);
     assert_eq!(deliver_all(&mut spool, &key(1)).len(), 1);
+}
+
+// --- Probes in the daemon ----------------------------------------------------------------
+
+/// A fake node whose kubelet listens on 127.0.0.1: its read-only port where a stand-in
+/// answers 200 to `GET /pods` (an open read-only port), its API port where nothing
+/// listens, and no healthz. Returns the fake /proc, the stand-in and the two ports.
+fn probed_node(dir: &Path) -> (PathBuf, Stand, String, String) {
+    let read_only = stand_in(|_, _| http(200, r#"{"kind":"PodList","items":[]}"#));
+    let read_only_port = read_only.url.rsplit(':').next().unwrap().to_string();
+    let api_port = dead_url().rsplit(':').next().unwrap().to_string();
+    let fake = FakeProc::new(&dir.join("proc")).unwrap();
+    fake.node(NODE, "6.1.0", 1_700_000_000).unwrap();
+    fake.process(
+        4242,
+        "kubelet",
+        &[
+            "/usr/bin/kubelet",
+            "--address=127.0.0.1",
+            &format!("--port={api_port}"),
+            &format!("--read-only-port={read_only_port}"),
+            "--healthz-port=0",
+        ],
+    )
+    .and_then(|p| p.root(&dir.join("host")))
+    .unwrap();
+    (
+        fake.path().to_path_buf(),
+        read_only,
+        read_only_port,
+        api_port,
+    )
+}
+
+/// The report in the one statement `collector` received, its signature verified.
+fn sent_report(collector: &Stand) -> Report {
+    let sent = collector.seen.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "one statement sent");
+    let v = verify(&sent[0].1, &key(1).verifying_key()).expect("the sent statement verifies");
+    match v.statement.predicate {
+        Predicate::Report(report) => *report,
+        _ => panic!("a full report is sent first"),
+    }
+}
+
+fn find<'a>(report: &'a Report, id: &str) -> &'a nodeproof_proto::CheckResult {
+    report
+        .checks
+        .iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("{id} not in the sent report"))
+}
+
+/// `run` probes the kubelet's ports as `scan` does (Config::new turns probes on), and what
+/// they answered is in the signed report the collector receives.
+#[test]
+fn run_sends_what_the_kubelets_ports_answered_in_the_signed_report() {
+    let tmp = TempDir::new().unwrap();
+    let (proc_dir, read_only, read_only_port, api_port) = probed_node(tmp.path());
+    let collector = stand_in(|_, body| ack(body));
+    let mut c = config(tmp.path(), proc_dir);
+    c.scan.probe = true;
+    c.collector = collector.url.clone();
+    c.once = true;
+    let out = block_on(daemon::run(c, std::future::pending())).unwrap();
+    assert_eq!((out.delivered, out.pending), (1, 0), "{out:?}");
+
+    // The read-only port was asked, once, for its pods.
+    let asked: Vec<String> = read_only
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(p, _)| p.clone())
+        .collect();
+    assert_eq!(asked, ["/pods"]);
+
+    // The collector received the probe's verdicts, signed with the node's key.
+    let report = sent_report(&collector);
+    let ro = find(&report, "probe-read-only-port");
+    assert_eq!(ro.status, nodeproof_proto::Status::Fail, "{ro:?}");
+    assert_eq!(
+        ro.actual,
+        format!("GET http://127.0.0.1:{read_only_port}/pods: HTTP 200 OK")
+    );
+    // Nothing listens on the API port: not known, and the settings' 200 contradicted.
+    let api = find(&report, "probe-kubelet-anonymous");
+    assert_eq!(api.status, nodeproof_proto::Status::Error, "{api:?}");
+    assert!(
+        api.note.starts_with(&format!(
+            "GET https://127.0.0.1:{api_port}/pods: connection refused"
+        )),
+        "{}",
+        api.note
+    );
+    let contradiction = find(&report, "probe-contradiction");
+    assert_eq!(contradiction.status, nodeproof_proto::Status::Fail);
+    assert!(report
+        .warnings
+        .iter()
+        .any(|w| w.message.starts_with("CONTRADICTION")));
+    assert_eq!(
+        find(&report, "probe-healthz").status,
+        nodeproof_proto::Status::Pass
+    );
+}
+
+/// The same through the binary: `nodeproof-agent run --once` probes by default, and
+/// `--no-probe` sends no probe check and asks no port.
+#[test]
+fn cli_run_probes_unless_no_probe() {
+    for no_probe in [false, true] {
+        let tmp = TempDir::new().unwrap();
+        let (proc_dir, read_only, read_only_port, _) = probed_node(tmp.path());
+        let collector = stand_in(|_, body| ack(body));
+        let key_path = write_key(tmp.path());
+        let mut cmd = agent();
+        cmd.env_remove("NODEPROOF_NO_PROBE")
+            .env_remove("NODEPROOF_NODE_NAME")
+            .args(["run", "--once", "--collector", &collector.url])
+            .arg("--key")
+            .arg(&key_path)
+            .arg("--proc")
+            .arg(&proc_dir)
+            .arg("--spool")
+            .arg(tmp.path().join("spool"));
+        if no_probe {
+            cmd.arg("--no-probe");
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let report = sent_report(&collector);
+        let probes: Vec<&str> = report
+            .checks
+            .iter()
+            .filter(|c| c.id.starts_with("probe-"))
+            .map(|c| c.id.as_str())
+            .collect();
+        if no_probe {
+            assert!(probes.is_empty(), "{probes:?}");
+            assert_eq!(read_only.requests(), 0);
+        } else {
+            assert_eq!(
+                probes,
+                [
+                    "probe-kubelet-anonymous",
+                    "probe-read-only-port",
+                    "probe-healthz",
+                    "probe-contradiction"
+                ]
+            );
+            assert_eq!(read_only.requests(), 1);
+            assert_eq!(
+                find(&report, "probe-read-only-port").actual,
+                format!("GET http://127.0.0.1:{read_only_port}/pods: HTTP 200 OK")
+            );
+        }
+    }
 }

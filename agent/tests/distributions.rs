@@ -78,6 +78,8 @@ impl Host {
             proc_dir: self.proc.path().to_path_buf(),
             pid: None,
             kubelet_version: None,
+            // A fake node: its ports are not this machine's.
+            probe: false,
         }
     }
 
@@ -508,6 +510,43 @@ fn k3s_server_without_agent_has_no_kubelet_to_pass() {
     assert_eq!(status(&host.scan(), "4.2.1"), Status::Pass);
 }
 
+/// With the live probes on, a k3s server without an agent is not probed: whatever answers
+/// on 10250 is not a kubelet of this k3s. The probe checks are there, `error`, saying why;
+/// nothing is sent (this node's ports are this machine's, so a probe would be a bug).
+#[test]
+fn k3s_server_without_agent_is_not_probed() {
+    let host = Host::new(&fixture("k3s-server"));
+    host.k3s(
+        812,
+        "server",
+        &["--disable-agent"],
+        Some("v1.33.1+k3s1"),
+        &[],
+    );
+    let opts = ScanOptions {
+        probe: true,
+        ..host.opts()
+    };
+    let snap = collect(&opts).unwrap_or_else(|e| panic!("scan failed: {e}"));
+    let probe = snap.probe.as_ref().expect("probes asked for");
+    assert!(
+        probe.answers.iter().all(|a| a.target.is_none()),
+        "nothing may be sent: {probe:?}"
+    );
+    let r = assemble(&snap, SCAN_TIME.to_string());
+    for cis in ["P.1", "P.2", "P.3", "P.4"] {
+        assert_eq!(status(&r, cis), Status::Error, "{cis}");
+    }
+    for cis in ["P.1", "P.2", "P.3"] {
+        let note = check_note(&r, cis);
+        assert!(note.contains("not probed"), "{cis}: {note}");
+        assert!(note.contains("runs no kubelet"), "{cis}: {note}");
+    }
+    // --no-probe: no probe checks at all.
+    let r = host.scan();
+    assert!(r.checks.iter().all(|c| !c.id.starts_with("probe-")));
+}
+
 /// k3s before v1.32 passed every kubelet setting as a flag (`kubeletArgs`,
 /// pkg/daemons/agent/agent_linux.go before k3s-io/k3s#10433) and no `--config`: the drop-in
 /// directory is not read even when one is left on disk, every value k3s sets is a
@@ -884,6 +923,8 @@ fn scan_all_prints_every_report_and_exits_with_the_worst() {
             .args(["scan", "--proc", &proc_dir])
             .args(args)
             .env_remove("NODEPROOF_PROC")
+            // Fake kind nodes: their ports are not this machine's.
+            .env("NODEPROOF_NO_PROBE", "1")
             .output()
             .unwrap()
     };

@@ -97,6 +97,8 @@ impl Node {
             proc_dir: self.proc.path().to_path_buf(),
             pid: None,
             kubelet_version: Some("v1.31.4".to_string()),
+            // A fake node: its ports are not this machine's.
+            probe: false,
         };
         let snap = collect(&opts).expect("scan");
         assemble(&snap, "2026-01-01T00:00:00Z".to_string())

@@ -149,6 +149,8 @@ impl Node {
             proc_dir: self.proc.path().to_path_buf(),
             pid: None,
             kubelet_version: None,
+            // A fake node: its ports are not this machine's.
+            probe: false,
         };
         let snapshot = collect(&opts).unwrap_or_else(|e| panic!("{}: scan failed: {e}", self.name));
         let report = assemble(&snapshot, SCAN_TIME.to_string());
@@ -616,6 +618,8 @@ fn relative_config_resolves_against_kubelet_cwd() {
         proc_dir: proc.path().to_path_buf(),
         pid: None,
         kubelet_version: None,
+        // A fake node: its ports are not this machine's.
+        probe: false,
     })
     .unwrap();
     let report = assemble(&snap, SCAN_TIME.to_string());
@@ -694,6 +698,8 @@ fn dropin_zero_duration_depends_on_the_kubelet_version() {
             proc_dir: proc.path().to_path_buf(),
             pid: None,
             kubelet_version: None,
+            // A fake node: its ports are not this machine's.
+            probe: false,
         })
         .unwrap();
         assert_eq!(snap.kubelet_version.as_deref(), stamp);

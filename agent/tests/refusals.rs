@@ -50,11 +50,15 @@ fn report(extra_flags: &str, extra_config: &str) -> Report {
         files: Vec::new(),
         warnings: Vec::new(),
         node_files: NodeFiles::not_collected("not read in this test"),
+        apiserver: nodeproof_agent::kube_apiserver::ApiServer::not_collected(
+            "not read in this test",
+        ),
         arg_origins: Vec::new(),
         distribution: None,
         embedded_in: None,
         undetermined: Default::default(),
         input_error: None,
+        probe: None,
     };
     assemble(&snap, "2026-01-01T00:00:00Z".to_string())
 }
@@ -316,11 +320,15 @@ fn whitespace_hostname_override_is_refused() {
         files: Vec::new(),
         warnings: Vec::new(),
         node_files: NodeFiles::not_collected("not read in this test"),
+        apiserver: nodeproof_agent::kube_apiserver::ApiServer::not_collected(
+            "not read in this test",
+        ),
         arg_origins: Vec::new(),
         distribution: None,
         embedded_in: None,
         undetermined: Default::default(),
         input_error: None,
+        probe: None,
     };
     let r = assemble(&snap, "2026-01-01T00:00:00Z".to_string());
     assert_refused(&r, "GetHostname", "empty hostname is invalid");

@@ -185,6 +185,8 @@ fn scan_node(exe: &Path, dropin: Option<&str>) -> (Option<String>, nodeproof_pro
         proc_dir: proc.path().to_path_buf(),
         pid: None,
         kubelet_version: None,
+        // A fake node: its ports are not this machine's.
+        probe: false,
     })
     .unwrap();
     let version = snap.kubelet_version.clone();

@@ -107,6 +107,8 @@ fn main() -> Result<()> {
         proc_dir: proc_dir.clone(),
         pid: None,
         kubelet_version: None,
+        // A fake node: its ports are not this machine's.
+        probe: false,
     })?;
     let now = time::OffsetDateTime::now_utc();
     let scan_time = now

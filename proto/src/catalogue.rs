@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 /// Names the catalogue a report was judged against (`Report::catalogue`). Bump the suffix when
 /// a check is added, removed or changes meaning, so the collector can tell old reports apart.
-pub const CATALOGUE_VERSION: &str = "nodeproof.dev/checks/cis-1.12/v2";
+/// v2: the worker-node files (4.1); v3: the API server's side (1.2.4/1.2.5, 1.1.19-1.1.21);
+/// v4: the live probes of the kubelet's ports (`P.n`).
+pub const CATALOGUE_VERSION: &str = "nodeproof.dev/checks/cis-1.12/v4";
 
 /// How bad a failure of a check is. Ordered: `Low < Medium < High < Critical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -254,6 +256,81 @@ pub const CHECKS: &[CheckMeta] = &[
         why: "whoever can add a file to the drop-in directory overrides the kubelet's config",
     },
     // ---- end of CIS 4.1 ---------------------------------------------------------------
+    // ---- CIS 1.2.4/1.2.5 and 1.1.19-1.1.21: the API server's side of its connections to
+    // kubelets, on control-plane nodes (the agent's checks::apiserver) --------------------
+    CheckMeta {
+        id: "apiserver-kubelet-client-certificate",
+        cis: "1.2.4",
+        scored: true,
+        severity: Severity::High,
+        why: "without a client certificate the API server cannot authenticate to kubelets, \
+              so exec, logs and port-forward work only where kubelets accept anonymous callers",
+    },
+    CheckMeta {
+        id: "apiserver-kubelet-certificate-authority",
+        cis: "1.2.5",
+        scored: true,
+        severity: Severity::High,
+        why: "without it the API server skips verifying kubelets' serving certificates, so \
+              anyone on the path can answer as a kubelet and read or change exec and logs",
+    },
+    CheckMeta {
+        id: "apiserver-kubelet-pki-ownership",
+        cis: "1.1.19",
+        scored: true,
+        severity: Severity::High,
+        why: "the owner of these files can read the key the API server uses on every kubelet \
+              or replace the CA it verifies kubelets with",
+    },
+    CheckMeta {
+        id: "apiserver-kubelet-pki-cert-permissions",
+        cis: "1.1.20",
+        scored: false,
+        severity: Severity::High,
+        why: "a certificate others can write lets them swap the kubelet CA, so the API \
+              server trusts a kubelet they impersonate",
+    },
+    CheckMeta {
+        id: "apiserver-kubelet-client-key-permissions",
+        cis: "1.1.21",
+        scored: false,
+        severity: Severity::Critical,
+        why: "whoever reads the key is the API server to every kubelet (exec into any pod); \
+              kubeadm's is also cluster-admin on the API server (group kubeadm:cluster-admins)",
+    },
+    // ---- end of the API server's side ---------------------------------------------------
+    // ---- live probes (agent/src/checks/probes.rs) ------------------------------------
+    // Not CIS recommendations: `cis` holds a `P.n` label (unique, as the collector keys a
+    // node's checks on it); the related CIS control is named in `why` and the title.
+    CheckMeta {
+        id: "probe-kubelet-anonymous",
+        cis: "P.1",
+        scored: true,
+        severity: Severity::Critical,
+        why: "live 4.2.1/4.2.2: the kubelet API accepted a request without credentials",
+    },
+    CheckMeta {
+        id: "probe-read-only-port",
+        cis: "P.2",
+        scored: true,
+        severity: Severity::Critical,
+        why: "live 4.2.4: the read-only port served the pod list to an unauthenticated request",
+    },
+    CheckMeta {
+        id: "probe-healthz",
+        cis: "P.3",
+        scored: true,
+        severity: Severity::Low,
+        why: "the kubelet is unhealthy or not listening where configured; no opening by itself",
+    },
+    CheckMeta {
+        id: "probe-contradiction",
+        cis: "P.4",
+        scored: true,
+        severity: Severity::Critical,
+        why: "what listens is not what the files describe: another process, an old kubelet, or \
+              files changed since it started, so the configuration checks judge the wrong thing",
+    },
 ];
 
 /// The catalogue entry for `id`, if the id is one of ours.

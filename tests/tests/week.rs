@@ -165,6 +165,8 @@ fn a_week_of_scans_stores_a_chain_with_no_gap_in_under_100_kb_a_day() {
             proc_dir: procs[posture_at(scan)].clone(),
             pid: None,
             kubelet_version: None,
+            // A fake node: its ports are not this machine's.
+            probe: false,
         };
         if OUTAGE.contains(&scan) {
             c.collector = dead.clone();

@@ -193,7 +193,7 @@ fn shown(path: &str, stat: &Stat) -> String {
 }
 
 /// What is wrong with a mode, or `None` when no bit lies outside `allowed`.
-fn mode_problem(m: &Meta, allowed: u32) -> Option<String> {
+pub(super) fn mode_problem(m: &Meta, allowed: u32) -> Option<String> {
     let extra = m.mode & !allowed;
     if extra == 0 {
         return None;
@@ -222,7 +222,7 @@ fn mode_problem(m: &Meta, allowed: u32) -> Option<String> {
     ))
 }
 
-fn owner_problem(m: &Meta) -> Option<String> {
+pub(super) fn owner_problem(m: &Meta) -> Option<String> {
     if (m.uid, m.gid) == (0, 0) {
         return None;
     }
@@ -239,7 +239,7 @@ fn owner_problem(m: &Meta) -> Option<String> {
 }
 
 /// Judges every file of `set` with `problem`; see the module comment for absent files.
-fn judge_set(
+pub(super) fn judge_set(
     set: &FileSet,
     absent_why: &str,
     problem: impl Fn(&Meta) -> Option<String>,

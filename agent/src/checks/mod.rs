@@ -1,5 +1,7 @@
 //! The checks: one shared catalogue type (`Check`, judged into a `Verdict`) and one module
-//! per group of CIS recommendations (`kubelet`: section 4.2).
+//! per group (`kubelet`: CIS section 4.2; `files`: 4.1; `apiserver`: the API server's side,
+//! 1.2.4/1.2.5 and 1.1.19-1.1.21; `probes`: the live probes of the kubelet's ports, labelled
+//! `P.n`).
 //!
 //! Why a shared type: reports and the collector key on `id`, `cis`, `status` and `source`
 //! whatever a check looks at, so every group fills in the same `CheckResult`; what differs
@@ -12,8 +14,10 @@
 //! must judge a known value warn: 4.2.7 (an override some distributions need) and 4.2.8
 //! (what event rate is "appropriate"). A judge's `Err` is `error` (unknown), never a verdict.
 
+pub mod apiserver;
 pub mod files;
 pub mod kubelet;
+pub mod probes;
 
 pub use kubelet::{CATALOGUE, CIS_STRONG_CIPHERS};
 
@@ -51,7 +55,8 @@ impl Verdict {
 }
 
 /// The judging function of one check, over its group's input (`Effective` for the kubelet
-/// settings, [`crate::node_files::NodeFiles`] for the node's files).
+/// settings, [`crate::node_files::NodeFiles`] for the node's files,
+/// [`probes::Observed`] for the live probes).
 pub type Judge<I = Effective> = fn(&I) -> Result<Verdict, String>;
 
 /// What a known value that does not meet the recommendation becomes.
@@ -161,7 +166,13 @@ pub fn all_checks() -> Vec<Entry> {
     }
     let kubelet = CATALOGUE.iter().map(entry);
     let files = files::CATALOGUE.iter().map(entry);
-    kubelet.chain(files).collect()
+    let apiserver = apiserver::CATALOGUE.iter().map(entry);
+    let probes = probes::CATALOGUE.iter().map(entry);
+    kubelet
+        .chain(files)
+        .chain(apiserver)
+        .chain(probes)
+        .collect()
 }
 
 // ---- helpers --------------------------------------------------------------------------

@@ -151,6 +151,7 @@ impl Config {
                 proc_dir: PathBuf::from("/proc"),
                 pid: None,
                 kubelet_version: None,
+                probe: true,
             },
             retry_base: Duration::from_secs(1),
             retry_cap: Duration::from_secs(300),

@@ -103,6 +103,8 @@ fn derive(proc_dir: &Path, pid: Option<i32>) -> Result<NodeName, NodeNameError> 
         proc_dir: proc_dir.to_path_buf(),
         pid,
         kubelet_version: None,
+        // Only the argv is wanted here.
+        probe: false,
     });
     let kubelet = found.is_ok();
     let why = match found {

@@ -26,6 +26,8 @@ pub(crate) fn report(scan_time: &str, posture: usize) -> Report {
                     proc_dir: fake.path().to_path_buf(),
                     pid: None,
                     kubelet_version: None,
+                    // A fake node: its ports are not this machine's.
+                    probe: false,
                 })
                 .expect("scan of the fake node");
                 scan::assemble(&snap, "2026-01-01T00:00:00Z".into())

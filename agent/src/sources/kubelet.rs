@@ -45,6 +45,9 @@ pub(crate) fn blank(kp: &KubeletProcess, opts: &ScanOptions, argv: Vec<String>) 
         config_file: None,
         dropins: None,
         kubeconfig: None,
+        apiserver: crate::kube_apiserver::ApiServer::not_collected(
+            "the API server is looked for once the kubelet's snapshot is read",
+        ),
         kubelet_version: opts
             .kubelet_version
             .clone()
@@ -55,6 +58,7 @@ pub(crate) fn blank(kp: &KubeletProcess, opts: &ScanOptions, argv: Vec<String>) 
         warnings,
         undetermined: Default::default(),
         input_error: None,
+        probe: None,
         node_files: crate::node_files::NodeFiles::not_collected(
             "the kubelet's files are stated once its arguments are known",
         ),

@@ -14,7 +14,8 @@ pub mod k3s;
 pub mod kubelet;
 pub mod microk8s;
 
-use crate::process::{find_candidates, Candidate, Embedded, FindError};
+use crate::probe::{self, Probe};
+use crate::process::{find_candidates, Candidate, Embedded, FindError, KubeletProcess};
 use crate::scan::{ScanError, ScanOptions, Snapshot};
 
 /// The one kubelet on this node (or the one `--pid` names), read by its adapter. Several
@@ -54,6 +55,13 @@ fn snapshot(candidate: &Candidate, opts: &ScanOptions) -> Snapshot {
     // error with the same reason, never a verdict on a kubelet that does not run.
     if let Some(err) = &snap.input_error {
         snap.node_files = crate::node_files::NodeFiles::not_collected(err);
+        // Nor are its ports probed: whatever answers there is not a kubelet running with
+        // these inputs.
+        if opts.probe {
+            snap.probe = Some(Probe::not_probed(format!(
+                "no kubelet runs with these inputs ({err}), so its ports were not probed"
+            )));
+        }
         return snap;
     }
     let cmd = crate::cmdline::parse_cmdline(snap.argv.get(1..).unwrap_or_default());
@@ -64,7 +72,23 @@ fn snapshot(candidate: &Candidate, opts: &ScanOptions) -> Snapshot {
         (&snap.config_file, &snap.dropins),
         snap.kubelet_version.as_deref(),
     );
+    // A kube-apiserver is the node's, not the kubelet's: looked for the same way whatever
+    // runs the kubelet, among the processes on the kubelet's node (its network namespace),
+    // so that with several kubelets on one host (kind nodes) each report judges only its
+    // own node's API server.
+    snap.apiserver = crate::kube_apiserver::collect(&opts.proc_dir, candidate.process.pid);
+    // The live probes go where the effective settings say the kubelet listens, so they
+    // follow the adapter too, and are the same for every distribution.
+    if opts.probe {
+        snap.probe = Some(probe_snapshot(&snap, &candidate.process, opts));
+    }
     snap
+}
+
+/// Probes the kubelet's ports where its effective settings say it listens.
+fn probe_snapshot(snap: &Snapshot, process: &KubeletProcess, opts: &ScanOptions) -> Probe {
+    let eff = crate::scan::effective(snap);
+    probe::probe(&eff, &opts.proc_dir, process.pid)
 }
 
 /// `os.Expand` of Go's standard library, which kubelite applies to every argument

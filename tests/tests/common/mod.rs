@@ -25,8 +25,13 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The agent binary, with the live probes off (`NODEPROOF_NO_PROBE`): the nodes of these
+/// tests are fake /proc trees, whose ports are not this machine's. A test that probes
+/// removes the variable.
 pub fn agent() -> Command {
-    Command::new(bin("nodeproof-agent"))
+    let mut cmd = Command::new(bin("nodeproof-agent"));
+    cmd.env("NODEPROOF_NO_PROBE", "1");
+    cmd
 }
 
 pub fn run(cmd: &mut Command) -> Output {
