@@ -8,8 +8,9 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use common::*;
 use serde_json::Value;
@@ -194,10 +195,11 @@ fn ldd_says_static() {
 }
 
 fn scan(agent: &Path, proc_dir: &Path) -> (Value, i32) {
-    // No environment at all, as in a scratch image: no PATH, HOME, locale or TZ.
+    // No environment at all, as in a scratch image: no PATH, HOME, locale or TZ. No live
+    // probes: the node is fake, and this machine's 127.0.0.1:10250 is not its kubelet.
     let out = run(Command::new(agent)
         .env_clear()
-        .args(["scan", "--format", "json", "--proc"])
+        .args(["scan", "--no-probe", "--format", "json", "--proc"])
         .arg(proc_dir));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -256,4 +258,72 @@ fn the_static_agent_fails_a_bad_node_and_says_so() {
     assert_eq!(code, 1, "{}", r["checks"]);
     assert_eq!(r["settings"]["readOnlyPort"]["value"], 10255);
     assert_eq!(r["settings"]["readOnlyPort"]["source"], "flag");
+}
+
+/// The live probes from the static binary: TLS (rustls and ring, built for musl) and plain
+/// HTTP to a fake kubelet (`fake-kubelet-server`) on an address of this test's own, with
+/// no environment.
+#[test]
+fn the_static_agent_probes_a_kubelet_over_tls() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ip = format!("127.78.{}.1", std::process::id() % 250);
+    std::fs::create_dir_all(tmp.path().join("requests")).expect("record dir");
+    let mut server = Command::new(bin("fake-kubelet-server"))
+        .env(
+            "FAKE_KUBELET_LISTEN",
+            format!("https={ip}:0=401,http={ip}:0=200"),
+        )
+        .env("FAKE_KUBELET_RECORD", tmp.path().join("requests"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start fake-kubelet-server");
+    let mut ports = Vec::new();
+    let announced = server.stdout.take().expect("stdout");
+    for line in BufReader::new(announced).lines() {
+        let line = line.expect("server stdout");
+        if line == "ready" {
+            break;
+        }
+        if let Some(addr) = line.split(' ').nth(2) {
+            let addr: std::net::SocketAddr = addr.parse().expect("address");
+            ports.push(addr.port());
+        }
+    }
+    assert_eq!(ports.len(), 2, "fake-kubelet-server did not start");
+    let config = format!(
+        "address: {ip}\nport: {}\nreadOnlyPort: 0\nhealthzBindAddress: {ip}\nhealthzPort: {}\n",
+        ports[0], ports[1]
+    );
+    let proc_dir = fake_node(
+        tmp.path(),
+        &["/usr/bin/kubelet", "--config=/var/lib/kubelet/config.yaml"],
+        &[("/var/lib/kubelet/config.yaml", &secure_config(&config))],
+    );
+    let out = run(Command::new(static_agent())
+        .env_clear()
+        .args(["scan", "--format", "json", "--proc"])
+        .arg(&proc_dir));
+    drop(server.stdin.take());
+    let _ = server.wait();
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}{}", stdout(&out), stderr(&out)));
+    let status = |id: &str| {
+        r["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["id"] == id))
+            .map(|c| (c["status"].clone(), c["actual"].clone()))
+            .unwrap_or_else(|| panic!("no check {id}: {}", r["checks"]))
+    };
+    let (api, actual) = status("probe-kubelet-anonymous");
+    assert_eq!(api, "pass", "{actual}");
+    assert!(
+        actual.as_str().is_some_and(
+            |a| a.starts_with(&format!("GET https://{ip}:{}/pods: HTTP 401", ports[0]))
+        ),
+        "{actual}"
+    );
+    assert_eq!(status("probe-healthz").0, "pass");
+    assert_eq!(out.status.code(), Some(0), "{}", r["checks"]);
 }
