@@ -49,6 +49,11 @@ enum Command {
         /// Directory to write the keys to (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// When DIR/agent.key exists, keep it and print its keyid instead of refusing (it
+        /// must still be a valid key readable by its owner only): for an init container or
+        /// a provisioning script that runs on every start. Never overwrites anything.
+        #[arg(long)]
+        if_missing: bool,
     },
     /// Enrol this node's key with a collector (POST /v1/enroll, signed by the key).
     ///
@@ -200,6 +205,11 @@ struct EnrollArgs {
     /// Read the token from FILE instead (keeps it out of the process list).
     #[arg(long, value_name = "FILE", conflicts_with = "token")]
     token_file: Option<PathBuf>,
+    /// Do nothing (exit 0) when FILE exists, and create FILE when the collector approves
+    /// the node: for an init container that runs on every pod start. Pending (exit 3) and
+    /// errors (exit 2) leave it absent, so the next start tries again.
+    #[arg(long, value_name = "FILE")]
+    done_file: Option<PathBuf>,
     /// The node's ed25519 private key (from `keygen`).
     #[arg(long, value_name = "FILE", env = "NODEPROOF_KEY")]
     key: PathBuf,
@@ -364,8 +374,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Scan(args) => scan_cmd(args),
-        Command::Keygen { out } => {
-            keygen(&out)?;
+        Command::Keygen { out, if_missing } => {
+            keygen(&out, if_missing)?;
             Ok(0)
         }
         Command::Enroll(args) => enroll_cmd(args),
@@ -420,6 +430,17 @@ fn collector_error(err: ClientError) -> anyhow::Error {
 
 fn enroll_cmd(args: EnrollArgs) -> Result<u8> {
     let key = load_key(&args.key)?;
+    if let Some(done) = &args.done_file {
+        if fs::symlink_metadata(done).is_ok() {
+            eprintln!(
+                "{} exists: key {} was enrolled and approved before; nothing to do (delete \
+                 the file to enrol again)",
+                done.display(),
+                keyid(&key.verifying_key())
+            );
+            return Ok(0);
+        }
+    }
     let node = args.node.node_name(None)?;
     announce(&node);
     let node = node.name;
@@ -432,6 +453,15 @@ fn enroll_cmd(args: EnrollArgs) -> Result<u8> {
                 .to_string(),
         ),
         (None, None) => None,
+    };
+    // An empty token (an empty Secret, an empty file) is no token: enrol pending, and say
+    // so, rather than send "" and be refused as a wrong token.
+    let token = match token {
+        Some(t) if t.is_empty() => {
+            eprintln!("the token is empty: enrolling without one (the node will be pending)");
+            None
+        }
+        t => t,
     };
     let sent_token = token.is_some();
     let envelope = enroll_envelope(&node, &key, token, scan::now_rfc3339())?;
@@ -465,7 +495,22 @@ fn enroll_cmd(args: EnrollArgs) -> Result<u8> {
         );
     }
     match answer.status.as_str() {
-        "approved" => Ok(0),
+        "approved" => {
+            if let Some(done) = &args.done_file {
+                let record = format!(
+                    "node: {}\nkeyid: {}\n",
+                    escape(&answer.node),
+                    keyid(&key.verifying_key())
+                );
+                write_new(done, record.as_bytes(), 0o644).with_context(|| {
+                    format!(
+                        "the node is approved, but --done-file {} could not be written",
+                        done.display()
+                    )
+                })?;
+            }
+            Ok(0)
+        }
         // A token was sent and did not approve the node: it was not honoured (an older
         // collector answers a wrong or spent token this way). Not "pending": an init
         // container or script must not take it for enrolled.
@@ -722,10 +767,19 @@ fn load_key(path: &Path) -> Result<SigningKey> {
     })
 }
 
-fn keygen(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
+fn keygen(dir: &Path, if_missing: bool) -> Result<()> {
     let key_path = dir.join("agent.key");
     let pub_path = dir.join("agent.pub");
+    if if_missing && fs::symlink_metadata(&key_path).is_ok() {
+        let key = load_key(&key_path)?;
+        eprintln!(
+            "kept the existing key {} (--if-missing)",
+            key_path.display()
+        );
+        println!("{}", keyid(&key.verifying_key()));
+        return Ok(());
+    }
+    fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
     for p in [&key_path, &pub_path] {
         if p.exists() {
             bail!(

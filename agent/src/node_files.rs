@@ -22,7 +22,10 @@
 //! through the kubelet's root too: systemd and the services it starts share a mount
 //! namespace, so that root is where the kubelet's systemd found its unit, on a host and in
 //! a kind node alike. So no `--host-root` is needed: an agent in a pod with `hostPID` reads
-//! the host's unit files through `/proc/<kubelet-pid>/root` as it reads the kubelet's config.
+//! the host's unit files through `/proc/<kubelet-pid>/root` as it reads the kubelet's config
+//! (deploy/kubernetes mounts no host root). The one setup this misses is a kubelet that
+//! systemd starts in the service's cgroup but in another root (CoreOS's old `rkt fly`
+//! kubelet-wrapper): its unit is reported absent (docs/install.md, "Kubernetes").
 
 use std::fs;
 use std::io::Read;

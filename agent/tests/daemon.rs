@@ -1094,6 +1094,169 @@ fn cli_enroll_exits_2_with_the_reason_when_the_collector_is_unreachable() {
     assert!(stderr.contains("could not reach the collector"), "{stderr}");
 }
 
+/// `enroll --done-file`, as the DaemonSet's init container runs it on every pod start:
+/// only an approval creates the file, and with the file present nothing is sent.
+#[test]
+fn cli_enroll_done_file_is_written_on_approval_and_skips_the_next_start() {
+    let tmp = TempDir::new().unwrap();
+    let key_path = write_key(tmp.path());
+    let keyid = nodeproof_proto::keyid(&key(1).verifying_key());
+    let answer = format!(r#"{{"node":"{NODE}","key_id":"{keyid}","status":"STATUS"}}"#);
+    let enroll = |url: &str, done: &Path, token: bool| {
+        let mut cmd = agent();
+        cmd.args(["enroll", "--collector", url, "--node-name", NODE])
+            .arg("--key")
+            .arg(&key_path)
+            .arg("--done-file")
+            .arg(done);
+        if token {
+            cmd.args(["--token", "npt_x"]);
+        }
+        cmd.output().unwrap()
+    };
+
+    // Pending (no token): exit 3, no file, so the next start asks again.
+    let pending_answer = answer.replace("STATUS", "pending");
+    let pending = stand_in(move |_, _| http(201, &pending_answer));
+    let done = tmp.path().join("enrolled");
+    let out = enroll(&pending.url, &done, false);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!done.exists());
+
+    // An empty token (an empty Secret) is no token: pending too, and no "token" sent.
+    let out = agent()
+        .args(["enroll", "--collector", &pending.url, "--node-name", NODE])
+        .arg("--key")
+        .arg(&key_path)
+        .arg("--done-file")
+        .arg(&done)
+        .env("NODEPROOF_TOKEN", "")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("the token is empty"), "{stderr}");
+    let sent = pending.seen.lock().unwrap()[1].1.clone();
+    let envelope = nodeproof_proto::Envelope::from_json_bytes(&sent).unwrap();
+    let (payload, _) =
+        nodeproof_proto::verify_signed(&envelope, &key(1).verifying_key(), &envelope.payload_type)
+            .unwrap();
+    let payload = String::from_utf8(payload).unwrap();
+    assert!(!payload.contains("\"token\""), "{payload}");
+    assert!(!done.exists());
+
+    // Approved: exit 0 and the file names the node and the key.
+    let approved_answer = answer.replace("STATUS", "approved");
+    let approved = stand_in(move |_, _| http(201, &approved_answer));
+    let out = enroll(&approved.url, &done, true);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read_to_string(&done).unwrap(),
+        format!("node: {NODE}\nkeyid: {keyid}\n")
+    );
+    assert_eq!(approved.requests(), 1);
+
+    // The next start: nothing sent, exit 0, the file untouched.
+    let out = enroll(&approved.url, &done, true);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("nothing to do"), "{stderr}");
+    assert_eq!(approved.requests(), 1);
+
+    // A refused token: exit 2 and still no file.
+    let refused = stand_in(|_, _| {
+        http(
+            401,
+            r#"{"error":"bad_token","message":"the token is used up"}"#,
+        )
+    });
+    let other = tmp.path().join("other");
+    let out = enroll(&refused.url, &other, true);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!other.exists());
+
+    // A done file in a directory that does not exist: approved, but the file cannot be
+    // written, so exit 2 with both facts (the next start enrols again, idempotently).
+    let approved_answer = answer.replace("STATUS", "approved");
+    let approved = stand_in(move |_, _| http(201, &approved_answer));
+    let out = enroll(&approved.url, &tmp.path().join("missing/enrolled"), true);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("approved, but --done-file"), "{stderr}");
+}
+
+/// `keygen --if-missing` creates a key once and then keeps it, but not a key it would
+/// refuse to use.
+#[test]
+fn cli_keygen_if_missing_keeps_a_good_key_and_refuses_a_bad_one() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("key");
+    let keygen = || {
+        agent()
+            .args(["keygen", "--if-missing", "--out"])
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    let first = keygen();
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let before = fs::read(dir.join("agent.key")).unwrap();
+    let second = keygen();
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(second.stdout, first.stdout, "the same keyid");
+    assert!(String::from_utf8_lossy(&second.stderr).contains("kept the existing key"));
+    assert_eq!(fs::read(dir.join("agent.key")).unwrap(), before);
+
+    fs::set_permissions(dir.join("agent.key"), fs::Permissions::from_mode(0o640)).unwrap();
+    let out = keygen();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("chmod 600"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    fs::write(dir.join("agent.key"), "not a key").unwrap();
+    fs::set_permissions(dir.join("agent.key"), fs::Permissions::from_mode(0o600)).unwrap();
+    let out = keygen();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not an ed25519"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read(dir.join("agent.key")).unwrap(),
+        b"not a key",
+        "never overwritten"
+    );
+}
+
 #[test]
 fn cli_rotate_key_refuses_the_same_key() {
     let tmp = TempDir::new().unwrap();
