@@ -92,7 +92,9 @@ fn main() -> Result<()> {
         (None, None) => format!("sqlite://{}/bench.db", tmp.path().display()),
     };
     if args.collectors == 0 || (args.collectors > 1 && pg.is_none()) {
-        bail!("--collectors 2 and more need --db postgres://... (one SQLite file has one collector)");
+        bail!(
+            "--collectors 2 and more need --db postgres://... (one SQLite file has one collector)"
+        );
     }
 
     // One real report, from the sample node.

@@ -1095,8 +1095,7 @@ mod tests {
         let posture = node.posture.clone().unwrap();
         let mut st = unchanged(&node, LAST, &posture);
         notice_mut(&mut st).link.previous = Some(NOTICE.into());
-        let rej = decide(&node, &st, &"ee".repeat(32), NOW, &Policy::default(), false)
-            .unwrap_err();
+        let rej = decide(&node, &st, &"ee".repeat(32), NOW, &Policy::default(), false).unwrap_err();
         assert_eq!((rej.status, rej.code), (409, "chain_fork"));
         assert!(rej.message.contains("upgrade the agent"), "{}", rej.message);
         assert!(rej.message.contains(LAST), "{}", rej.message);

@@ -129,6 +129,9 @@ mod tests {
         let text = render_text(&chains);
         assert!(text.contains("BROKEN (1 fault(s))"), "{text}");
         assert!(text.contains("\n  gap: after sequence 2"), "{text}");
-        assert!(!text.contains('\u{1b}'), "terminal escapes are escaped: {text}");
+        assert!(
+            !text.contains('\u{1b}'),
+            "terminal escapes are escaped: {text}"
+        );
     }
 }

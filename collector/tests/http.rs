@@ -655,7 +655,10 @@ async fn the_old_gap_in_the_stored_chain_can_no_longer_happen() {
     let old_style = agent.unchanged_at(4, last_notice.clone(), 3);
     let body = refused(&server, old_style, 409, "chain_fork", true).await;
     assert!(
-        body["message"].as_str().unwrap().contains("upgrade the agent"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("upgrade the agent"),
         "{body}"
     );
     // Sequences skipped: the notice would stand for scans nobody signed for.

@@ -156,6 +156,10 @@ fn read_entries(
         }
         on_entry(&path, &mut entry)?;
     }
+    // Read the gzip stream to its end, so its CRC-32 and length are checked: a changed
+    // byte in the archive's padding after the last entry (which tar never reads) or in
+    // the gzip trailer is then an error too, not a bundle that verifies.
+    io::copy(&mut archive.into_inner(), &mut io::sink())?;
     Ok(())
 }
 

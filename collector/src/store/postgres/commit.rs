@@ -15,7 +15,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use nodeproof_proto::Status;
 
-use super::{check_status, get, get_opt_u64, get_u64, node_status, to_i64, to_json, StoreResult, Tx};
+use super::{
+    check_status, get, get_opt_u64, get_u64, node_status, to_i64, to_json, StoreResult, Tx,
+};
 use crate::store::sqlite::cis_order;
 use crate::store::{Accepted, AcceptedKind, CheckState, NodeStatus, StoreError};
 
