@@ -19,7 +19,7 @@ use ed25519_dalek::SigningKey;
 use nodeproof_agent::fakeproc::FakeProc;
 use nodeproof_agent::scan::{self, ScanOptions};
 use nodeproof_collector::accept::{self, Outcome, Policy};
-use nodeproof_collector::store::{self, Store};
+use nodeproof_collector::store;
 use nodeproof_proto::{keyid, sha256_hex, sign_statement, verifying_key_to_pem, Link, Status};
 
 const BATCH: usize = 64;

@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Receive, verify and store reports, and answer fleet queries over HTTPS.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Bootstrap tokens for enrolment.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -420,7 +420,7 @@ fn open(db: &Db) -> anyhow::Result<Arc<dyn Store>> {
 fn run(command: Command) -> anyhow::Result<()> {
     let now = server::now_unix();
     match command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Migrate { from, to } => migrate(&from, &to),
         Command::Init { db } => {
             store::open(&db.db).with_context(|| format!("cannot create the database {}", db.db))?;

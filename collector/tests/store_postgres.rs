@@ -246,7 +246,7 @@ fn overlapping_batches_do_not_deadlock_and_keep_counters_exact() {
             let start = Arc::clone(&start);
             // Collector w owns nodes w and w + 4 (a node's chain is one collector's here),
             // and sends its two nodes' reports in one batch, in an order that alternates.
-            let mut mine = vec![Agent::new(&names[w]), Agent::new(&names[w + 4])];
+            let mut mine = [Agent::new(&names[w]), Agent::new(&names[w + 4])];
             std::thread::spawn(move || {
                 start.wait();
                 for round in 0..20i64 {

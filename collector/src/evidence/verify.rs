@@ -99,6 +99,9 @@ struct Seen {
     bytes: Option<Vec<u8>>,
 }
 
+/// A node's keys by keyid: the key and the times it was valid from and until.
+type KeysById = HashMap<String, (VerifyingKey, i64, Option<i64>)>;
+
 fn fault(file: Option<&str>, node: Option<&str>, message: impl Into<String>) -> Fault {
     Fault {
         file: file.map(str::to_string),
@@ -359,7 +362,7 @@ pub fn verify_bundle(
 
     // Keys, node by node.
     struct NodeKeys {
-        keys: HashMap<String, (VerifyingKey, i64, Option<i64>)>,
+        keys: KeysById,
     }
     let mut node_keys: HashMap<String, NodeKeys> = HashMap::new();
     for node in &manifest.predicate.nodes {
@@ -525,7 +528,7 @@ fn check_report(
     bytes: &[u8],
     node: &str,
     entry: &super::manifest::ChainEntry,
-    keys: Option<&HashMap<String, (VerifyingKey, i64, Option<i64>)>>,
+    keys: Option<&KeysById>,
 ) -> Result<(ChainLink, Option<String>), String> {
     let envelope = Envelope::from_json_bytes(bytes).map_err(|e| e.to_string())?;
     let keys = keys.ok_or_else(|| format!("node {node} has no keys in the bundle"))?;

@@ -173,8 +173,8 @@ pub fn build(view: &fleet::FleetState, query: &MatrixQuery) -> Result<Matrix, St
         // The fleet view is sorted by name already.
         "name" | "" => {}
         "-name" => rows.reverse(),
-        "failing" => rows.sort_by(|a, b| b.1.failing.cmp(&a.1.failing)),
-        "-failing" => rows.sort_by(|a, b| a.1.failing.cmp(&b.1.failing)),
+        "failing" => rows.sort_by_key(|(_, r)| std::cmp::Reverse(r.failing)),
+        "-failing" => rows.sort_by_key(|(_, r)| r.failing),
         "status" => rows.sort_by_key(|(_, r)| STATUSES.iter().position(|s| *s == r.status)),
         "last_seen" => rows.sort_by(|a, b| a.1.last_seen.cmp(&b.1.last_seen)),
         other => {
