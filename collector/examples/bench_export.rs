@@ -74,7 +74,13 @@ fn main() -> Result<()> {
         let key = SigningKey::from_bytes(&seed);
         let name = format!("bench-node-{n:05}");
         let pem = verifying_key_to_pem(&key.verifying_key())?;
-        let mut record = store.enroll(&name, &keyid(&key.verifying_key()), &pem, true, now)?;
+        let mut record = store.enroll(
+            &name,
+            &keyid(&key.verifying_key()),
+            &pem,
+            true,
+            first_scan - 60,
+        )?;
         for i in 0..per_node as i64 {
             let scanned = first_scan + i * INTERVAL;
             let mut report = base.clone();
