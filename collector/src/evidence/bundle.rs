@@ -78,7 +78,10 @@ pub fn export(
             return Err(ExportError::BadName(name.clone()));
         }
     }
-    let mut w = Writer::new(out, now, key)?;
+    let records = store.exceptions()?;
+    let events = store.exception_events()?;
+    let in_force_at = filter.until.map_or(now, |u| u.min(now));
+    let mut w = Writer::new(out, now, key, records, in_force_at)?;
     w.add_file("README.md", readme(&key.keyid()).as_bytes())?;
     let public_pem = nodeproof_proto::verifying_key_to_pem(&key.public())
         .map_err(|e| io::Error::other(e.to_string()))?;
@@ -96,22 +99,34 @@ pub fn export(
         return Err(e);
     }
     walked?;
-    // Nodes named in the filter that had nothing in the range still show their keys.
+    w.close_node()?;
+    // Nodes named in the filter that had nothing in the range still show their keys (after
+    // the others: their results come last).
     for name in &filter.nodes {
         if !w.nodes.contains_key(name) {
             w.open_node(store, filter, name)?;
+            w.close_node()?;
         }
     }
-    w.finish(store, filter)
+    w.finish(filter, &events)
 }
 
-/// Per node: what the manifest, the JUnit file and the OSCAL result need. `manifest.chain`
-/// stays empty: the node's chain entries are bytes `chain_start..chain_end` of the chain
-/// spool (the store hands out statements node by node, so each node's are contiguous).
+/// Per node, until the export ends: its manifest entry. `manifest.chain` stays empty: the
+/// node's chain entries are bytes `chain_start..chain_end` of the chain spool (the store
+/// hands out statements node by node, so each node's are contiguous).
 struct NodeState {
     manifest: NodeManifest,
     chain_start: u64,
     chain_end: u64,
+}
+
+/// The node whose statements are coming: what its JUnit suite and OSCAL result need. When
+/// the next node starts both are written to their spools and this is dropped, so memory
+/// does not grow with the nodes' reports either.
+struct OpenNode {
+    name: String,
+    /// Chain entries spooled so far.
+    spooled: u64,
     assessment: NodeAssessment,
     latest: Option<Report>,
 }
@@ -144,10 +159,18 @@ struct Writer<'a> {
     sums: Spool,
     /// Every node's chain entries, as JSON array elements, node after node.
     chain: Spool,
-    /// The node whose statements are coming, and how many of its chain entries are spooled.
-    chain_node: Option<(String, u64)>,
+    open: Option<OpenNode>,
     nodes: BTreeMap<String, NodeState>,
     csv: Option<Spool>,
+    /// JUnit suites, node by node, and their counts.
+    junit: Spool,
+    junit_totals: tabular::JunitTotals,
+    /// OSCAL results, node by node, as JSON array elements.
+    oscal: Spool,
+    oscal_results: u64,
+    /// The exceptions, for each node's OSCAL risks; those active at `in_force_at` count.
+    records: Vec<ExceptionRecord>,
+    in_force_at: i64,
     reports: u64,
 }
 
@@ -156,6 +179,8 @@ impl<'a> Writer<'a> {
         out: &'a mut dyn Write,
         now: i64,
         key: &'a ExportKey,
+        records: Vec<ExceptionRecord>,
+        in_force_at: i64,
     ) -> Result<Writer<'a>, ExportError> {
         let gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
         let mut csv = spool()?;
@@ -168,9 +193,15 @@ impl<'a> Writer<'a> {
             files: 0,
             sums: spool()?,
             chain: spool()?,
-            chain_node: None,
+            open: None,
             nodes: BTreeMap::new(),
             csv: Some(csv),
+            junit: spool()?,
+            junit_totals: tabular::JunitTotals::default(),
+            oscal: spool()?,
+            oscal_results: 0,
+            records,
+            in_force_at,
             reports: 0,
         })
     }
@@ -245,10 +276,43 @@ impl<'a> Writer<'a> {
                 },
                 chain_start: at,
                 chain_end: at,
-                assessment: NodeAssessment::new(name),
-                latest: None,
             },
         );
+        self.open = Some(OpenNode {
+            name: name.to_string(),
+            spooled: 0,
+            assessment: NodeAssessment::new(name),
+            latest: None,
+        });
+        Ok(())
+    }
+
+    /// Writes the open node's JUnit suite and OSCAL result to their spools.
+    fn close_node(&mut self) -> Result<(), ExportError> {
+        let Some(node) = self.open.take() else {
+            return Ok(());
+        };
+        if let Some(r) = &node.latest {
+            let suite = Suite {
+                node: node.name.clone(),
+                time: r.scan_time.clone(),
+                rows: tabular::rows(&node.name, r),
+            };
+            self.junit_totals.add(&suite);
+            tabular::write_junit_suite(&mut self.junit, &suite)?;
+        }
+        let result = oscal::result(
+            &node.assessment,
+            &self.records,
+            self.in_force_at,
+            self.now,
+            &self.key.keyid(),
+        );
+        if self.oscal_results > 0 {
+            self.oscal.write_all(b",\n")?;
+        }
+        serde_json::to_writer_pretty(&mut self.oscal, &result).map_err(io::Error::other)?;
+        self.oscal_results += 1;
         Ok(())
     }
 
@@ -283,7 +347,7 @@ impl<'a> Writer<'a> {
         filter: &ExportFilter,
         st: StoredStatement,
     ) -> Result<(), ExportError> {
-        if self.chain_node.as_ref().map(|(n, _)| n) != Some(&st.node) {
+        if self.open.as_ref().map(|n| &n.name) != Some(&st.node) {
             if self.nodes.contains_key(&st.node) {
                 return Err(io::Error::other(format!(
                     "internal: the store handed out node {}'s statements in two runs",
@@ -291,8 +355,8 @@ impl<'a> Writer<'a> {
                 ))
                 .into());
             }
+            self.close_node()?;
             self.open_node(store, filter, &st.node)?;
-            self.chain_node = Some((st.node.clone(), 0));
         }
         let digest = sha256_hex(&st.envelope);
         let path = report_file(&st.node, st.sequence, &digest);
@@ -306,18 +370,23 @@ impl<'a> Writer<'a> {
             received: rfc3339(st.received_at),
             file: path.clone(),
         };
-        if let Some((_, spooled)) = self.chain_node.as_mut() {
-            if *spooled > 0 {
-                self.chain.write_all(b",")?;
-            }
-            *spooled += 1;
+        let open = self
+            .open
+            .as_mut()
+            .ok_or_else(|| io::Error::other("internal: no open node"))?;
+        if open.spooled > 0 {
+            self.chain.write_all(b",")?;
         }
+        open.spooled += 1;
         serde_json::to_writer(&mut self.chain, &entry).map_err(io::Error::other)?;
-        let state = self
-            .nodes
+        self.nodes
             .get_mut(&st.node)
-            .ok_or_else(|| io::Error::other("internal: node state missing"))?;
-        state.chain_end = self.chain.len;
+            .ok_or_else(|| io::Error::other("internal: node state missing"))?
+            .chain_end = self.chain.len;
+        let open = self
+            .open
+            .as_mut()
+            .ok_or_else(|| io::Error::other("internal: no open node"))?;
         match statement.predicate {
             Predicate::Report(report) => {
                 if let Some(csv) = self.csv.as_mut() {
@@ -325,12 +394,11 @@ impl<'a> Writer<'a> {
                         tabular::write_csv_row(csv, &row)?;
                     }
                 }
-                state.assessment.full_report(&report, &digest, &path);
-                state.latest = Some(*report);
+                open.assessment.full_report(&report, &digest, &path);
+                open.latest = Some(*report);
             }
             Predicate::Unchanged(u) => {
-                state
-                    .assessment
+                open.assessment
                     .unchanged(&u.scan_time, u.count, &digest, &path);
             }
         }
@@ -339,12 +407,11 @@ impl<'a> Writer<'a> {
 
     fn finish(
         mut self,
-        store: &dyn Store,
         filter: &ExportFilter,
+        events: &[ExceptionEvent],
     ) -> Result<ExportSummary, ExportError> {
-        let records = store.exceptions()?;
-        let events = store.exception_events()?;
-        self.add_file("exceptions.json", &exceptions_json(&records, &events)?)?;
+        let log = exceptions_json(&self.records, events)?;
+        self.add_file("exceptions.json", &log)?;
 
         // The CSV, from its spool.
         let csv = self
@@ -355,32 +422,34 @@ impl<'a> Writer<'a> {
         self.add_spooled("results.csv", file, len)?;
         self.list("results.csv", &sha, true)?;
 
-        let suites: Vec<Suite> = self
-            .nodes
-            .values()
-            .filter_map(|n| {
-                n.latest.as_ref().map(|r| Suite {
-                    node: n.manifest.name.clone(),
-                    time: r.scan_time.clone(),
-                    rows: tabular::rows(&n.manifest.name, r),
-                })
-            })
-            .collect();
-        let mut junit = Vec::new();
-        tabular::write_junit(&mut junit, &suites)?;
-        self.add_file("junit.xml", &junit)?;
+        // JUnit: the counts, then the suites from their spool.
+        let mut junit = spool()?;
+        tabular::write_junit_head(&mut junit, &self.junit_totals)?;
+        let suites = std::mem::replace(&mut self.junit, spool()?);
+        let (_, suites_len, suites) = finish_spool(suites)?;
+        copy_range(&suites, 0, suites_len, &mut junit)?;
+        tabular::write_junit_tail(&mut junit)?;
+        let (sha, len, file) = finish_spool(junit)?;
+        self.add_spooled("junit.xml", file, len)?;
+        self.list("junit.xml", &sha, true)?;
 
-        let in_force_at = filter.until.map_or(self.now, |u| u.min(self.now));
-        let assessments: Vec<&NodeAssessment> =
-            self.nodes.values().map(|n| &n.assessment).collect();
-        let ar = oscal::assessment_results(
-            &assessments,
-            &records,
-            in_force_at,
-            self.now,
-            &self.key.keyid(),
-        );
-        self.add_file("assessment-results.json", &pretty(&ar)?)?;
+        // OSCAL: the document with its results spliced in from their spool.
+        let head = pretty(&oscal::document(Vec::new(), self.now, &self.key.keyid()))?;
+        let head = String::from_utf8(head).map_err(io::Error::other)?;
+        let (before, after) = head.split_once("\"results\": []").ok_or_else(|| {
+            io::Error::other("internal: the OSCAL document has no empty results to fill")
+        })?;
+        let mut ar = spool()?;
+        ar.write_all(before.as_bytes())?;
+        ar.write_all(b"\"results\": [\n")?;
+        let results = std::mem::replace(&mut self.oscal, spool()?);
+        let (_, results_len, results) = finish_spool(results)?;
+        copy_range(&results, 0, results_len, &mut ar)?;
+        ar.write_all(b"\n]")?;
+        ar.write_all(after.as_bytes())?;
+        let (sha, len, file) = finish_spool(ar)?;
+        self.add_spooled("assessment-results.json", file, len)?;
+        self.list("assessment-results.json", &sha, true)?;
 
         // SHA256SUMS, from its spool: every file so far.
         let sums = std::mem::replace(&mut self.sums, spool()?);
