@@ -475,6 +475,61 @@ fn python() -> PathBuf {
     )
 }
 
+/// A range with nothing in it for the nodes named: the bundle still verifies, shows their
+/// keys and where their chains stand (the anchor), with an OSCAL result and no reports.
+#[tokio::test]
+async fn an_export_of_an_empty_range_verifies_and_anchors_each_chain() {
+    let history = history().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = export_key(&dir.path().join("keys"));
+    let out = dir.path().join("bundle.tar.gz");
+    export(
+        &history.server,
+        &key,
+        &out,
+        &[
+            "--since",
+            "2099-01-01",
+            "--node",
+            "node-c",
+            "--node",
+            "node-a",
+        ],
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    let pinned = verifying_key_from_pem(&std::fs::read_to_string(&public).unwrap()).unwrap();
+    let outcome = verify_bytes(&bytes, Some(&pinned));
+    assert!(outcome.ok(), "{}", outcome.render());
+    assert_eq!((outcome.nodes, outcome.reports), (2, 0));
+    let files = unpack(&bytes);
+    assert!(files.iter().all(|(p, _)| !p.contains("/reports/")));
+    let ar: Value = serde_json::from_slice(file(&files, "assessment-results.json")).unwrap();
+    let results = ar["assessment-results"]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{ar}");
+    let csv = String::from_utf8(file(&files, "results.csv").to_vec()).unwrap();
+    assert_eq!(csv, "node,time,check,status,value,source\n");
+    // The manifest anchors node-a's chain at its last stored statement.
+    let manifest: Value = serde_json::from_slice(file(&files, "manifest.intoto.json")).unwrap();
+    let payload = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        manifest["payload"].as_str().unwrap(),
+    )
+    .unwrap();
+    let statement: Value = serde_json::from_slice(&payload).unwrap();
+    let a = statement["predicate"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "node-a")
+        .unwrap();
+    assert_eq!(a["chain"], json!([]));
+    assert_eq!(a["anchor"]["sequence"], 4, "{a}");
+    assert_eq!(a["anchor"]["digest"], history.a.last.as_deref().unwrap());
+    let checked = python_check(&files);
+    assert_eq!(checked["oscal_results"], 2, "{checked}");
+    assert_eq!(checked["junit_tests"], 0, "{checked}");
+}
+
 // ------------------------------------------------------------------- tampering
 
 #[tokio::test]
