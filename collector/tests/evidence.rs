@@ -475,6 +475,61 @@ fn python() -> PathBuf {
     )
 }
 
+/// A range with nothing in it for the nodes named: the bundle still verifies, shows their
+/// keys and where their chains stand (the anchor), with an OSCAL result and no reports.
+#[tokio::test]
+async fn an_export_of_an_empty_range_verifies_and_anchors_each_chain() {
+    let history = history().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = export_key(&dir.path().join("keys"));
+    let out = dir.path().join("bundle.tar.gz");
+    export(
+        &history.server,
+        &key,
+        &out,
+        &[
+            "--since",
+            "2099-01-01",
+            "--node",
+            "node-c",
+            "--node",
+            "node-a",
+        ],
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    let pinned = verifying_key_from_pem(&std::fs::read_to_string(&public).unwrap()).unwrap();
+    let outcome = verify_bytes(&bytes, Some(&pinned));
+    assert!(outcome.ok(), "{}", outcome.render());
+    assert_eq!((outcome.nodes, outcome.reports), (2, 0));
+    let files = unpack(&bytes);
+    assert!(files.iter().all(|(p, _)| !p.contains("/reports/")));
+    let ar: Value = serde_json::from_slice(file(&files, "assessment-results.json")).unwrap();
+    let results = ar["assessment-results"]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{ar}");
+    let csv = String::from_utf8(file(&files, "results.csv").to_vec()).unwrap();
+    assert_eq!(csv, "node,time,check,status,value,source\n");
+    // The manifest anchors node-a's chain at its last stored statement.
+    let manifest: Value = serde_json::from_slice(file(&files, "manifest.intoto.json")).unwrap();
+    let payload = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        manifest["payload"].as_str().unwrap(),
+    )
+    .unwrap();
+    let statement: Value = serde_json::from_slice(&payload).unwrap();
+    let a = statement["predicate"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "node-a")
+        .unwrap();
+    assert_eq!(a["chain"], json!([]));
+    assert_eq!(a["anchor"]["sequence"], 4, "{a}");
+    assert_eq!(a["anchor"]["digest"], history.a.last.as_deref().unwrap());
+    let checked = python_check(&files);
+    assert_eq!(checked["oscal_results"], 2, "{checked}");
+    assert_eq!(checked["junit_tests"], 0, "{checked}");
+}
+
 // ------------------------------------------------------------------- tampering
 
 #[tokio::test]
@@ -488,6 +543,71 @@ async fn tampering_one_byte_of_an_envelope_names_the_file() {
     assert!(!outcome.ok());
     let fault = assert_fault_starting(&outcome, &format!("{path}: SHA-256 is "));
     assert!(fault.ends_with(": the file was changed"), "{fault}");
+}
+
+/// A changed byte anywhere: in each file of the bundle in turn (the manifest has its own
+/// test), each time the fault names that file.
+#[tokio::test]
+async fn one_changed_byte_in_any_file_names_that_file() {
+    let ex = exported().await;
+    let mut tried = 0;
+    for (path, data) in &ex.files {
+        if path == "manifest.intoto.json" {
+            continue;
+        }
+        let mut files = ex.files.clone();
+        let changed = &mut files.iter_mut().find(|(p, _)| p == path).unwrap().1;
+        let i = data.len() / 2;
+        changed[i] ^= 0x01;
+        let changed_sha = sha256_hex(changed);
+        let outcome = verify_bytes(&pack(&files), Some(&ex.pinned));
+        assert!(!outcome.ok(), "{path} changed, yet the bundle verifies");
+        let fault = assert_fault_starting(
+            &outcome,
+            &format!("{path}: SHA-256 is {}, the manifest says ", changed_sha),
+        );
+        assert!(fault.ends_with(": the file was changed"), "{fault}");
+        // Every other file still matches the manifest.
+        for other in faults(&outcome) {
+            assert!(
+                !other.contains(": SHA-256 is ") || other.starts_with(&format!("{path}:")),
+                "{path} changed, and another file is said to be: {other}"
+            );
+        }
+        tried += 1;
+    }
+    assert!(tried >= 20, "only {tried} files tried");
+}
+
+/// A changed byte of the compressed archive itself: the CLI refuses the bundle and exits 1.
+/// The middle of this small archive is the tar padding after the last entry, which no tar
+/// reader looks at: only the gzip CRC-32 catches it. `len - 5` is in that CRC-32. (The
+/// gzip header's mtime and OS bytes are covered by no checksum and carry nothing.)
+#[tokio::test]
+async fn one_changed_byte_of_the_archive_is_refused() {
+    let ex = exported().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("pinned.pem");
+    std::fs::write(&pem, verifying_key_to_pem(&ex.pinned).unwrap()).unwrap();
+    for at in [ex.bytes.len() / 2, ex.bytes.len() - 5] {
+        let mut bytes = ex.bytes.clone();
+        bytes[at] ^= 0x01;
+        let bundle = dir.path().join("b.tar.gz");
+        std::fs::write(&bundle, &bytes).unwrap();
+        let out = run(&[
+            "verify",
+            bundle.to_str().unwrap(),
+            "--export-key",
+            pem.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "byte {at}: {}", text(&out));
+        assert!(
+            text(&out).contains(&bundle.display().to_string()),
+            "byte {at}: {}",
+            text(&out)
+        );
+        assert!(!text(&out).contains("OK:"), "byte {at}: {}", text(&out));
+    }
 }
 
 #[tokio::test]
@@ -650,6 +770,12 @@ async fn get_export_streams_a_bundle_that_verifies() {
     assert_eq!(
         response.headers()["content-type"].to_str().unwrap(),
         "application/gzip"
+    );
+    // Streamed as it is written: no length known up front.
+    assert!(
+        response.headers().get("content-length").is_none(),
+        "{:?}",
+        response.headers()
     );
     let bytes = response.bytes().await.unwrap();
     let pinned = ed25519_dalek::SigningKey::from_bytes(&EXPORT_KEY_SEED).verifying_key();

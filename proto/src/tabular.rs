@@ -129,69 +129,107 @@ pub struct Suite {
 /// (classname the node, name `CIS id title`). `fail` is a `<failure>`, `error` an
 /// `<error>`, `warn` (a manual check) `<skipped>`, as kube-bench reports them.
 pub fn write_junit(w: &mut dyn Write, suites: &[Suite]) -> io::Result<()> {
-    let count = |s: &Suite, st: Status| s.rows.iter().filter(|r| r.status == st).count();
-    let total: usize = suites.iter().map(|s| s.rows.len()).sum();
-    let failures: usize = suites.iter().map(|s| count(s, Status::Fail)).sum();
-    let errors: usize = suites.iter().map(|s| count(s, Status::Error)).sum();
-    let skipped: usize = suites.iter().map(|s| count(s, Status::Warn)).sum();
+    let mut totals = JunitTotals::default();
+    for s in suites {
+        totals.add(s);
+    }
+    write_junit_head(w, &totals)?;
+    for s in suites {
+        write_junit_suite(w, s)?;
+    }
+    write_junit_tail(w)
+}
+
+/// The counts a JUnit document's `<testsuites>` element carries, summed suite by suite
+/// (so a writer that streams its suites can count them as it goes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JunitTotals {
+    pub tests: usize,
+    pub failures: usize,
+    pub errors: usize,
+    pub skipped: usize,
+}
+
+impl JunitTotals {
+    pub fn add(&mut self, s: &Suite) {
+        self.tests += s.rows.len();
+        self.failures += count(s, Status::Fail);
+        self.errors += count(s, Status::Error);
+        self.skipped += count(s, Status::Warn);
+    }
+}
+
+fn count(s: &Suite, st: Status) -> usize {
+    s.rows.iter().filter(|r| r.status == st).count()
+}
+
+/// The XML declaration and the opening `<testsuites>` of [`write_junit`].
+pub fn write_junit_head(w: &mut dyn Write, t: &JunitTotals) -> io::Result<()> {
     writeln!(w, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
     writeln!(
         w,
-        r#"<testsuites name="nodeproof" tests="{total}" failures="{failures}" errors="{errors}" skipped="{skipped}">"#
-    )?;
-    for s in suites {
-        writeln!(
-            w,
-            r#"  <testsuite name="{}" timestamp="{}" tests="{}" failures="{}" errors="{}" skipped="{}">"#,
-            xml_escape(&s.node),
-            xml_escape(&s.time),
-            s.rows.len(),
-            count(s, Status::Fail),
-            count(s, Status::Error),
-            count(s, Status::Warn),
-        )?;
-        for r in &s.rows {
-            let name = format!("{} {} {}", r.check, r.id, r.title);
-            let detail = format!(
-                "expected {}; value {:?} from {}",
-                r.expected,
-                r.value,
-                if r.source.is_empty() {
-                    "nowhere"
-                } else {
-                    &r.source
-                }
-            );
-            write!(
-                w,
-                r#"    <testcase classname="{}" name="{}""#,
-                xml_escape(&r.node),
-                xml_escape(&name)
-            )?;
-            match r.status {
-                Status::Pass => writeln!(w, "/>")?,
-                Status::Fail => writeln!(
-                    w,
-                    r#"><failure message="{}" type="fail">{}</failure></testcase>"#,
-                    xml_escape(&detail),
-                    xml_escape(&detail)
-                )?,
-                Status::Error => writeln!(
-                    w,
-                    r#"><error message="{}" type="error">{}</error></testcase>"#,
-                    xml_escape(&detail),
-                    xml_escape(&detail)
-                )?,
-                Status::Warn => writeln!(
-                    w,
-                    r#"><skipped message="{}"/></testcase>"#,
-                    xml_escape(&detail)
-                )?,
-            }
-        }
-        writeln!(w, "  </testsuite>")?;
-    }
+        r#"<testsuites name="nodeproof" tests="{}" failures="{}" errors="{}" skipped="{}">"#,
+        t.tests, t.failures, t.errors, t.skipped
+    )
+}
+
+/// The closing `</testsuites>` of [`write_junit`].
+pub fn write_junit_tail(w: &mut dyn Write) -> io::Result<()> {
     writeln!(w, "</testsuites>")
+}
+
+/// One `<testsuite>` of [`write_junit`].
+pub fn write_junit_suite(w: &mut dyn Write, s: &Suite) -> io::Result<()> {
+    writeln!(
+        w,
+        r#"  <testsuite name="{}" timestamp="{}" tests="{}" failures="{}" errors="{}" skipped="{}">"#,
+        xml_escape(&s.node),
+        xml_escape(&s.time),
+        s.rows.len(),
+        count(s, Status::Fail),
+        count(s, Status::Error),
+        count(s, Status::Warn),
+    )?;
+    for r in &s.rows {
+        let name = format!("{} {} {}", r.check, r.id, r.title);
+        let detail = format!(
+            "expected {}; value {:?} from {}",
+            r.expected,
+            r.value,
+            if r.source.is_empty() {
+                "nowhere"
+            } else {
+                &r.source
+            }
+        );
+        write!(
+            w,
+            r#"    <testcase classname="{}" name="{}""#,
+            xml_escape(&r.node),
+            xml_escape(&name)
+        )?;
+        match r.status {
+            Status::Pass => writeln!(w, "/>")?,
+            Status::Fail => writeln!(
+                w,
+                r#"><failure message="{}" type="fail">{}</failure></testcase>"#,
+                xml_escape(&detail),
+                xml_escape(&detail)
+            )?,
+            Status::Error => writeln!(
+                w,
+                r#"><error message="{}" type="error">{}</error></testcase>"#,
+                xml_escape(&detail),
+                xml_escape(&detail)
+            )?,
+            Status::Warn => writeln!(
+                w,
+                r#"><skipped message="{}"/></testcase>"#,
+                xml_escape(&detail)
+            )?,
+        }
+    }
+    writeln!(w, "  </testsuite>")
 }
 
 #[cfg(test)]

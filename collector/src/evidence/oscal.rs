@@ -197,11 +197,17 @@ pub fn assessment_results(
     now: i64,
     export_keyid: &str,
 ) -> Value {
-    let seed = format!("{export_keyid} {now}");
     let results: Vec<Value> = nodes
         .iter()
-        .map(|n| node_result(n, exceptions, in_force_at, now, &seed))
+        .map(|n| result(n, exceptions, in_force_at, now, export_keyid))
         .collect();
+    document(results, now, export_keyid)
+}
+
+/// The assessment-results document around `results` (from [`result`]); a writer that
+/// streams the results passes none and splices them into the empty `"results": []`.
+pub fn document(results: Vec<Value>, now: i64, export_keyid: &str) -> Value {
+    let seed = format!("{export_keyid} {now}");
     json!({
         "assessment-results": {
             "uuid": uuid(&format!("{seed} document")),
@@ -223,6 +229,23 @@ pub fn assessment_results(
             "results": results,
         }
     })
+}
+
+/// One node's result of the document [`document`] makes for an export at `now`.
+pub fn result(
+    n: &NodeAssessment,
+    exceptions: &[ExceptionRecord],
+    in_force_at: i64,
+    now: i64,
+    export_keyid: &str,
+) -> Value {
+    node_result(
+        n,
+        exceptions,
+        in_force_at,
+        now,
+        &format!("{export_keyid} {now}"),
+    )
 }
 
 fn node_result(

@@ -99,6 +99,9 @@ struct Seen {
     bytes: Option<Vec<u8>>,
 }
 
+/// A node's keys by keyid: the key and the times it was valid from and until.
+type KeysById = HashMap<String, (VerifyingKey, i64, Option<i64>)>;
+
 fn fault(file: Option<&str>, node: Option<&str>, message: impl Into<String>) -> Fault {
     Fault {
         file: file.map(str::to_string),
@@ -156,6 +159,10 @@ fn read_entries(
         }
         on_entry(&path, &mut entry)?;
     }
+    // Read the gzip stream to its end, so its CRC-32 and length are checked: a changed
+    // byte in the archive's padding after the last entry (which tar never reads) or in
+    // the gzip trailer is then an error too, not a bundle that verifies.
+    io::copy(&mut archive.into_inner(), &mut io::sink())?;
     Ok(())
 }
 
