@@ -8,7 +8,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 
 use super::session::{Role, Session};
 use crate::server::error::HttpError;
-use crate::server::{now_unix, AppState};
+use crate::server::AppState;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "nodeproof_session";
@@ -53,7 +53,7 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
 /// The live session the request's cookie names.
 pub fn session(state: &AppState, headers: &HeaderMap) -> Option<(String, Session)> {
     let id = session_cookie(headers)?;
-    let s = state.ui.sessions.get(id, now_unix())?;
+    let s = state.ui.sessions.get(id, state.ui.clock.now())?;
     Some((id.to_string(), s))
 }
 
