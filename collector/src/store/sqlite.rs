@@ -43,9 +43,9 @@ use rusqlite::{
 };
 
 use super::{
-    Accepted, AcceptedKind, ChainEvent, CheckCounts, CheckState, DriftEvent, ExceptionEvent,
-    ExceptionRecord, FailingCheck, FleetSummary, HistoryEntry, NewException, NodeCounts, NodeKey,
-    NodeRecord, NodeStatus, PendingClaim, Store, StoreError, StoreResult,
+    Accepted, AcceptedKind, ChainEvent, CheckCounts, CheckState, DriftEvent, DriftPage,
+    ExceptionEvent, ExceptionRecord, FailingCheck, FleetSummary, HistoryEntry, NewException,
+    NodeCounts, NodeKey, NodeRecord, NodeStatus, PendingClaim, Store, StoreError, StoreResult,
 };
 
 /// One schema change, embedded from `migrations/sqlite/NNNN_name.sql`.
@@ -2261,13 +2261,17 @@ impl Store for SqliteStore {
         })
     }
 
-    fn drift(&self, since: i64) -> StoreResult<Vec<DriftEvent>> {
+    fn drift(&self, since: i64, limit: Option<u32>) -> StoreResult<DriftPage> {
         self.read(|c| {
+            // Newest first, so the LIMIT keeps the newest: the index drift_at (at, and the
+            // rowid id after it) read backwards from the end, no sort. One row past the limit
+            // says whether there are more; -1 is no limit.
             let mut stmt = c.prepare_cached(
                 "SELECT node, cis, from_status, to_status, at, digest
-                 FROM drift WHERE at >= ?1 ORDER BY at, id",
+                 FROM drift WHERE at >= ?1 ORDER BY at DESC, id DESC LIMIT ?2",
             )?;
-            let rows = stmt.query_map([since], |r| {
+            let fetch = limit.map_or(-1, |l| i64::from(l) + 1);
+            let rows = stmt.query_map(params![since, fetch], |r| {
                 let from: Option<String> = r.get(2)?;
                 let from = match from {
                     None => None,
@@ -2284,7 +2288,8 @@ impl Store for SqliteStore {
                     digest: r.get(5)?,
                 })
             })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let events: Vec<DriftEvent> = rows.collect::<Result<_, _>>()?;
+            Ok(super::drift_page(events, limit))
         })
     }
 

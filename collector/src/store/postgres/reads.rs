@@ -9,7 +9,7 @@ use postgres::Row;
 use super::{check_status, get, get_json, get_opt_u64, get_u64, node_status, StoreResult, Tx};
 use crate::store::sqlite::cis_order;
 use crate::store::{
-    ChainEvent, CheckCounts, DriftEvent, ExceptionEvent, ExceptionRecord, FailingCheck,
+    ChainEvent, CheckCounts, DriftEvent, DriftPage, ExceptionEvent, ExceptionRecord, FailingCheck,
     FleetSummary, HistoryEntry, NodeCounts, NodeKey, NodeRecord, NodeStatus, PendingClaim,
     StoreError,
 };
@@ -258,26 +258,32 @@ pub(super) fn failing(tx: &mut Tx<'_>, cis: &str) -> StoreResult<Vec<NodeRecord>
     .collect()
 }
 
-pub(super) fn drift(tx: &mut Tx<'_>, since: i64) -> StoreResult<Vec<DriftEvent>> {
-    tx.query(
-        "SELECT node, cis, from_status, to_status, at, digest
-         FROM drift WHERE at >= $1 ORDER BY at, id",
-        &[&since],
-    )?
-    .iter()
-    .map(|r| {
-        let from: Option<String> = get(r, 2)?;
-        let to: String = get(r, 3)?;
-        Ok(DriftEvent {
-            node: get(r, 0)?,
-            cis: get(r, 1)?,
-            from: from.as_deref().map(check_status).transpose()?,
-            to: check_status(&to)?,
-            at: get(r, 4)?,
-            digest: get(r, 5)?,
+pub(super) fn drift(tx: &mut Tx<'_>, since: i64, limit: Option<u32>) -> StoreResult<DriftPage> {
+    // Newest first, so the LIMIT keeps the newest: the index drift_at_id (at, id) read
+    // backwards, no sort. One row past the limit says whether there are more; NULL is no
+    // limit.
+    let fetch: Option<i64> = limit.map(|l| i64::from(l) + 1);
+    let events = tx
+        .query(
+            "SELECT node, cis, from_status, to_status, at, digest
+             FROM drift WHERE at >= $1 ORDER BY at DESC, id DESC LIMIT $2",
+            &[&since, &fetch],
+        )?
+        .iter()
+        .map(|r| {
+            let from: Option<String> = get(r, 2)?;
+            let to: String = get(r, 3)?;
+            Ok(DriftEvent {
+                node: get(r, 0)?,
+                cis: get(r, 1)?,
+                from: from.as_deref().map(check_status).transpose()?,
+                to: check_status(&to)?,
+                at: get(r, 4)?,
+                digest: get(r, 5)?,
+            })
         })
-    })
-    .collect()
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(crate::store::drift_page(events, limit))
 }
 
 pub(super) fn stale_nodes(tx: &mut Tx<'_>, now: i64) -> StoreResult<Vec<String>> {
