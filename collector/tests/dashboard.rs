@@ -4,14 +4,17 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
+use nodeproof_collector::server::ui::session::Clock;
 use nodeproof_collector::server::ui::UiConfig;
 use nodeproof_collector::server::{AdminToken, TlsFiles};
 use serde_json::{json, Value};
 
 const VIEWER_TOKEN: &str = "test-viewer-token";
+
+/// Where the tests that move the server's clock start it: 2027-01-15T08:00:00Z, the start
+/// of a minute (the login quota counts per calendar minute).
+const START: i64 = 1_800_000_000;
 
 fn ui() -> UiConfig {
     UiConfig {
@@ -156,8 +159,11 @@ async fn attack_login_flood_with_wrong_tokens_creates_no_sessions() {
 
 #[tokio::test]
 async fn attack_login_guessing_is_rate_limited_per_address() {
+    // On a manual clock, so the attempts cannot straddle a minute and get a fresh quota.
+    let (clock, hand) = Clock::manual(START);
     let server = TestServer::start_with_ui(UiConfig {
         logins_per_minute: 5,
+        clock,
         ..ui()
     })
     .await;
@@ -169,6 +175,13 @@ async fn attack_login_guessing_is_rate_limited_per_address() {
     assert_eq!(status, 429, "{body}");
     assert!(cookie.is_none());
     assert!(body.contains("Too many login attempts"));
+    hand.advance(59);
+    assert_eq!(login(&server, ADMIN_TOKEN).await.0, 429, "the same minute");
+    // The next minute brings a new quota.
+    hand.advance(1);
+    let (status, cookie, body) = login(&server, ADMIN_TOKEN).await;
+    assert_eq!(status, 303, "{body}");
+    assert!(cookie.is_some());
     server.stop().await.unwrap();
 }
 
@@ -200,27 +213,32 @@ async fn attack_session_table_is_capped_and_the_oldest_session_goes() {
 
 #[tokio::test]
 async fn a_session_expires() {
+    // The server's clock moves only when the test moves it: no waiting on the real one.
+    let (clock, hand) = Clock::manual(START);
     let server = TestServer::start_with_ui(UiConfig {
-        session_ttl_secs: 1,
+        session_ttl_secs: 60,
+        clock,
         ..ui()
     })
     .await;
     let (_, cookie, _) = login(&server, ADMIN_TOKEN).await;
     let cookie = cookie.unwrap();
-    assert!(cookie.contains("Max-Age=1"), "{cookie}");
+    assert!(cookie.contains("Max-Age=60"), "{cookie}");
     let pair = cookie_pair(&cookie);
-    // Poll until the server refuses it (the TTL is 1 s; give it 5).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (status, _) = get_with_cookie(&server, "/v1/fleet", &pair).await;
-        if status == 401 {
-            break;
-        }
-        assert_eq!(status, 200);
-        assert!(Instant::now() < deadline, "the session never expired");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (status, session) = get_with_cookie(&server, "/ui/session", &pair).await;
+    assert_eq!(status, 200, "{session}");
+    assert_eq!(session["expires_at"], "2027-01-15T08:01:00Z", "{session}");
+    hand.advance(59);
+    assert_eq!(get_with_cookie(&server, "/v1/fleet", &pair).await.0, 200);
+    assert_eq!(sessions(&server).await, 1);
+    hand.advance(1);
+    assert_eq!(
+        get_with_cookie(&server, "/v1/fleet", &pair).await.0,
+        401,
+        "expired at its end"
+    );
     assert_eq!(sessions(&server).await, 0, "an expired session is dropped");
+    assert_eq!(get_with_cookie(&server, "/ui/session", &pair).await.0, 401);
     server.stop().await.unwrap();
 }
 

@@ -899,6 +899,31 @@ async fn read_endpoints_answer_the_documented_shapes() {
         .admin_get("/v1/drift?since=2000-01-01T00:00:00Z&limit=100000")
         .await;
     assert_eq!(&more, &drift);
+    // X-Drift-More says whether the limit left older changes out.
+    let drift_more = |query: String| {
+        let request = server
+            .client
+            .get(server.url(&format!("/v1/drift?since=2000-01-01T00:00:00Z{query}")))
+            .bearer_auth(ADMIN_TOKEN);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            let more = response.headers()["x-drift-more"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            let body: Value = response.json().await.unwrap();
+            (more, body.as_array().unwrap().len())
+        }
+    };
+    let n = all.len();
+    assert_eq!(drift_more(String::new()).await, ("false".into(), n));
+    assert_eq!(
+        drift_more(format!("&limit={}", n - 1)).await,
+        ("true".into(), n - 1)
+    );
+    assert_eq!(drift_more(format!("&limit={n}")).await, ("false".into(), n));
+    assert_eq!(drift_more("&limit=1".into()).await, ("true".into(), 1));
     for bad in ["0", "100001", "-1", "x"] {
         let (status, body) = server
             .admin_get(&format!("/v1/drift?since=2000-01-01T00:00:00Z&limit={bad}"))

@@ -46,6 +46,7 @@ stories!(
     fleet_summary,
     failing_by_check,
     drift_since,
+    drift_newest,
     chain_events,
     chain_events_are_counted,
     pending_claims_and_deletion,
@@ -598,7 +599,10 @@ fn migrating_from_sqlite_keeps_every_envelope_byte_for_byte() {
         pg.failing_checks().expect("f"),
         sqlite.failing_checks().expect("f")
     );
-    assert_eq!(pg.drift(0).expect("d"), sqlite.drift(0).expect("d"));
+    assert_eq!(
+        pg.drift(0, None).expect("d"),
+        sqlite.drift(0, None).expect("d")
+    );
     assert_eq!(
         pg.pending_claims().expect("p"),
         sqlite.pending_claims().expect("p")

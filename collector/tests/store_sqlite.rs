@@ -50,6 +50,7 @@ stories!(
     fleet_summary,
     failing_by_check,
     drift_since,
+    drift_newest,
     chain_events,
     chain_events_are_counted,
     pending_claims_and_deletion,
@@ -410,7 +411,7 @@ fn the_store_is_shared_between_threads() {
         "counters agree after concurrent commits"
     );
     assert_eq!(
-        s.drift(0).expect("drift").len(),
+        s.drift(0, None).expect("drift").events.len(),
         40,
         "every change recorded"
     );

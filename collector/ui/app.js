@@ -34,6 +34,11 @@ function badge(status) {
 }
 
 async function api(path) {
+  return (await apiResponse(path)).body;
+}
+
+/** The JSON body of a GET and the response's headers. */
+async function apiResponse(path) {
   const r = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } });
   if (r.status === 401) {
     location.assign("/ui/login");
@@ -41,7 +46,7 @@ async function api(path) {
   }
   const body = await r.json();
   if (!r.ok) throw new Error(body.message || `${r.status}`);
-  return body;
+  return { body, headers: r.headers };
 }
 
 function show(children, hash) {
@@ -244,10 +249,9 @@ const DRIFT_ROWS = 500;
 
 async function drift(params) {
   const since = params.get("since") || isoMinutesAgo(24 * 60);
-  // The newest DRIFT_ROWS changes, and one more to know whether there were more.
-  const fetched = await api(`/v1/drift?since=${encodeURIComponent(since)}&limit=${DRIFT_ROWS + 1}`);
-  const more = fetched.length > DRIFT_ROWS;
-  const events = more ? fetched.slice(1) : fetched;
+  // The newest DRIFT_ROWS changes; the server says whether older ones were left out.
+  const { body: events, headers } = await apiResponse(`/v1/drift?since=${encodeURIComponent(since)}&limit=${DRIFT_ROWS}`);
+  const more = headers.get("x-drift-more") === "true";
   const input = el("input", { id: "since", type: "text", value: since, size: 24 });
   const form = el("div", { class: "filters" }, el("label", {}, "Since (RFC 3339)", input),
     el("button", { type: "button", id: "drift-go", onclick: () => { location.hash = `#/drift?since=${encodeURIComponent(input.value.trim())}`; } }, "Show"),

@@ -37,6 +37,7 @@ pub const STORIES: &[(&str, Story)] = &[
     ("fleet_summary", fleet_summary),
     ("failing_by_check", failing_by_check),
     ("drift_since", drift_since),
+    ("drift_newest", drift_newest),
     ("chain_events", chain_events),
     ("chain_events_are_counted", chain_events_are_counted),
     ("pending_claims_and_deletion", pending_claims_and_deletion),
@@ -729,7 +730,7 @@ pub fn full_reports(s: &dyn Store) {
         "unknown envelope"
     );
 
-    let mut first = ok(s.drift(0), "drift");
+    let mut first = ok(s.drift(0, None), "drift").events;
     first.sort_by(|x, y| x.cis.cmp(&y.cis));
     let got: Vec<_> = first
         .iter()
@@ -757,7 +758,8 @@ pub fn full_reports(s: &dyn Store) {
         ],
     );
     commit(s, std::slice::from_ref(&r2));
-    let got: Vec<_> = ok(s.drift(150), "drift")
+    let got: Vec<_> = ok(s.drift(150, None), "drift")
+        .events
         .into_iter()
         .map(|d| (d.cis, d.from, d.to, d.at, d.digest))
         .collect();
@@ -977,7 +979,11 @@ pub fn unchanged_runs(s: &dyn Store) {
         (n.last_full_digest.as_deref(), n.last_full_sequence),
         (Some(f1.digest.as_str()), Some(1))
     );
-    assert_eq!(ok(s.drift(1001), "drift"), vec![], "notices are not drift");
+    assert_eq!(
+        ok(s.drift(1001, None), "drift").events,
+        vec![],
+        "notices are not drift"
+    );
 
     let mut at = 1600;
     for _ in 2..10 {
@@ -1194,7 +1200,10 @@ pub fn batch_atomicity(s: &dyn Store) {
             !ok(s.has_digest(&rb.digest), "has_digest"),
             "{why}: b's report"
         );
-        assert!(ok(s.drift(0), "drift").is_empty(), "{why}: drift");
+        assert!(
+            ok(s.drift(0, None), "drift").events.is_empty(),
+            "{why}: drift"
+        );
         assert!(check_counts(s).is_empty(), "{why}: check counts");
         assert!(
             ok(s.failing("4.2.1"), "failing").is_empty(),
@@ -1409,7 +1418,7 @@ pub fn drift_since(s: &dyn Store) {
     let x4 = x.full(400, vec![check("1.1", F), check("1.2", P)]);
     commit(s, std::slice::from_ref(&x4));
 
-    let all = ok(s.drift(0), "drift");
+    let all = ok(s.drift(0, None), "drift").events;
     let got: Vec<_> = all
         .iter()
         .map(|d| (d.node.as_str(), d.cis.as_str(), d.from, d.to, d.at))
@@ -1429,18 +1438,114 @@ pub fn drift_since(s: &dyn Store) {
         all[3].digest, x2.digest,
         "drift names the report that changed the check"
     );
-    let from_200: Vec<_> = ok(s.drift(200), "drift")
+    let from_200: Vec<_> = ok(s.drift(200, None), "drift")
+        .events
         .into_iter()
         .map(|d| d.at)
         .collect();
     assert_eq!(from_200, [200, 400], "since is inclusive");
-    assert_eq!(ok(s.drift(201), "drift").len(), 1);
+    assert_eq!(ok(s.drift(201, None), "drift").events.len(), 1);
     assert_eq!(
-        ok(s.drift(401), "drift"),
+        ok(s.drift(401, None), "drift").events,
         vec![],
         "nothing after the last change"
     );
-    assert_eq!(ok(s.drift(400), "drift")[0].digest, x4.digest);
+    assert_eq!(ok(s.drift(400, None), "drift").events[0].digest, x4.digest);
+}
+
+/// `drift(since, Some(limit))`: the newest `limit` changes at or after a time, oldest
+/// first, and whether older ones since then were left out.
+pub fn drift_newest(s: &dyn Store) {
+    let mut x = Agent::new("x");
+    let mut y = Agent::new("y");
+    x.enroll(s, true, 0);
+    y.enroll(s, true, 0);
+    // Three changes in one batch at 100 (their order recorded decides among them), then
+    // one at 200 and one at 300.
+    commit(
+        s,
+        &[
+            x.full(100, vec![check("1.1", P), check("1.2", F)]),
+            y.full(100, vec![check("1.1", F)]),
+        ],
+    );
+    commit(s, &[x.full(200, vec![check("1.1", F), check("1.2", F)])]);
+    commit(s, &[y.full(300, vec![check("1.1", P)])]);
+    let key = |p: &super::DriftPage| -> (Vec<(String, String, i64)>, bool) {
+        (
+            p.events
+                .iter()
+                .map(|d| (d.node.clone(), d.cis.clone(), d.at))
+                .collect(),
+            p.more,
+        )
+    };
+    let row = |n: &str, c: &str, at: i64| (n.to_string(), c.to_string(), at);
+    let all = ok(s.drift(0, None), "drift");
+    assert_eq!(
+        key(&all),
+        (
+            vec![
+                row("x", "1.1", 100),
+                row("x", "1.2", 100),
+                row("y", "1.1", 100),
+                row("x", "1.1", 200),
+                row("y", "1.1", 300),
+            ],
+            false
+        ),
+        "without a limit: everything, and never more"
+    );
+    for limit in 0..=7u32 {
+        let page = ok(s.drift(0, Some(limit)), "drift with a limit");
+        let n = all.events.len().min(limit as usize);
+        assert_eq!(
+            page.events,
+            all.events[all.events.len() - n..],
+            "limit {limit}: the newest {n}, oldest first"
+        );
+        assert_eq!(
+            page.more,
+            (limit as usize) < all.events.len(),
+            "limit {limit}: more only when some were left out"
+        );
+    }
+    assert_eq!(
+        key(&ok(s.drift(0, Some(2)), "drift")),
+        (vec![row("x", "1.1", 200), row("y", "1.1", 300)], true)
+    );
+    assert_eq!(
+        key(&ok(s.drift(100, Some(4)), "drift")),
+        (
+            vec![
+                row("x", "1.2", 100),
+                row("y", "1.1", 100),
+                row("x", "1.1", 200),
+                row("y", "1.1", 300),
+            ],
+            true
+        ),
+        "within one second, the order recorded decides which are newest"
+    );
+    assert_eq!(
+        key(&ok(s.drift(200, Some(2)), "drift")),
+        (vec![row("x", "1.1", 200), row("y", "1.1", 300)], false),
+        "older changes before since are not more"
+    );
+    assert_eq!(
+        key(&ok(s.drift(200, Some(1)), "drift")),
+        (vec![row("y", "1.1", 300)], true)
+    );
+    assert_eq!(
+        ok(s.drift(301, Some(1)), "drift"),
+        super::DriftPage::default(),
+        "nothing after the last change"
+    );
+    assert_eq!(
+        ok(s.drift(0, Some(u32::MAX)), "drift"),
+        all,
+        "the largest limit is no limit"
+    );
 }
 
 /// Chain events round-trip, per node, in the order recorded.

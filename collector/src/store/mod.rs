@@ -271,6 +271,27 @@ pub struct DriftEvent {
     pub digest: String,
 }
 
+/// What [`Store::drift`] returns: the changes, oldest first, and whether older ones since
+/// the same time were left out by the limit.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DriftPage {
+    pub events: Vec<DriftEvent>,
+    pub more: bool,
+}
+
+/// The page of at most `limit` events from a backend's newest-first rows, which hold one
+/// row past the limit when there are more.
+pub(crate) fn drift_page(mut newest_first: Vec<DriftEvent>, limit: Option<u32>) -> DriftPage {
+    let keep = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    let more = newest_first.len() > keep;
+    newest_first.truncate(keep);
+    newest_first.reverse();
+    DriftPage {
+        events: newest_first,
+        more,
+    }
+}
+
 /// The store's own counters (scored failures, stale nodes not counted as failing). The fleet
 /// view that users see (`server::fleet`) judges every failure and applies exceptions at read
 /// time instead; these stay for the scale measurement and the counters' consistency checks.
@@ -536,8 +557,11 @@ pub trait Store: Send + Sync {
     /// by node name, then CIS order.
     fn failing_checks(&self) -> StoreResult<Vec<FailingCheck>>;
     /// Check changes accepted at or after `since` (the collector's receive time, so a report
-    /// delivered late is not missed by a poller), oldest first.
-    fn drift(&self, since: i64) -> StoreResult<Vec<DriftEvent>>;
+    /// delivered late is not missed by a poller), oldest first. With `limit`, only the newest
+    /// `limit` of them (by receive time, then the order recorded), read as such from the
+    /// database rather than all read and then cut, and `more` says whether older ones were
+    /// left out; without it, all of them and `more` is false.
+    fn drift(&self, since: i64, limit: Option<u32>) -> StoreResult<DriftPage>;
     // Exceptions.
     /// Records an exception and its `add` event together. NoSuchNode when `node` names no
     /// enrolled node (a typo would otherwise except nothing, silently).

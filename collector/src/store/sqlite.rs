@@ -43,9 +43,9 @@ use rusqlite::{
 };
 
 use super::{
-    Accepted, AcceptedKind, ChainEvent, CheckCounts, CheckState, DriftEvent, ExceptionEvent,
-    ExceptionRecord, FailingCheck, FleetSummary, HistoryEntry, NewException, NodeCounts, NodeKey,
-    NodeRecord, NodeStatus, PendingClaim, Store, StoreError, StoreResult,
+    Accepted, AcceptedKind, ChainEvent, CheckCounts, CheckState, DriftEvent, DriftPage,
+    ExceptionEvent, ExceptionRecord, FailingCheck, FleetSummary, HistoryEntry, NewException,
+    NodeCounts, NodeKey, NodeRecord, NodeStatus, PendingClaim, Store, StoreError, StoreResult,
 };
 
 /// One schema change, embedded from `migrations/sqlite/NNNN_name.sql`.
@@ -1698,6 +1698,11 @@ fn update_checks(
     Ok(())
 }
 
+/// Drift since ?1, newest first, at most ?2 rows (-1: all), so the LIMIT keeps the newest:
+/// the index drift_at (at, and the rowid id after it) read backwards, no sort (see the test).
+const DRIFT_NEWEST: &str = "SELECT node, cis, from_status, to_status, at, digest
+     FROM drift WHERE at >= ?1 ORDER BY at DESC, id DESC LIMIT ?2";
+
 impl Store for SqliteStore {
     fn create_token(
         &self,
@@ -2261,13 +2266,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn drift(&self, since: i64) -> StoreResult<Vec<DriftEvent>> {
+    fn drift(&self, since: i64, limit: Option<u32>) -> StoreResult<DriftPage> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT node, cis, from_status, to_status, at, digest
-                 FROM drift WHERE at >= ?1 ORDER BY at, id",
-            )?;
-            let rows = stmt.query_map([since], |r| {
+            // One row past the limit says whether there are more; -1 is no limit.
+            let mut stmt = c.prepare_cached(DRIFT_NEWEST)?;
+            let fetch = limit.map_or(-1, |l| i64::from(l) + 1);
+            let rows = stmt.query_map(params![since, fetch], |r| {
                 let from: Option<String> = r.get(2)?;
                 let from = match from {
                     None => None,
@@ -2284,7 +2288,8 @@ impl Store for SqliteStore {
                     digest: r.get(5)?,
                 })
             })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let events: Vec<DriftEvent> = rows.collect::<Result<_, _>>()?;
+            Ok(super::drift_page(events, limit))
         })
     }
 
@@ -2535,6 +2540,22 @@ mod tests {
             let on_disk = std::fs::read_to_string(dir.join(&embedded[i])).expect("read migration");
             assert_eq!(on_disk, m.sql, "{} is not the embedded text", embedded[i]);
         }
+    }
+
+    /// The newest-first drift query is served by the index in that order: no temporary
+    /// B-tree for the ORDER BY.
+    #[test]
+    fn the_newest_drift_is_read_from_an_index_without_sorting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("t.db")).expect("open");
+        let plan: Vec<String> = store
+            .read(|c| {
+                let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {DRIFT_NEWEST}"))?;
+                let rows = stmt.query_map(params![0_i64, 501_i64], |r| r.get::<_, String>(3))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .expect("explain");
+        assert_eq!(plan, ["SEARCH drift USING INDEX drift_at (at>?)"]);
     }
 
     #[test]

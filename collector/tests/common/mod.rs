@@ -599,8 +599,8 @@ impl Store for FlakyStore {
     fn failing(&self, cis: &str) -> store::StoreResult<Vec<NodeRecord>> {
         self.inner.failing(cis)
     }
-    fn drift(&self, since: i64) -> store::StoreResult<Vec<store::DriftEvent>> {
-        self.inner.drift(since)
+    fn drift(&self, since: i64, limit: Option<u32>) -> store::StoreResult<store::DriftPage> {
+        self.inner.drift(since, limit)
     }
     fn size_bytes(&self) -> store::StoreResult<u64> {
         self.inner.size_bytes()

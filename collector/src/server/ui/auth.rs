@@ -8,7 +8,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 
 use super::session::{Role, Session};
 use crate::server::error::HttpError;
-use crate::server::{now_unix, AppState};
+use crate::server::AppState;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "nodeproof_session";
@@ -53,7 +53,7 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
 /// The live session the request's cookie names.
 pub fn session(state: &AppState, headers: &HeaderMap) -> Option<(String, Session)> {
     let id = session_cookie(headers)?;
-    let s = state.ui.sessions.get(id, now_unix())?;
+    let s = state.ui.sessions.get(id, state.ui.clock.now())?;
     Some((id.to_string(), s))
 }
 
@@ -180,6 +180,32 @@ pub fn write(state: &AppState, headers: &HeaderMap) -> Result<(), HttpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::AdminToken;
+
+    #[test]
+    fn the_bearer_token_comes_only_from_a_bearer_authorization() {
+        let with = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, value.parse().unwrap());
+            h
+        };
+        assert_eq!(bearer(&with("Bearer s3cret")), Some("s3cret"));
+        assert_eq!(bearer(&with("bearer  s3cret ")), Some("s3cret"));
+        assert_eq!(
+            bearer(&with("Bearer ")),
+            Some(""),
+            "empty: matches no token"
+        );
+        for other in ["Basic s3cret", "s3cret", "Bearers3cret"] {
+            assert_eq!(bearer(&with(other)), None, "{other}");
+        }
+        assert_eq!(bearer(&HeaderMap::new()), None);
+        let token = AdminToken::new("s3cret");
+        assert!(token.matches("s3cret"));
+        for bad in ["s3cre", "s3cret2", "S3CRET", ""] {
+            assert!(!token.matches(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn the_session_cookie_is_found_among_others() {

@@ -27,8 +27,8 @@ use axum::{Form, Json, Router};
 use serde::Deserialize;
 
 use super::quota::RateLimiter;
-use super::{now_unix, AdminToken, AppState, Peer};
-use session::Sessions;
+use super::{AdminToken, AppState, Peer};
+use session::{Clock, Sessions};
 
 /// The dashboard's, the viewer's and the metrics' settings (`serve` flags).
 #[derive(Clone)]
@@ -49,6 +49,9 @@ pub struct UiConfig {
     pub max_sessions: usize,
     /// Login attempts per source address per minute.
     pub logins_per_minute: u32,
+    /// What sessions' expiry and the login quota go by: the system clock, or in tests a
+    /// manual one ([`Clock::manual`]).
+    pub clock: Clock,
 }
 
 impl Default for UiConfig {
@@ -64,6 +67,7 @@ impl Default for UiConfig {
             session_ttl_secs: 8 * 3600,
             max_sessions: 1000,
             logins_per_minute: 10,
+            clock: Clock::system(),
         }
     }
 }
@@ -82,6 +86,7 @@ impl std::fmt::Debug for UiConfig {
             .field("metrics_per_node_limit", &self.metrics_per_node_limit)
             .field("session_ttl_secs", &self.session_ttl_secs)
             .field("max_sessions", &self.max_sessions)
+            .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
 }
@@ -94,6 +99,8 @@ pub struct UiState {
     pub metrics_per_node_limit: usize,
     pub metrics_cache: Duration,
     pub sessions: Sessions,
+    /// The time sessions and logins are judged by.
+    pub clock: Clock,
     /// Login attempts by source IP.
     logins: RateLimiter<std::net::IpAddr>,
     logins_per_minute: u32,
@@ -111,6 +118,7 @@ impl UiState {
             metrics_token: config.metrics_token,
             metrics_per_node_limit: config.metrics_per_node_limit,
             metrics_cache: config.metrics_cache,
+            clock: config.clock,
             logins: RateLimiter::default(),
             logins_per_minute: config.logins_per_minute,
             secure_cookies: tls,
@@ -271,7 +279,7 @@ async fn login(
             )),
         );
     }
-    let now = now_unix();
+    let now = state.ui.clock.now();
     if !state
         .ui
         .logins

@@ -9,11 +9,55 @@
 //! state-changing request made with the cookie must echo in a header.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
+
+/// The time (Unix seconds) the dashboard judges sessions and the login quota by: the
+/// system clock unless made with [`Clock::manual`], whose time moves only when its
+/// [`ClockHand`] moves it, so a test can let a session expire without waiting.
+#[derive(Debug, Clone, Default)]
+pub struct Clock(Option<Arc<AtomicI64>>);
+
+/// Moves a [`Clock::manual`] clock; there is none for the system clock.
+#[derive(Debug, Clone)]
+pub struct ClockHand(Arc<AtomicI64>);
+
+impl Clock {
+    /// The system clock (the default).
+    pub fn system() -> Clock {
+        Clock(None)
+    }
+
+    /// A clock that reads `start` until its hand moves it.
+    pub fn manual(start: i64) -> (Clock, ClockHand) {
+        let time = Arc::new(AtomicI64::new(start));
+        (Clock(Some(Arc::clone(&time))), ClockHand(time))
+    }
+
+    /// The time now, in Unix seconds.
+    pub fn now(&self) -> i64 {
+        match &self.0 {
+            None => crate::server::now_unix(),
+            Some(time) => time.load(Ordering::SeqCst),
+        }
+    }
+}
+
+impl ClockHand {
+    /// Moves the clock by `secs` (backwards when negative, as a system clock may be set).
+    pub fn advance(&self, secs: i64) {
+        // fetch_update's closure always returns Some, so this cannot fail.
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                Some(t.saturating_add(secs))
+            });
+    }
+}
 
 /// What a session (or a bearer token) may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -160,6 +204,26 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manual_clock_moves_only_when_told_and_the_default_is_the_system_clock() {
+        let (clock, hand) = Clock::manual(1000);
+        let copy = clock.clone();
+        assert_eq!(clock.now(), 1000);
+        hand.advance(59);
+        assert_eq!(
+            (clock.now(), copy.now()),
+            (1059, 1059),
+            "clones share the time"
+        );
+        hand.advance(-60);
+        assert_eq!(clock.now(), 999);
+        hand.advance(i64::MAX);
+        assert_eq!(clock.now(), i64::MAX, "saturates");
+        let before = crate::server::now_unix();
+        let now = Clock::default().now();
+        assert!(now >= before && now <= crate::server::now_unix());
+    }
 
     #[test]
     fn a_session_expires_at_its_ttl() {

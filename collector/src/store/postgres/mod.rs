@@ -642,8 +642,8 @@ impl Store for PgStore {
         self.read(reads::failing_checks)
     }
 
-    fn drift(&self, since: i64) -> StoreResult<Vec<super::DriftEvent>> {
-        self.read(|tx| reads::drift(tx, since))
+    fn drift(&self, since: i64, limit: Option<u32>) -> StoreResult<super::DriftPage> {
+        self.read(|tx| reads::drift(tx, since, limit))
     }
 
     fn add_exception(

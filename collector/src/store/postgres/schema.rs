@@ -16,11 +16,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Append only: a file that has shipped is never edited.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../../../migrations/postgres/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../../migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "drift_newest",
+        sql: include_str!("../../../migrations/postgres/0002_drift_newest.sql"),
+    },
+];
 
 /// The advisory lock key the migrations hold ("nodeproof" in ASCII, as a number): any
 /// constant works as long as every collector uses the same one.
