@@ -57,6 +57,7 @@ fn main() -> Result<()> {
         proc_dir: proc_dir.clone(),
         pid: None,
         kubelet_version: None,
+        probe: false,
     })?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let first_scan = now - per_node as i64 * INTERVAL;

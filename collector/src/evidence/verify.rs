@@ -520,9 +520,6 @@ pub fn verify_bundle(
     Ok(out)
 }
 
-/// A node's keys by keyid, each with when it became valid and when it was retired.
-type KeysById = HashMap<String, (VerifyingKey, i64, Option<i64>)>;
-
 /// One report: signed by a key of `node` valid when it was received, for `node` at the
 /// sequence the manifest says. Returns its link as signed (which the chain walk uses, so a
 /// report in another's place shows there as reordering too) and what is wrong with its
