@@ -9,6 +9,7 @@
 
 pub mod conformance;
 pub mod postgres;
+mod rules;
 pub mod sqlite;
 mod sqlite_evidence;
 

@@ -1,0 +1,266 @@
+//! The store's pure rules, shared by both backends: each backend reads the rows (with the
+//! locking its database needs) and asks these functions what to do, so the rules and
+//! their messages cannot drift apart between SQLite and PostgreSQL. Nothing here touches
+//! a database.
+
+use nodeproof_proto::Status;
+
+use super::sqlite::cis_order;
+use super::{
+    Accepted, AcceptedKind, CheckState, ExceptionRecord, NodeRecord, NodeStatus, PendingClaim,
+    StoreError, StoreResult,
+};
+
+/// What `commit` needs to know about a node before adding a statement to its chain (on
+/// PostgreSQL read under the node's row lock).
+pub(super) struct Head {
+    pub(super) status: NodeStatus,
+    pub(super) key_id: String,
+    pub(super) last_sequence: u64,
+    pub(super) last_digest: Option<String>,
+    pub(super) last_full_digest: Option<String>,
+    pub(super) last_full_sequence: Option<u64>,
+    pub(super) last_run_digest: Option<String>,
+    pub(super) summary: Option<String>,
+    pub(super) posture: Option<String>,
+    pub(super) failing_any: bool,
+}
+
+/// The re-checks at commit. The acceptance rules were decided before the batch; these
+/// keep the chain sound if something changed since (a revocation, a rotation, a
+/// concurrent duplicate, another collector extending the chain): the node is approved,
+/// still has the key the statement was accepted under, is not past its sequence, and the
+/// statement is the chain's next step.
+pub(super) fn check_commit(head: &Head, a: &Accepted) -> StoreResult<()> {
+    if head.status != NodeStatus::Approved {
+        return Err(StoreError::Conflict(format!(
+            "node {} is {}: report {} cannot be stored; nothing committed",
+            a.node,
+            head.status.as_str(),
+            a.digest
+        )));
+    }
+    if head.key_id != a.key_id {
+        return Err(StoreError::Conflict(format!(
+            "report {} was accepted under key {}, but node {} now has key {}; nothing committed",
+            a.digest, a.key_id, a.node, head.key_id
+        )));
+    }
+    if a.sequence <= head.last_sequence {
+        return Err(StoreError::Conflict(format!(
+            "report {} has sequence {} but node {} is already at {}; nothing committed",
+            a.digest, a.sequence, a.node, head.last_sequence
+        )));
+    }
+    check_chain_step(head, a)
+}
+
+/// The chain rule, re-checked at commit against the node's row (the same rule as
+/// `accept::decide` and `accept::check_notice`; see "The chain" in docs/collector.md):
+/// the statement is the node's next (`last_sequence + 1`); a full report links to the
+/// last stored statement; an unchanged notice links to the node's last full report
+/// (`previous == since == last_full_digest`) and counts the sequences since it (`count ==
+/// sequence - last_full_sequence`). So whatever is stored links up with no gap, even when
+/// a notice then replaces the previous notice of its run, and however many collectors
+/// commit.
+pub(super) fn check_chain_step(head: &Head, a: &Accepted) -> StoreResult<()> {
+    let conflict = |why: String| {
+        Err(StoreError::Conflict(format!(
+            "statement {} (node {}, sequence {}) {why}; nothing committed",
+            a.digest, a.node, a.sequence
+        )))
+    };
+    if a.sequence != head.last_sequence.saturating_add(1) {
+        return conflict(format!(
+            "does not follow the node's last sequence {}",
+            head.last_sequence
+        ));
+    }
+    match &a.kind {
+        AcceptedKind::Full { .. } => {
+            if a.previous != head.last_digest {
+                return conflict(format!(
+                    "names previous {} but the node's last statement is {}",
+                    a.previous.as_deref().unwrap_or("(none)"),
+                    head.last_digest.as_deref().unwrap_or("(none)")
+                ));
+            }
+        }
+        AcceptedKind::Unchanged { since, count, .. } => {
+            let (Some(full), Some(full_sequence)) =
+                (head.last_full_digest.as_deref(), head.last_full_sequence)
+            else {
+                return conflict("is an unchanged notice but the node has no full report".into());
+            };
+            if since != full {
+                return conflict(format!(
+                    "is an unchanged notice of full report {since}, but the node's last full \
+                     report is {full}"
+                ));
+            }
+            if a.previous.as_deref() != Some(full) {
+                return conflict(format!(
+                    "is an unchanged notice naming previous {}, not its run's full report {full}",
+                    a.previous.as_deref().unwrap_or("(none)")
+                ));
+            }
+            if *count != a.sequence.saturating_sub(full_sequence) {
+                return conflict(format!(
+                    "is an unchanged notice counting {count} scan(s) since sequence \
+                     {full_sequence}, which its sequence does not allow"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The CIS numbers a full report fails (scored checks that fail or err), in CIS order,
+/// once each: the node's `failing` column.
+pub(super) fn failing_checks(checks: &[CheckState]) -> Vec<&str> {
+    let mut failing: Vec<&str> = checks
+        .iter()
+        .filter(|c| c.scored && matches!(c.status, Status::Fail | Status::Error))
+        .map(|c| c.cis.as_str())
+        .collect();
+    failing.sort_by(|x, y| cis_order(x, y));
+    failing.dedup();
+    failing
+}
+
+/// Enrolling `name` with `key_id` when the name is enrolled already: with another key it
+/// is a Conflict; with the same key, whether the token approves it now (a valid token
+/// approves a pending node; it never brings back a revoked one).
+pub(super) fn enrol_again(
+    existing: &NodeRecord,
+    name: &str,
+    key_id: &str,
+    approved: bool,
+) -> StoreResult<bool> {
+    if existing.key_id != key_id {
+        return Err(StoreError::Conflict(format!(
+            "node {name} is already enrolled with another key ({}); rotate its key instead \
+             of enrolling again",
+            existing.key_id
+        )));
+    }
+    Ok(approved && existing.status == NodeStatus::Pending)
+}
+
+/// Enrolling a new name with a key that belongs to (or is claimed for) node `owner`.
+pub(super) fn enrol_key_taken(key_id: &str, owner: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "key {key_id} already belongs to node {owner}; every node needs its own key"
+    ))
+}
+
+/// Rotating `name` away from `old_key_id`: the node must still have that key.
+pub(super) fn check_rotation(node: &NodeRecord, name: &str, old_key_id: &str) -> StoreResult<()> {
+    if node.key_id != old_key_id {
+        return Err(StoreError::Conflict(format!(
+            "node {name}'s key is {}, not {old_key_id} (rotated already?); nothing changed",
+            node.key_id
+        )));
+    }
+    Ok(())
+}
+
+/// Rotating `name` to a key that belongs (or belonged) to node `owner`.
+pub(super) fn rotation_key_taken(name: &str, new_key_id: &str, owner: &str) -> StoreError {
+    let whose = if owner == name {
+        "this node used it before".to_owned()
+    } else {
+        format!("it belongs to node {owner}")
+    };
+    StoreError::Conflict(format!(
+        "cannot rotate node {name} to key {new_key_id}: {whose}; use a fresh key"
+    ))
+}
+
+/// Adding a claim on `name`: only a pending name takes more claims.
+pub(super) fn check_claimable(node: &NodeRecord, name: &str) -> StoreResult<()> {
+    if node.status != NodeStatus::Pending {
+        return Err(StoreError::Conflict(format!(
+            "node {name} is {}: only a pending name takes more claims",
+            node.status.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// Adding a claim with a key that belongs to (or claims) node `owner`.
+pub(super) fn claim_key_taken(key_id: &str, owner: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "key {key_id} already belongs to (or claims) node {owner}; every node needs its own \
+         key"
+    ))
+}
+
+/// What approving a node comes to.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Approval<'a> {
+    /// A later claim, with this key, becomes the name's only claim, approved.
+    Promote(&'a str),
+    /// The node (pending) becomes approved.
+    Approve,
+    /// The node is approved already: nothing to change.
+    Approved,
+}
+
+/// Approving `name` (optionally only with `key_id`): `claims` are its pending claims,
+/// oldest first, read when the node is pending (ignored otherwise). Several claims need
+/// the key named; a key that is not the node's is a Conflict; a revoked node stays
+/// revoked.
+pub(super) fn approval<'a>(
+    node: &NodeRecord,
+    name: &str,
+    key_id: Option<&'a str>,
+    claims: &[PendingClaim],
+) -> StoreResult<Approval<'a>> {
+    if node.status == NodeStatus::Pending {
+        match key_id {
+            None if claims.len() > 1 => {
+                let keys: Vec<&str> = claims.iter().map(|c| c.key_id.as_str()).collect();
+                return Err(StoreError::Conflict(format!(
+                    "node {name} has {} pending claims, with keys {}: only one is the real \
+                     node; check the key id on the node and approve it with `nodes approve \
+                     {name} --key-id <key id>`; nothing changed",
+                    claims.len(),
+                    keys.join(", ")
+                )));
+            }
+            Some(want) if want != node.key_id && claims.iter().any(|c| c.key_id == want) => {
+                return Ok(Approval::Promote(want));
+            }
+            _ => {}
+        }
+    }
+    if let Some(want) = key_id {
+        if node.key_id != want {
+            return Err(StoreError::Conflict(format!(
+                "node {name}'s key is {}, not {want}: the claim is not the one you meant to \
+                 approve; nothing changed (check the key id on the node, and `nodes delete \
+                 {name}` a claim that is not the node's)",
+                node.key_id
+            )));
+        }
+    }
+    match node.status {
+        NodeStatus::Revoked => Err(StoreError::Conflict(format!(
+            "node {name} is revoked and stays so: `nodes delete {name}` to reissue the name"
+        ))),
+        NodeStatus::Approved => Ok(Approval::Approved),
+        NodeStatus::Pending => Ok(Approval::Approve),
+    }
+}
+
+/// Revoking exception `id`: an exception is revoked once.
+pub(super) fn check_revocable(current: &ExceptionRecord, id: i64) -> StoreResult<()> {
+    if let Some(at) = current.revoked_at {
+        return Err(StoreError::Conflict(format!(
+            "exception {id} was already revoked (at Unix time {at} by {})",
+            current.revoked_by.as_deref().unwrap_or("?")
+        )));
+    }
+    Ok(())
+}
