@@ -128,6 +128,21 @@ pub(super) fn failing_checks(checks: &[CheckState]) -> Vec<&str> {
     failing
 }
 
+/// Adds `n` of `status` to one CIS number's `check_counts` change `e` (id, [pass, fail,
+/// warn, error]); a check counted in (`n > 0`) names the row's id.
+pub(super) fn add_check_delta(e: &mut (String, [i64; 4]), id: &str, status: Status, n: i64) {
+    if n > 0 {
+        e.0 = id.to_owned();
+    }
+    let slot = match status {
+        Status::Pass => 0,
+        Status::Fail => 1,
+        Status::Warn => 2,
+        Status::Error => 3,
+    };
+    e.1[slot] += n;
+}
+
 /// Enrolling `name` with `key_id` when the name is enrolled already: with another key it
 /// is a Conflict; with the same key, whether the token approves it now (a valid token
 /// approves a pending node; it never brings back a revoked one).
@@ -263,4 +278,159 @@ pub(super) fn check_revocable(current: &ExceptionRecord, id: i64) -> StoreResult
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head() -> Head {
+        Head {
+            status: NodeStatus::Approved,
+            key_id: "k1".into(),
+            last_sequence: 4,
+            last_digest: Some("d4".into()),
+            last_full_digest: Some("d3".into()),
+            last_full_sequence: Some(3),
+            last_run_digest: Some("d4".into()),
+            summary: None,
+            posture: None,
+            failing_any: false,
+        }
+    }
+
+    fn full(sequence: u64, previous: Option<&str>) -> Accepted {
+        Accepted {
+            node: "n1".into(),
+            key_id: "k1".into(),
+            digest: "d".into(),
+            sequence,
+            previous: previous.map(Into::into),
+            received_at: 0,
+            scan_time: String::new(),
+            interval_secs: 60,
+            envelope: Vec::new(),
+            kind: AcceptedKind::Full {
+                posture: String::new(),
+                summary: Default::default(),
+                checks: Vec::new(),
+            },
+        }
+    }
+
+    fn notice(sequence: u64, previous: &str, since: &str, count: u64) -> Accepted {
+        Accepted {
+            kind: AcceptedKind::Unchanged {
+                since: since.into(),
+                count,
+                first_unchanged: String::new(),
+            },
+            ..full(sequence, Some(previous))
+        }
+    }
+
+    fn conflict(r: StoreResult<()>) -> String {
+        match r {
+            Err(StoreError::Conflict(m)) => m,
+            other => panic!("expected a Conflict, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_chain_step_takes_the_next_statement_only() {
+        check_commit(&head(), &full(5, Some("d4"))).expect("a full report linking up");
+        check_commit(&head(), &notice(5, "d3", "d3", 2)).expect("a notice of the run");
+        assert_eq!(
+            conflict(check_commit(&head(), &full(6, Some("d4")))),
+            "statement d (node n1, sequence 6) does not follow the node's last sequence 4; \
+             nothing committed"
+        );
+        assert!(conflict(check_commit(&head(), &full(4, Some("d4")))).contains("already at 4"));
+        assert!(conflict(check_commit(&head(), &full(5, Some("d3"))))
+            .contains("names previous d3 but the node's last statement is d4"));
+        assert!(conflict(check_commit(&head(), &notice(5, "d3", "d2", 2)))
+            .contains("of full report d2, but the node's last full report is d3"));
+        assert!(conflict(check_commit(&head(), &notice(5, "d4", "d3", 2)))
+            .contains("naming previous d4, not its run's full report d3"));
+        assert!(conflict(check_commit(&head(), &notice(5, "d3", "d3", 1)))
+            .contains("counting 1 scan(s) since sequence 3"));
+        let fresh = Head {
+            last_full_digest: None,
+            last_full_sequence: None,
+            ..head()
+        };
+        assert!(conflict(check_commit(&fresh, &notice(5, "d3", "d3", 2)))
+            .contains("the node has no full report"));
+        let rotated = Head {
+            key_id: "k2".into(),
+            ..head()
+        };
+        assert!(conflict(check_commit(&rotated, &full(5, Some("d4")))).contains("now has key k2"));
+        let revoked = Head {
+            status: NodeStatus::Revoked,
+            ..head()
+        };
+        assert!(conflict(check_commit(&revoked, &full(5, Some("d4")))).contains("is revoked"));
+    }
+
+    fn node(status: NodeStatus, key_id: &str) -> NodeRecord {
+        NodeRecord {
+            name: "n1".into(),
+            key_id: key_id.into(),
+            public_key: String::new(),
+            status,
+            enrolled_at: 0,
+            last_sequence: 0,
+            last_digest: None,
+            last_scan_time: None,
+            last_seen: None,
+            interval_secs: None,
+            last_full_digest: None,
+            last_full_sequence: None,
+            posture: None,
+            summary: None,
+            failing: Vec::new(),
+        }
+    }
+
+    fn claim(key_id: &str) -> PendingClaim {
+        PendingClaim {
+            name: "n1".into(),
+            key_id: key_id.into(),
+            source: None,
+            claimed_at: 0,
+        }
+    }
+
+    #[test]
+    fn approval_names_the_key_when_several_claim_the_name() {
+        let pending = node(NodeStatus::Pending, "k1");
+        let two = [claim("k1"), claim("k2")];
+        assert_eq!(
+            approval(&pending, "n1", None, &[claim("k1")]).expect("one claim"),
+            Approval::Approve
+        );
+        let e = approval(&pending, "n1", None, &two).expect_err("two claims, no key");
+        assert!(
+            matches!(e, StoreError::Conflict(m) if m.contains("2 pending claims, with keys k1, k2"))
+        );
+        assert_eq!(
+            approval(&pending, "n1", Some("k2"), &two).expect("the later claim"),
+            Approval::Promote("k2")
+        );
+        assert_eq!(
+            approval(&pending, "n1", Some("k1"), &two).expect("the first claim"),
+            Approval::Approve
+        );
+        let e = approval(&pending, "n1", Some("k3"), &two).expect_err("no such claim");
+        assert!(matches!(e, StoreError::Conflict(m) if m.contains("not k3")));
+        let revoked = node(NodeStatus::Revoked, "k1");
+        let e = approval(&revoked, "n1", None, &[]).expect_err("revoked");
+        assert!(matches!(e, StoreError::Conflict(m) if m.contains("stays so")));
+        let approved = node(NodeStatus::Approved, "k1");
+        assert_eq!(
+            approval(&approved, "n1", Some("k1"), &two).expect("already approved"),
+            Approval::Approved
+        );
+    }
 }

@@ -921,18 +921,6 @@ pub(crate) fn cis_order(a: &str, b: &str) -> Ordering {
     }
 }
 
-/// `SELECT` of a whole `NodeRecord`, followed by the rest of the query.
-macro_rules! select_node {
-    ($rest:literal) => {
-        concat!(
-            "SELECT name, key_id, public_key, status, enrolled_at, last_sequence, last_digest, \
-             last_scan_time, last_seen, interval_secs, last_full_digest, last_full_sequence, \
-             posture, summary, failing FROM nodes ",
-            $rest
-        )
-    };
-}
-
 fn node_from_row(row: &Row<'_>) -> rusqlite::Result<NodeRecord> {
     let status: String = row.get(3)?;
     Ok(NodeRecord {
@@ -991,16 +979,7 @@ impl Deltas {
             .0
             .entry(cis.to_owned())
             .or_insert_with(|| (id.to_owned(), [0; 4]));
-        if n > 0 {
-            e.0 = id.to_owned();
-        }
-        let slot = match status {
-            Status::Pass => 0,
-            Status::Fail => 1,
-            Status::Warn => 2,
-            Status::Error => 3,
-        };
-        e.1[slot] += n;
+        rules::add_check_delta(e, id, status, n);
     }
 
     /// Counts (with sign `n`) every check in a node's latest state.

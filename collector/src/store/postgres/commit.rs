@@ -18,7 +18,7 @@ use nodeproof_proto::Status;
 use super::{
     check_status, get, get_opt_u64, get_u64, node_status, to_i64, to_json, StoreResult, Tx,
 };
-use crate::store::rules::{check_commit, failing_checks, Head};
+use crate::store::rules::{self, check_commit, failing_checks, Head};
 use crate::store::{Accepted, AcceptedKind, CheckState, NodeStatus, StoreError};
 
 /// Changes to `check_counts`, by CIS number: (id, [pass, fail, warn, error]).
@@ -31,16 +31,7 @@ impl Deltas {
             .0
             .entry(cis.to_owned())
             .or_insert_with(|| (id.to_owned(), [0; 4]));
-        if n > 0 {
-            e.0 = id.to_owned();
-        }
-        let slot = match status {
-            Status::Pass => 0,
-            Status::Fail => 1,
-            Status::Warn => 2,
-            Status::Error => 3,
-        };
-        e.1[slot] += n;
+        rules::add_check_delta(e, id, status, n);
     }
 
     /// Counts (with sign `n`) every check in a node's latest state.

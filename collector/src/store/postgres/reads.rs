@@ -14,18 +14,6 @@ use crate::store::{
     StoreError,
 };
 
-/// `SELECT` of a whole `NodeRecord`, followed by the rest of the query.
-macro_rules! select_node {
-    ($rest:literal) => {
-        concat!(
-            "SELECT name, key_id, public_key, status, enrolled_at, last_sequence, last_digest, \
-             last_scan_time, last_seen, interval_secs, last_full_digest, last_full_sequence, \
-             posture, summary, failing FROM nodes ",
-            $rest
-        )
-    };
-}
-
 pub(super) fn node_from_row(row: &Row) -> StoreResult<NodeRecord> {
     let status: String = get(row, 3)?;
     Ok(NodeRecord {
