@@ -222,17 +222,18 @@ pub(super) enum Approval<'a> {
     Approved,
 }
 
-/// Approving `name` (optionally only with `key_id`): `claims` are its pending claims,
-/// oldest first, read when the node is pending (ignored otherwise). Several claims need
-/// the key named; a key that is not the node's is a Conflict; a revoked node stays
-/// revoked.
+/// Approving `name` (optionally only with `key_id`), a node with `status` and key
+/// `node_key`: `claims` are its pending claims, oldest first, read when the node is
+/// pending (ignored otherwise). Several claims need the key named; a key that is not the
+/// node's is a Conflict; a revoked node stays revoked.
 pub(super) fn approval<'a>(
-    node: &NodeRecord,
     name: &str,
+    status: NodeStatus,
+    node_key: &str,
     key_id: Option<&'a str>,
     claims: &[PendingClaim],
 ) -> StoreResult<Approval<'a>> {
-    if node.status == NodeStatus::Pending {
+    if status == NodeStatus::Pending {
         match key_id {
             None if claims.len() > 1 => {
                 let keys: Vec<&str> = claims.iter().map(|c| c.key_id.as_str()).collect();
@@ -244,23 +245,22 @@ pub(super) fn approval<'a>(
                     keys.join(", ")
                 )));
             }
-            Some(want) if want != node.key_id && claims.iter().any(|c| c.key_id == want) => {
+            Some(want) if want != node_key && claims.iter().any(|c| c.key_id == want) => {
                 return Ok(Approval::Promote(want));
             }
             _ => {}
         }
     }
     if let Some(want) = key_id {
-        if node.key_id != want {
+        if node_key != want {
             return Err(StoreError::Conflict(format!(
-                "node {name}'s key is {}, not {want}: the claim is not the one you meant to \
-                 approve; nothing changed (check the key id on the node, and `nodes delete \
-                 {name}` a claim that is not the node's)",
-                node.key_id
+                "node {name}'s key is {node_key}, not {want}: the claim is not the one you \
+                 meant to approve; nothing changed (check the key id on the node, and `nodes \
+                 delete {name}` a claim that is not the node's)"
             )));
         }
     }
-    match node.status {
+    match status {
         NodeStatus::Revoked => Err(StoreError::Conflict(format!(
             "node {name} is revoked and stays so: `nodes delete {name}` to reissue the name"
         ))),
@@ -373,26 +373,6 @@ mod tests {
         assert!(conflict(check_commit(&revoked, &full(5, Some("d4")))).contains("is revoked"));
     }
 
-    fn node(status: NodeStatus, key_id: &str) -> NodeRecord {
-        NodeRecord {
-            name: "n1".into(),
-            key_id: key_id.into(),
-            public_key: String::new(),
-            status,
-            enrolled_at: 0,
-            last_sequence: 0,
-            last_digest: None,
-            last_scan_time: None,
-            last_seen: None,
-            interval_secs: None,
-            last_full_digest: None,
-            last_full_sequence: None,
-            posture: None,
-            summary: None,
-            failing: Vec::new(),
-        }
-    }
-
     fn claim(key_id: &str) -> PendingClaim {
         PendingClaim {
             name: "n1".into(),
@@ -404,32 +384,33 @@ mod tests {
 
     #[test]
     fn approval_names_the_key_when_several_claim_the_name() {
-        let pending = node(NodeStatus::Pending, "k1");
+        let pending = NodeStatus::Pending;
         let two = [claim("k1"), claim("k2")];
         assert_eq!(
-            approval(&pending, "n1", None, &[claim("k1")]).expect("one claim"),
+            approval("n1", pending, "k1", None, &[claim("k1")]).expect("one claim"),
             Approval::Approve
         );
-        let e = approval(&pending, "n1", None, &two).expect_err("two claims, no key");
+        let e = approval("n1", pending, "k1", None, &two).expect_err("two claims, no key");
         assert!(
             matches!(e, StoreError::Conflict(m) if m.contains("2 pending claims, with keys k1, k2"))
         );
         assert_eq!(
-            approval(&pending, "n1", Some("k2"), &two).expect("the later claim"),
+            approval("n1", pending, "k1", Some("k2"), &two).expect("the later claim"),
             Approval::Promote("k2")
         );
         assert_eq!(
-            approval(&pending, "n1", Some("k1"), &two).expect("the first claim"),
+            approval("n1", pending, "k1", Some("k1"), &two).expect("the first claim"),
             Approval::Approve
         );
-        let e = approval(&pending, "n1", Some("k3"), &two).expect_err("no such claim");
-        assert!(matches!(e, StoreError::Conflict(m) if m.contains("not k3")));
-        let revoked = node(NodeStatus::Revoked, "k1");
-        let e = approval(&revoked, "n1", None, &[]).expect_err("revoked");
+        let e = approval("n1", pending, "k1", Some("k3"), &two).expect_err("no such claim");
+        assert!(matches!(e, StoreError::Conflict(m) if m ==
+            "node n1's key is k1, not k3: the claim is not the one you meant to approve; nothing \
+             changed (check the key id on the node, and `nodes delete n1` a claim that is not \
+             the node's)"));
+        let e = approval("n1", NodeStatus::Revoked, "k1", None, &[]).expect_err("revoked");
         assert!(matches!(e, StoreError::Conflict(m) if m.contains("stays so")));
-        let approved = node(NodeStatus::Approved, "k1");
         assert_eq!(
-            approval(&approved, "n1", Some("k1"), &two).expect("already approved"),
+            approval("n1", NodeStatus::Approved, "k1", Some("k1"), &two).expect("already approved"),
             Approval::Approved
         );
     }

@@ -1917,7 +1917,7 @@ impl Store for SqliteStore {
         } else {
             Vec::new()
         };
-        match rules::approval(&node, name, key_id, &claims)? {
+        match rules::approval(name, node.status, &node.key_id, key_id, &claims)? {
             rules::Approval::Promote(want) => {
                 let node = promote_claim(&tx, name, want, true, now)?;
                 tx.commit()?;

@@ -398,7 +398,7 @@ pub(super) fn approve(
     } else {
         Vec::new()
     };
-    match rules::approval(&node, name, key_id, &claims)? {
+    match rules::approval(name, node.status, &node.key_id, key_id, &claims)? {
         Approval::Promote(want) => return promote_claim(tx, name, want, true, now),
         Approval::Approve => change_status(tx, name, node.status, NodeStatus::Approved, now)?,
         Approval::Approved => {}
