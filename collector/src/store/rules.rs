@@ -7,8 +7,8 @@ use nodeproof_proto::Status;
 
 use super::sqlite::cis_order;
 use super::{
-    Accepted, AcceptedKind, CheckState, ExceptionRecord, NodeRecord, NodeStatus, PendingClaim,
-    StoreError, StoreResult,
+    Accepted, AcceptedKind, CheckState, ExceptionRecord, NodeCounts, NodeRecord, NodeStatus,
+    PendingClaim, StoreError, StoreResult,
 };
 
 /// What `commit` needs to know about a node before adding a statement to its chain (on
@@ -141,6 +141,45 @@ pub(super) fn add_check_delta(e: &mut (String, [i64; 4]), id: &str, status: Stat
         Status::Error => 3,
     };
     e.1[slot] += n;
+}
+
+/// The fleet's node counts, summed from the `node_tally` rows (status, failing_any, n)
+/// and then the counts of stale approved nodes.
+#[derive(Debug, Default)]
+pub(super) struct FleetCounts {
+    nodes: NodeCounts,
+    ok: u64,
+    failing: u64,
+}
+
+impl FleetCounts {
+    /// One `node_tally` row.
+    pub(super) fn add(&mut self, status: NodeStatus, failing_any: bool, n: u64) {
+        self.nodes.total += n;
+        match status {
+            NodeStatus::Approved => {
+                self.nodes.approved += n;
+                if failing_any {
+                    self.failing += n;
+                } else {
+                    self.ok += n;
+                }
+            }
+            NodeStatus::Pending => self.nodes.pending += n,
+            NodeStatus::Revoked => self.nodes.revoked += n,
+        }
+    }
+
+    /// The counts, given how many approved nodes are stale among those passing
+    /// (`stale_ok`) and those failing (`stale_failing`): a stale node is neither
+    /// compliant nor failing.
+    pub(super) fn finish(self, stale_ok: u64, stale_failing: u64) -> NodeCounts {
+        let mut nodes = self.nodes;
+        nodes.stale = stale_ok + stale_failing;
+        nodes.compliant = self.ok.saturating_sub(stale_ok);
+        nodes.failing = self.failing.saturating_sub(stale_failing);
+        nodes
+    }
 }
 
 /// Enrolling `name` with `key_id` when the name is enrolled already: with another key it
@@ -371,6 +410,21 @@ mod tests {
             ..head()
         };
         assert!(conflict(check_commit(&revoked, &full(5, Some("d4")))).contains("is revoked"));
+    }
+
+    #[test]
+    fn stale_nodes_are_neither_compliant_nor_failing() {
+        let mut counts = FleetCounts::default();
+        counts.add(NodeStatus::Approved, false, 5);
+        counts.add(NodeStatus::Approved, true, 3);
+        counts.add(NodeStatus::Pending, false, 2);
+        counts.add(NodeStatus::Revoked, true, 1);
+        let nodes = counts.finish(1, 2);
+        assert_eq!(
+            (nodes.total, nodes.approved, nodes.pending, nodes.revoked),
+            (11, 8, 2, 1)
+        );
+        assert_eq!((nodes.stale, nodes.compliant, nodes.failing), (3, 4, 1));
     }
 
     fn claim(key_id: &str) -> PendingClaim {

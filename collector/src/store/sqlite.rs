@@ -45,8 +45,8 @@ use rusqlite::{
 use super::rules;
 use super::{
     Accepted, AcceptedKind, ChainEvent, CheckCounts, CheckState, DriftEvent, ExceptionEvent,
-    ExceptionRecord, FailingCheck, FleetSummary, HistoryEntry, NewException, NodeCounts, NodeKey,
-    NodeRecord, NodeStatus, PendingClaim, Store, StoreError, StoreResult,
+    ExceptionRecord, FailingCheck, FleetSummary, HistoryEntry, NewException, NodeKey, NodeRecord,
+    NodeStatus, PendingClaim, Store, StoreError, StoreResult,
 };
 
 /// One schema change, embedded from `migrations/sqlite/NNNN_name.sql`.
@@ -1937,8 +1937,7 @@ impl Store for SqliteStore {
         self.read(|c| {
             // One snapshot for both tables.
             let tx = c.unchecked_transaction()?;
-            let mut nodes = NodeCounts::default();
-            let (mut ok_nodes, mut failing_nodes) = (0, 0);
+            let mut counts = rules::FleetCounts::default();
             {
                 let mut stmt =
                     tx.prepare_cached("SELECT status, failing_any, n FROM node_tally")?;
@@ -1947,20 +1946,9 @@ impl Store for SqliteStore {
                     let status: String = r.get(0)?;
                     let failing_any: bool = r.get(1)?;
                     let n: u64 = r.get(2)?;
-                    nodes.total += n;
-                    match node_status(&status) {
-                        Some(NodeStatus::Approved) => {
-                            nodes.approved += n;
-                            if failing_any {
-                                failing_nodes += n;
-                            } else {
-                                ok_nodes += n;
-                            }
-                        }
-                        Some(NodeStatus::Pending) => nodes.pending += n,
-                        Some(NodeStatus::Revoked) => nodes.revoked += n,
-                        None => return Err(bad_value(0, "node status", &status).into()),
-                    }
+                    let status =
+                        node_status(&status).ok_or_else(|| bad_value(0, "node status", &status))?;
+                    counts.add(status, failing_any, n);
                 }
             }
             // Stale nodes are index ranges (never reported: stale_after IS NULL), so this
@@ -1978,9 +1966,7 @@ impl Store for SqliteStore {
                               AND failing_any = 1 AND stale_after IS NULL)",
                 )?
                 .query_row([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            nodes.stale = stale_ok + stale_failing;
-            nodes.compliant = ok_nodes.saturating_sub(stale_ok);
-            nodes.failing = failing_nodes.saturating_sub(stale_failing);
+            let nodes = counts.finish(stale_ok, stale_failing);
             let mut checks: Vec<CheckCounts> = tx
                 .prepare_cached(
                     "SELECT cis, id, pass, fail, warn, error FROM check_counts

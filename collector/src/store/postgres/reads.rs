@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use postgres::Row;
 
 use super::{check_status, get, get_json, get_opt_u64, get_u64, node_status, StoreResult, Tx};
+use crate::store::rules::FleetCounts;
 use crate::store::sqlite::cis_order;
 use crate::store::{
     ChainEvent, CheckCounts, DriftEvent, ExceptionEvent, ExceptionRecord, FailingCheck,
-    FleetSummary, HistoryEntry, NodeCounts, NodeKey, NodeRecord, NodeStatus, PendingClaim,
-    StoreError,
+    FleetSummary, HistoryEntry, NodeKey, NodeRecord, PendingClaim, StoreError,
 };
 
 pub(super) fn node_from_row(row: &Row) -> StoreResult<NodeRecord> {
@@ -141,25 +141,12 @@ pub(super) fn chain_events(tx: &mut Tx<'_>, node: &str) -> StoreResult<Vec<Chain
 }
 
 pub(super) fn fleet_summary(tx: &mut Tx<'_>, now: i64) -> StoreResult<FleetSummary> {
-    let mut nodes = NodeCounts::default();
-    let (mut ok_nodes, mut failing_nodes) = (0, 0);
+    let mut counts = FleetCounts::default();
     for r in tx.query("SELECT status, failing_any, n FROM node_tally", &[])? {
         let status: String = get(&r, 0)?;
         let failing_any: bool = get(&r, 1)?;
         let n = get_u64(&r, 2, "node tally")?;
-        nodes.total += n;
-        match node_status(&status)? {
-            NodeStatus::Approved => {
-                nodes.approved += n;
-                if failing_any {
-                    failing_nodes += n;
-                } else {
-                    ok_nodes += n;
-                }
-            }
-            NodeStatus::Pending => nodes.pending += n,
-            NodeStatus::Revoked => nodes.revoked += n,
-        }
+        counts.add(node_status(&status)?, failing_any, n);
     }
     // Index ranges of nodes_fleet: the cost of the stale part of the fleet.
     let r = tx.one(
@@ -174,11 +161,7 @@ pub(super) fn fleet_summary(tx: &mut Tx<'_>, now: i64) -> StoreResult<FleetSumma
                   AND failing_any = true AND stale_after IS NULL)",
         &[&now],
     )?;
-    let stale_ok = get_u64(&r, 0, "count")?;
-    let stale_failing = get_u64(&r, 1, "count")?;
-    nodes.stale = stale_ok + stale_failing;
-    nodes.compliant = ok_nodes.saturating_sub(stale_ok);
-    nodes.failing = failing_nodes.saturating_sub(stale_failing);
+    let nodes = counts.finish(get_u64(&r, 0, "count")?, get_u64(&r, 1, "count")?);
     let mut checks: Vec<CheckCounts> = tx
         .query(
             "SELECT cis, id, pass, fail, warn, error FROM check_counts
