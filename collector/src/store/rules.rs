@@ -3,6 +3,8 @@
 //! their messages cannot drift apart between SQLite and PostgreSQL. Nothing here touches
 //! a database.
 
+use std::collections::HashMap;
+
 use nodeproof_proto::Status;
 
 use super::sqlite::cis_order;
@@ -179,6 +181,45 @@ impl FleetCounts {
         nodes.compliant = self.ok.saturating_sub(stale_ok);
         nodes.failing = self.failing.saturating_sub(stale_failing);
         nodes
+    }
+}
+
+/// A counter table as `verify_counters` reads it: key, then up to four counts (rows of
+/// zeros left out).
+pub(super) type CounterRows = HashMap<String, [i64; 4]>;
+
+/// The verdict of `verify_counters`: `node_tally` and `check_counts` as kept against as
+/// recomputed from the rows they summarise, and how many nodes have `failing_any` out of
+/// step with `failing`.
+pub(super) fn counters_verdict(
+    tally: (CounterRows, CounterRows),
+    counts: (CounterRows, CounterRows),
+    wrong_failing_any: i64,
+) -> StoreResult<()> {
+    let mut problems = Vec::new();
+    let (kept, actual) = tally;
+    if kept != actual {
+        problems.push(format!("node_tally {kept:?} but nodes say {actual:?}"));
+    }
+    let (kept, actual) = counts;
+    if kept != actual {
+        problems.push(format!(
+            "check_counts {kept:?} but node_checks say {actual:?}"
+        ));
+    }
+    let wrong = wrong_failing_any;
+    if wrong != 0 {
+        problems.push(format!(
+            "{wrong} nodes have failing_any out of step with failing"
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Backend(format!(
+            "counters out of step: {}",
+            problems.join("; ")
+        )))
     }
 }
 
@@ -425,6 +466,31 @@ mod tests {
             (11, 8, 2, 1)
         );
         assert_eq!((nodes.stale, nodes.compliant, nodes.failing), (3, 4, 1));
+    }
+
+    #[test]
+    fn counters_out_of_step_are_each_named() {
+        let rows = |k: &str, n: i64| CounterRows::from([(k.to_owned(), [n, 0, 0, 0])]);
+        counters_verdict(
+            (rows("a", 1), rows("a", 1)),
+            (rows("1.1", 2), rows("1.1", 2)),
+            0,
+        )
+        .expect("counters in step");
+        let e = counters_verdict(
+            (rows("a", 1), rows("a", 2)),
+            (rows("1.1", 2), rows("1.1", 3)),
+            4,
+        )
+        .expect_err("three problems");
+        let StoreError::Backend(m) = e else {
+            panic!("expected a Backend error, got {e:?}")
+        };
+        assert!(
+            m.starts_with("counters out of step: node_tally {\"a\": [1, 0, 0, 0]} but nodes say")
+        );
+        assert!(m.contains("; check_counts {\"1.1\": [2, 0, 0, 0]} but node_checks say"));
+        assert!(m.ends_with("; 4 nodes have failing_any out of step with failing"));
     }
 
     fn claim(key_id: &str) -> PendingClaim {

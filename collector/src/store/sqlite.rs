@@ -359,8 +359,7 @@ impl SqliteStore {
     pub fn verify_counters(&self) -> StoreResult<()> {
         self.read(|c| {
             let tx = c.unchecked_transaction()?;
-            let mut problems = Vec::new();
-            let pairs = |sql: &str| -> StoreResult<HashMap<String, [i64; 4]>> {
+            let pairs = |sql: &str| -> StoreResult<rules::CounterRows> {
                 let mut stmt = tx.prepare(sql)?;
                 let mut rows = stmt.query([])?;
                 let mut out = HashMap::new();
@@ -372,44 +371,29 @@ impl SqliteStore {
                 }
                 Ok(out)
             };
-            let kept = pairs("SELECT status || '/' || failing_any, n, 0, 0, 0 FROM node_tally")?;
-            let actual = pairs(
+            let tally_kept =
+                pairs("SELECT status || '/' || failing_any, n, 0, 0, 0 FROM node_tally")?;
+            let tally_actual = pairs(
                 "SELECT status || '/' || failing_any, COUNT(*), 0, 0, 0 FROM nodes GROUP BY 1",
             )?;
-            if kept != actual {
-                problems.push(format!("node_tally {kept:?} but nodes say {actual:?}"));
-            }
-            let kept = pairs("SELECT cis, pass, fail, warn, error FROM check_counts")?;
-            let actual = pairs(
+            let counts_kept = pairs("SELECT cis, pass, fail, warn, error FROM check_counts")?;
+            let counts_actual = pairs(
                 "SELECT c.cis, SUM(c.status = 'pass'), SUM(c.status = 'fail'),
                         SUM(c.status = 'warn'), SUM(c.status = 'error')
                  FROM node_checks c JOIN nodes n ON n.name = c.node
                  WHERE n.status = 'approved' GROUP BY c.cis",
             )?;
-            if kept != actual {
-                problems.push(format!(
-                    "check_counts {kept:?} but node_checks say {actual:?}"
-                ));
-            }
             let wrong: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM nodes WHERE failing_any != (failing != '[]')",
                 [],
                 |r| r.get(0),
             )?;
-            if wrong != 0 {
-                problems.push(format!(
-                    "{wrong} nodes have failing_any out of step with failing"
-                ));
-            }
             tx.commit()?;
-            if problems.is_empty() {
-                Ok(())
-            } else {
-                Err(StoreError::Backend(format!(
-                    "counters out of step: {}",
-                    problems.join("; ")
-                )))
-            }
+            rules::counters_verdict(
+                (tally_kept, tally_actual),
+                (counts_kept, counts_actual),
+                wrong,
+            )
         })
     }
 

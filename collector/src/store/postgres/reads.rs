@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use postgres::Row;
 
 use super::{check_status, get, get_json, get_opt_u64, get_u64, node_status, StoreResult, Tx};
-use crate::store::rules::FleetCounts;
+use crate::store::rules::{counters_verdict, CounterRows, FleetCounts};
 use crate::store::sqlite::cis_order;
 use crate::store::{
     ChainEvent, CheckCounts, DriftEvent, ExceptionEvent, ExceptionRecord, FailingCheck,
@@ -353,8 +353,7 @@ pub(super) fn exception_events(tx: &mut Tx<'_>) -> StoreResult<Vec<ExceptionEven
 
 /// The counters the summary reads, recomputed from the rows they summarise.
 pub(super) fn verify_counters(tx: &mut Tx<'_>) -> StoreResult<()> {
-    let mut problems = Vec::new();
-    let pairs = |rows: Vec<Row>| -> StoreResult<HashMap<String, [i64; 4]>> {
+    let pairs = |rows: Vec<Row>| -> StoreResult<CounterRows> {
         let mut out = HashMap::new();
         for r in rows {
             let v = [get(&r, 1)?, get(&r, 2)?, get(&r, 3)?, get(&r, 4)?];
@@ -364,21 +363,19 @@ pub(super) fn verify_counters(tx: &mut Tx<'_>) -> StoreResult<()> {
         }
         Ok(out)
     };
-    let kept = pairs(tx.query(
+    let tally_kept = pairs(tx.query(
         "SELECT status || '/' || failing_any::text, n, 0::bigint, 0::bigint, 0::bigint
          FROM node_tally",
         &[],
     )?)?;
-    let actual = pairs(tx.query(
+    let tally_actual = pairs(tx.query(
         "SELECT status || '/' || failing_any::text, COUNT(*), 0::bigint, 0::bigint, 0::bigint
          FROM nodes GROUP BY 1",
         &[],
     )?)?;
-    if kept != actual {
-        problems.push(format!("node_tally {kept:?} but nodes say {actual:?}"));
-    }
-    let kept = pairs(tx.query("SELECT cis, pass, fail, warn, error FROM check_counts", &[])?)?;
-    let actual = pairs(tx.query(
+    let counts_kept =
+        pairs(tx.query("SELECT cis, pass, fail, warn, error FROM check_counts", &[])?)?;
+    let counts_actual = pairs(tx.query(
         "SELECT c.cis, COUNT(*) FILTER (WHERE c.status = 'pass'),
                 COUNT(*) FILTER (WHERE c.status = 'fail'),
                 COUNT(*) FILTER (WHERE c.status = 'warn'),
@@ -387,11 +384,6 @@ pub(super) fn verify_counters(tx: &mut Tx<'_>) -> StoreResult<()> {
          WHERE n.status = 'approved' GROUP BY c.cis",
         &[],
     )?)?;
-    if kept != actual {
-        problems.push(format!(
-            "check_counts {kept:?} but node_checks say {actual:?}"
-        ));
-    }
     let wrong: i64 = get(
         &tx.one(
             "SELECT COUNT(*) FROM nodes WHERE failing_any != (failing != '[]')",
@@ -399,17 +391,9 @@ pub(super) fn verify_counters(tx: &mut Tx<'_>) -> StoreResult<()> {
         )?,
         0,
     )?;
-    if wrong != 0 {
-        problems.push(format!(
-            "{wrong} nodes have failing_any out of step with failing"
-        ));
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(StoreError::Backend(format!(
-            "counters out of step: {}",
-            problems.join("; ")
-        )))
-    }
+    counters_verdict(
+        (tally_kept, tally_actual),
+        (counts_kept, counts_actual),
+        wrong,
+    )
 }
