@@ -7,8 +7,23 @@
 //! callers on an async runtime run it on a blocking thread; the ingest path batches many
 //! accepted reports into one `commit`, so the cost of a durable commit is shared.
 
+/// `SELECT` of a whole `NodeRecord`, followed by the rest of the query: one column list
+/// for both backends, in the order their `node_from_row` reads it. (Defined before the
+/// backend modules, so that they see it.)
+macro_rules! select_node {
+    ($rest:literal) => {
+        concat!(
+            "SELECT name, key_id, public_key, status, enrolled_at, last_sequence, last_digest, \
+             last_scan_time, last_seen, interval_secs, last_full_digest, last_full_sequence, \
+             posture, summary, failing FROM nodes ",
+            $rest
+        )
+    };
+}
+
 pub mod conformance;
 pub mod postgres;
+mod rules;
 pub mod sqlite;
 mod sqlite_evidence;
 

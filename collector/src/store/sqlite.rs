@@ -42,10 +42,11 @@ use rusqlite::{
     TransactionBehavior,
 };
 
+use super::rules;
 use super::{
     Accepted, AcceptedKind, ChainEvent, CheckCounts, CheckState, DriftEvent, DriftPage,
     ExceptionEvent, ExceptionRecord, FailingCheck, FleetSummary, HistoryEntry, NewException,
-    NodeCounts, NodeKey, NodeRecord, NodeStatus, PendingClaim, Store, StoreError, StoreResult,
+    NodeKey, NodeRecord, NodeStatus, PendingClaim, Store, StoreError, StoreResult,
 };
 
 /// One schema change, embedded from `migrations/sqlite/NNNN_name.sql`.
@@ -358,8 +359,7 @@ impl SqliteStore {
     pub fn verify_counters(&self) -> StoreResult<()> {
         self.read(|c| {
             let tx = c.unchecked_transaction()?;
-            let mut problems = Vec::new();
-            let pairs = |sql: &str| -> StoreResult<HashMap<String, [i64; 4]>> {
+            let pairs = |sql: &str| -> StoreResult<rules::CounterRows> {
                 let mut stmt = tx.prepare(sql)?;
                 let mut rows = stmt.query([])?;
                 let mut out = HashMap::new();
@@ -371,44 +371,29 @@ impl SqliteStore {
                 }
                 Ok(out)
             };
-            let kept = pairs("SELECT status || '/' || failing_any, n, 0, 0, 0 FROM node_tally")?;
-            let actual = pairs(
+            let tally_kept =
+                pairs("SELECT status || '/' || failing_any, n, 0, 0, 0 FROM node_tally")?;
+            let tally_actual = pairs(
                 "SELECT status || '/' || failing_any, COUNT(*), 0, 0, 0 FROM nodes GROUP BY 1",
             )?;
-            if kept != actual {
-                problems.push(format!("node_tally {kept:?} but nodes say {actual:?}"));
-            }
-            let kept = pairs("SELECT cis, pass, fail, warn, error FROM check_counts")?;
-            let actual = pairs(
+            let counts_kept = pairs("SELECT cis, pass, fail, warn, error FROM check_counts")?;
+            let counts_actual = pairs(
                 "SELECT c.cis, SUM(c.status = 'pass'), SUM(c.status = 'fail'),
                         SUM(c.status = 'warn'), SUM(c.status = 'error')
                  FROM node_checks c JOIN nodes n ON n.name = c.node
                  WHERE n.status = 'approved' GROUP BY c.cis",
             )?;
-            if kept != actual {
-                problems.push(format!(
-                    "check_counts {kept:?} but node_checks say {actual:?}"
-                ));
-            }
             let wrong: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM nodes WHERE failing_any != (failing != '[]')",
                 [],
                 |r| r.get(0),
             )?;
-            if wrong != 0 {
-                problems.push(format!(
-                    "{wrong} nodes have failing_any out of step with failing"
-                ));
-            }
             tx.commit()?;
-            if problems.is_empty() {
-                Ok(())
-            } else {
-                Err(StoreError::Backend(format!(
-                    "counters out of step: {}",
-                    problems.join("; ")
-                )))
-            }
+            rules::counters_verdict(
+                (tally_kept, tally_actual),
+                (counts_kept, counts_actual),
+                wrong,
+            )
         })
     }
 
@@ -920,18 +905,6 @@ pub(crate) fn cis_order(a: &str, b: &str) -> Ordering {
     }
 }
 
-/// `SELECT` of a whole `NodeRecord`, followed by the rest of the query.
-macro_rules! select_node {
-    ($rest:literal) => {
-        concat!(
-            "SELECT name, key_id, public_key, status, enrolled_at, last_sequence, last_digest, \
-             last_scan_time, last_seen, interval_secs, last_full_digest, last_full_sequence, \
-             posture, summary, failing FROM nodes ",
-            $rest
-        )
-    };
-}
-
 fn node_from_row(row: &Row<'_>) -> rusqlite::Result<NodeRecord> {
     let status: String = row.get(3)?;
     Ok(NodeRecord {
@@ -990,16 +963,7 @@ impl Deltas {
             .0
             .entry(cis.to_owned())
             .or_insert_with(|| (id.to_owned(), [0; 4]));
-        if n > 0 {
-            e.0 = id.to_owned();
-        }
-        let slot = match status {
-            Status::Pass => 0,
-            Status::Fail => 1,
-            Status::Warn => 2,
-            Status::Error => 3,
-        };
-        e.1[slot] += n;
+        rules::add_check_delta(e, id, status, n);
     }
 
     /// Counts (with sign `n`) every check in a node's latest state.
@@ -1185,24 +1149,14 @@ fn enroll_in(
     now: i64,
 ) -> StoreResult<NodeRecord> {
     if let Some(existing) = node_named(tx, name)? {
-        if existing.key_id != key_id {
-            return Err(StoreError::Conflict(format!(
-                "node {name} is already enrolled with another key ({}); rotate its key instead \
-                 of enrolling again",
-                existing.key_id
-            )));
-        }
-        // A valid token approves a pending node; it never brings back a revoked one.
-        if approved && existing.status == NodeStatus::Pending {
+        if rules::enrol_again(&existing, name, key_id, approved)? {
             change_status(tx, name, NodeStatus::Pending, NodeStatus::Approved, now)?;
             return node_named(tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()));
         }
         return Ok(existing);
     }
     if let Some(owner) = key_owner(tx, key_id)? {
-        return Err(StoreError::Conflict(format!(
-            "key {key_id} already belongs to node {owner}; every node needs its own key"
-        )));
+        return Err(rules::enrol_key_taken(key_id, &owner));
     }
     let status = if approved {
         NodeStatus::Approved
@@ -1279,20 +1233,6 @@ fn delete_node_in(tx: &Transaction<'_>, name: &str) -> StoreResult<NodeRecord> {
     Ok(node)
 }
 
-/// What `commit` needs to know about a node before adding a statement to its chain.
-struct Head {
-    status: NodeStatus,
-    key_id: String,
-    last_sequence: u64,
-    last_digest: Option<String>,
-    last_full_digest: Option<String>,
-    last_full_sequence: Option<u64>,
-    last_run_digest: Option<String>,
-    summary: Option<String>,
-    posture: Option<String>,
-    failing_any: bool,
-}
-
 fn commit_one(tx: &Transaction<'_>, a: &Accepted, deltas: &mut Deltas) -> StoreResult<()> {
     let head = tx
         .prepare_cached(
@@ -1302,7 +1242,7 @@ fn commit_one(tx: &Transaction<'_>, a: &Accepted, deltas: &mut Deltas) -> StoreR
         )?
         .query_row([&a.node], |r| {
             let status: String = r.get(0)?;
-            Ok(Head {
+            Ok(rules::Head {
                 status: node_status(&status).ok_or_else(|| bad_value(0, "node status", &status))?,
                 key_id: r.get(1)?,
                 last_sequence: r.get(2)?,
@@ -1317,29 +1257,7 @@ fn commit_one(tx: &Transaction<'_>, a: &Accepted, deltas: &mut Deltas) -> StoreR
         })
         .optional()?
         .ok_or_else(|| StoreError::NoSuchNode(a.node.clone()))?;
-    // The acceptance rules were decided before the batch; these re-checks keep the chain
-    // sound if something changed since (a revocation, a rotation, a concurrent duplicate).
-    if head.status != NodeStatus::Approved {
-        return Err(StoreError::Conflict(format!(
-            "node {} is {}: report {} cannot be stored; nothing committed",
-            a.node,
-            head.status.as_str(),
-            a.digest
-        )));
-    }
-    if head.key_id != a.key_id {
-        return Err(StoreError::Conflict(format!(
-            "report {} was accepted under key {}, but node {} now has key {}; nothing committed",
-            a.digest, a.key_id, a.node, head.key_id
-        )));
-    }
-    if a.sequence <= head.last_sequence {
-        return Err(StoreError::Conflict(format!(
-            "report {} has sequence {} but node {} is already at {}; nothing committed",
-            a.digest, a.sequence, a.node, head.last_sequence
-        )));
-    }
-    check_chain_step(&head, a)?;
+    rules::check_commit(&head, a)?;
     let sequence = to_i64(a.sequence, "sequence")?;
     let interval = to_i64(a.interval_secs, "interval_secs")?;
     let stale_after = a.received_at.saturating_add(interval.saturating_mul(3));
@@ -1378,13 +1296,7 @@ fn commit_one(tx: &Transaction<'_>, a: &Accepted, deltas: &mut Deltas) -> StoreR
             ])
             .map_err(stored)?;
             update_checks(tx, a, checks, deltas)?;
-            let mut failing: Vec<&str> = checks
-                .iter()
-                .filter(|c| c.scored && matches!(c.status, Status::Fail | Status::Error))
-                .map(|c| c.cis.as_str())
-                .collect();
-            failing.sort_by(|x, y| cis_order(x, y));
-            failing.dedup();
+            let failing = rules::failing_checks(checks);
             let failing_any = !failing.is_empty();
             tx.prepare_cached(
                 "UPDATE nodes SET last_sequence = ?2, last_digest = ?3, last_scan_time = ?4,
@@ -1483,65 +1395,6 @@ fn commit_one(tx: &Transaction<'_>, a: &Accepted, deltas: &mut Deltas) -> StoreR
                 interval,
                 stale_after
             ])?;
-        }
-    }
-    Ok(())
-}
-
-/// The chain rule, re-checked at commit against the node's row (the same rule as
-/// `accept::decide` and `accept::check_notice`; see `docs/collector.md`): the statement
-/// is the node's next (`last_sequence + 1`); a full report links to the last stored
-/// statement; an unchanged notice links to the node's last full report (`previous ==
-/// since == last_full_digest`) and counts the sequences since it (`count == sequence -
-/// last_full_sequence`). So whatever is stored links up with no gap, even when a notice
-/// then replaces the previous notice of its run.
-fn check_chain_step(head: &Head, a: &Accepted) -> StoreResult<()> {
-    let conflict = |why: String| {
-        Err(StoreError::Conflict(format!(
-            "statement {} (node {}, sequence {}) {why}; nothing committed",
-            a.digest, a.node, a.sequence
-        )))
-    };
-    if a.sequence != head.last_sequence.saturating_add(1) {
-        return conflict(format!(
-            "does not follow the node's last sequence {}",
-            head.last_sequence
-        ));
-    }
-    match &a.kind {
-        AcceptedKind::Full { .. } => {
-            if a.previous != head.last_digest {
-                return conflict(format!(
-                    "names previous {} but the node's last statement is {}",
-                    a.previous.as_deref().unwrap_or("(none)"),
-                    head.last_digest.as_deref().unwrap_or("(none)")
-                ));
-            }
-        }
-        AcceptedKind::Unchanged { since, count, .. } => {
-            let (Some(full), Some(full_sequence)) =
-                (head.last_full_digest.as_deref(), head.last_full_sequence)
-            else {
-                return conflict("is an unchanged notice but the node has no full report".into());
-            };
-            if since != full {
-                return conflict(format!(
-                    "is an unchanged notice of full report {since}, but the node's last full \
-                     report is {full}"
-                ));
-            }
-            if a.previous.as_deref() != Some(full) {
-                return conflict(format!(
-                    "is an unchanged notice naming previous {}, not its run's full report {full}",
-                    a.previous.as_deref().unwrap_or("(none)")
-                ));
-            }
-            if *count != a.sequence.saturating_sub(full_sequence) {
-                return conflict(format!(
-                    "is an unchanged notice counting {count} scan(s) since sequence \
-                     {full_sequence}, which its sequence does not allow"
-                ));
-            }
         }
     }
     Ok(())
@@ -1797,21 +1650,9 @@ impl Store for SqliteStore {
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let node = node_named(&tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()))?;
-        if node.key_id != old_key_id {
-            return Err(StoreError::Conflict(format!(
-                "node {name}'s key is {}, not {old_key_id} (rotated already?); nothing changed",
-                node.key_id
-            )));
-        }
+        rules::check_rotation(&node, name, old_key_id)?;
         if let Some(owner) = key_owner(&tx, new_key_id)? {
-            let whose = if owner == name {
-                "this node used it before".to_owned()
-            } else {
-                format!("it belongs to node {owner}")
-            };
-            return Err(StoreError::Conflict(format!(
-                "cannot rotate node {name} to key {new_key_id}: {whose}; use a fresh key"
-            )));
+            return Err(rules::rotation_key_taken(name, new_key_id, &owner));
         }
         tx.prepare_cached("UPDATE node_keys SET retired_at = ?2 WHERE key_id = ?1")?
             .execute(params![old_key_id, now])?;
@@ -1967,20 +1808,12 @@ impl Store for SqliteStore {
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let node = node_named(&tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()))?;
-        if node.status != NodeStatus::Pending {
-            return Err(StoreError::Conflict(format!(
-                "node {name} is {}: only a pending name takes more claims",
-                node.status.as_str()
-            )));
-        }
+        rules::check_claimable(&node, name)?;
         if node.key_id == key_id || extra_claim(&tx, name, key_id)?.is_some() {
             return Ok(());
         }
         if let Some(owner) = key_owner(&tx, key_id)? {
-            return Err(StoreError::Conflict(format!(
-                "key {key_id} already belongs to (or claims) node {owner}; every node needs \
-                 its own key"
-            )));
+            return Err(rules::claim_key_taken(key_id, &owner));
         }
         insert_extra_claim(&tx, name, key_id, public_key, Some(source), now)?;
         tx.commit()?;
@@ -2068,44 +1901,21 @@ impl Store for SqliteStore {
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let node = node_named(&tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()))?;
-        if node.status == NodeStatus::Pending {
-            let claims = claims_of(&tx, name)?;
-            match key_id {
-                None if claims.len() > 1 => {
-                    let keys: Vec<&str> = claims.iter().map(|c| c.key_id.as_str()).collect();
-                    return Err(StoreError::Conflict(format!(
-                        "node {name} has {} pending claims, with keys {}: only one is the \
-                         real node; check the key id on the node and approve it with \
-                         `nodes approve {name} --key-id <key id>`; nothing changed",
-                        claims.len(),
-                        keys.join(", ")
-                    )));
-                }
-                Some(want) if want != node.key_id && claims.iter().any(|c| c.key_id == want) => {
-                    let node = promote_claim(&tx, name, want, true, now)?;
-                    tx.commit()?;
-                    return Ok(node);
-                }
-                _ => {}
+        let claims = if node.status == NodeStatus::Pending {
+            claims_of(&tx, name)?
+        } else {
+            Vec::new()
+        };
+        match rules::approval(name, node.status, &node.key_id, key_id, &claims)? {
+            rules::Approval::Promote(want) => {
+                let node = promote_claim(&tx, name, want, true, now)?;
+                tx.commit()?;
+                return Ok(node);
             }
-        }
-        if let Some(want) = key_id {
-            if node.key_id != want {
-                return Err(StoreError::Conflict(format!(
-                    "node {name}'s key is {}, not {want}: the claim is not the one you meant \
-                     to approve; nothing changed (check the key id on the node, and `nodes \
-                     delete {name}` a claim that is not the node's)",
-                    node.key_id
-                )));
+            rules::Approval::Approve => {
+                change_status(&tx, name, node.status, NodeStatus::Approved, now)?;
             }
-        }
-        if node.status == NodeStatus::Revoked {
-            return Err(StoreError::Conflict(format!(
-                "node {name} is revoked and stays so: `nodes delete {name}` to reissue the name"
-            )));
-        }
-        if node.status != NodeStatus::Approved {
-            change_status(&tx, name, node.status, NodeStatus::Approved, now)?;
+            rules::Approval::Approved => {}
         }
         let node = node_named(&tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()))?;
         tx.commit()?;
@@ -2116,8 +1926,7 @@ impl Store for SqliteStore {
         self.read(|c| {
             // One snapshot for both tables.
             let tx = c.unchecked_transaction()?;
-            let mut nodes = NodeCounts::default();
-            let (mut ok_nodes, mut failing_nodes) = (0, 0);
+            let mut counts = rules::FleetCounts::default();
             {
                 let mut stmt =
                     tx.prepare_cached("SELECT status, failing_any, n FROM node_tally")?;
@@ -2126,20 +1935,9 @@ impl Store for SqliteStore {
                     let status: String = r.get(0)?;
                     let failing_any: bool = r.get(1)?;
                     let n: u64 = r.get(2)?;
-                    nodes.total += n;
-                    match node_status(&status) {
-                        Some(NodeStatus::Approved) => {
-                            nodes.approved += n;
-                            if failing_any {
-                                failing_nodes += n;
-                            } else {
-                                ok_nodes += n;
-                            }
-                        }
-                        Some(NodeStatus::Pending) => nodes.pending += n,
-                        Some(NodeStatus::Revoked) => nodes.revoked += n,
-                        None => return Err(bad_value(0, "node status", &status).into()),
-                    }
+                    let status =
+                        node_status(&status).ok_or_else(|| bad_value(0, "node status", &status))?;
+                    counts.add(status, failing_any, n);
                 }
             }
             // Stale nodes are index ranges (never reported: stale_after IS NULL), so this
@@ -2157,9 +1955,7 @@ impl Store for SqliteStore {
                               AND failing_any = 1 AND stale_after IS NULL)",
                 )?
                 .query_row([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            nodes.stale = stale_ok + stale_failing;
-            nodes.compliant = ok_nodes.saturating_sub(stale_ok);
-            nodes.failing = failing_nodes.saturating_sub(stale_failing);
+            let nodes = counts.finish(stale_ok, stale_failing);
             let mut checks: Vec<CheckCounts> = tx
                 .prepare_cached(
                     "SELECT cis, id, pass, fail, warn, error FROM check_counts
@@ -2374,12 +2170,7 @@ impl Store for SqliteStore {
         let Some(current) = exception_by_id(&tx, id)? else {
             return Ok(None);
         };
-        if let Some(at) = current.revoked_at {
-            return Err(StoreError::Conflict(format!(
-                "exception {id} was already revoked (at Unix time {at} by {})",
-                current.revoked_by.as_deref().unwrap_or("?")
-            )));
-        }
+        rules::check_revocable(&current, id)?;
         tx.prepare_cached(
             "UPDATE exceptions SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4
              WHERE id = ?1",

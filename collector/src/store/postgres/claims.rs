@@ -6,6 +6,7 @@
 use super::commit::{Deltas, Tally};
 use super::reads::{exception_by_id, node_for_update, node_named, pending_claim_from_row};
 use super::{get, to_i64, PgStore, StoreResult, Tx};
+use crate::store::rules::{self, Approval};
 use crate::store::{
     ChainEvent, ExceptionRecord, NewException, NodeRecord, NodeStatus, PendingClaim, StoreError,
 };
@@ -165,24 +166,14 @@ pub(super) fn enroll_in(
     now: i64,
 ) -> StoreResult<NodeRecord> {
     if let Some(existing) = node_for_update(tx, name)? {
-        if existing.key_id != key_id {
-            return Err(StoreError::Conflict(format!(
-                "node {name} is already enrolled with another key ({}); rotate its key instead \
-                 of enrolling again",
-                existing.key_id
-            )));
-        }
-        // A valid token approves a pending node; it never brings back a revoked one.
-        if approved && existing.status == NodeStatus::Pending {
+        if rules::enrol_again(&existing, name, key_id, approved)? {
             change_status(tx, name, NodeStatus::Pending, NodeStatus::Approved, now)?;
             return node_named(tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()));
         }
         return Ok(existing);
     }
     if let Some(owner) = key_owner(tx, key_id)? {
-        return Err(StoreError::Conflict(format!(
-            "key {key_id} already belongs to node {owner}; every node needs its own key"
-        )));
+        return Err(rules::enrol_key_taken(key_id, &owner));
     }
     let status = if approved {
         NodeStatus::Approved
@@ -281,21 +272,9 @@ pub(super) fn rotate_key(
 ) -> StoreResult<()> {
     store.write(|tx| {
         let node = node_for_update(tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()))?;
-        if node.key_id != old_key_id {
-            return Err(StoreError::Conflict(format!(
-                "node {name}'s key is {}, not {old_key_id} (rotated already?); nothing changed",
-                node.key_id
-            )));
-        }
+        rules::check_rotation(&node, name, old_key_id)?;
         if let Some(owner) = key_owner(tx, new_key_id)? {
-            let whose = if owner == name {
-                "this node used it before".to_owned()
-            } else {
-                format!("it belongs to node {owner}")
-            };
-            return Err(StoreError::Conflict(format!(
-                "cannot rotate node {name} to key {new_key_id}: {whose}; use a fresh key"
-            )));
+            return Err(rules::rotation_key_taken(name, new_key_id, &owner));
         }
         tx.exec(
             "UPDATE node_keys SET retired_at = $2 WHERE key_id = $1",
@@ -322,20 +301,12 @@ pub(super) fn add_claim(
     now: i64,
 ) -> StoreResult<()> {
     let node = node_for_update(tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()))?;
-    if node.status != NodeStatus::Pending {
-        return Err(StoreError::Conflict(format!(
-            "node {name} is {}: only a pending name takes more claims",
-            node.status.as_str()
-        )));
-    }
+    rules::check_claimable(&node, name)?;
     if node.key_id == key_id || extra_claim(tx, name, key_id)?.is_some() {
         return Ok(());
     }
     if let Some(owner) = key_owner(tx, key_id)? {
-        return Err(StoreError::Conflict(format!(
-            "key {key_id} already belongs to (or claims) node {owner}; every node needs its \
-             own key"
-        )));
+        return Err(rules::claim_key_taken(key_id, &owner));
     }
     insert_extra_claim(tx, name, key_id, public_key, Some(source), now)
 }
@@ -422,42 +393,15 @@ pub(super) fn approve(
     now: i64,
 ) -> StoreResult<NodeRecord> {
     let node = node_for_update(tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()))?;
-    if node.status == NodeStatus::Pending {
-        let claims = claims_of(tx, name)?;
-        match key_id {
-            None if claims.len() > 1 => {
-                let keys: Vec<&str> = claims.iter().map(|c| c.key_id.as_str()).collect();
-                return Err(StoreError::Conflict(format!(
-                    "node {name} has {} pending claims, with keys {}: only one is the real \
-                     node; check the key id on the node and approve it with `nodes approve \
-                     {name} --key-id <key id>`; nothing changed",
-                    claims.len(),
-                    keys.join(", ")
-                )));
-            }
-            Some(want) if want != node.key_id && claims.iter().any(|c| c.key_id == want) => {
-                return promote_claim(tx, name, want, true, now);
-            }
-            _ => {}
-        }
-    }
-    if let Some(want) = key_id {
-        if node.key_id != want {
-            return Err(StoreError::Conflict(format!(
-                "node {name}'s key is {}, not {want}: the claim is not the one you meant to \
-                 approve; nothing changed (check the key id on the node, and `nodes delete \
-                 {name}` a claim that is not the node's)",
-                node.key_id
-            )));
-        }
-    }
-    if node.status == NodeStatus::Revoked {
-        return Err(StoreError::Conflict(format!(
-            "node {name} is revoked and stays so: `nodes delete {name}` to reissue the name"
-        )));
-    }
-    if node.status != NodeStatus::Approved {
-        change_status(tx, name, node.status, NodeStatus::Approved, now)?;
+    let claims = if node.status == NodeStatus::Pending {
+        claims_of(tx, name)?
+    } else {
+        Vec::new()
+    };
+    match rules::approval(name, node.status, &node.key_id, key_id, &claims)? {
+        Approval::Promote(want) => return promote_claim(tx, name, want, true, now),
+        Approval::Approve => change_status(tx, name, node.status, NodeStatus::Approved, now)?,
+        Approval::Approved => {}
     }
     node_named(tx, name)?.ok_or_else(|| StoreError::NoSuchNode(name.into()))
 }
@@ -550,12 +494,7 @@ pub(super) fn revoke_exception(
     let Some(current) = exception_by_id(tx, id)? else {
         return Ok(None);
     };
-    if let Some(at) = current.revoked_at {
-        return Err(StoreError::Conflict(format!(
-            "exception {id} was already revoked (at Unix time {at} by {})",
-            current.revoked_by.as_deref().unwrap_or("?")
-        )));
-    }
+    rules::check_revocable(&current, id)?;
     tx.exec(
         "UPDATE exceptions SET revoked_at = $2, revoked_by = $3, revoke_reason = $4
          WHERE id = $1",

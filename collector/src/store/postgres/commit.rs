@@ -18,7 +18,7 @@ use nodeproof_proto::Status;
 use super::{
     check_status, get, get_opt_u64, get_u64, node_status, to_i64, to_json, StoreResult, Tx,
 };
-use crate::store::sqlite::cis_order;
+use crate::store::rules::{self, check_commit, failing_checks, Head};
 use crate::store::{Accepted, AcceptedKind, CheckState, NodeStatus, StoreError};
 
 /// Changes to `check_counts`, by CIS number: (id, [pass, fail, warn, error]).
@@ -31,16 +31,7 @@ impl Deltas {
             .0
             .entry(cis.to_owned())
             .or_insert_with(|| (id.to_owned(), [0; 4]));
-        if n > 0 {
-            e.0 = id.to_owned();
-        }
-        let slot = match status {
-            Status::Pass => 0,
-            Status::Fail => 1,
-            Status::Warn => 2,
-            Status::Error => 3,
-        };
-        e.1[slot] += n;
+        rules::add_check_delta(e, id, status, n);
     }
 
     /// Counts (with sign `n`) every check in a node's latest state.
@@ -131,21 +122,6 @@ fn negative(e: StoreError, what: &str) -> StoreError {
     }
 }
 
-/// What `commit` needs to know about a node before adding a statement to its chain: read
-/// under the node's row lock.
-struct Head {
-    status: NodeStatus,
-    key_id: String,
-    last_sequence: u64,
-    last_digest: Option<String>,
-    last_full_digest: Option<String>,
-    last_full_sequence: Option<u64>,
-    last_run_digest: Option<String>,
-    summary: Option<String>,
-    posture: Option<String>,
-    failing_any: bool,
-}
-
 /// Locks every node of the batch, in name order, then commits its statements in order.
 pub(super) fn commit_batch(tx: &mut Tx<'_>, batch: &[Accepted]) -> StoreResult<()> {
     let mut names: Vec<&str> = batch.iter().map(|a| a.node.as_str()).collect();
@@ -196,27 +172,7 @@ fn commit_one(
     let head = head(tx, &a.node)?;
     // Re-checked under the lock: another collector (or the CLI) may have revoked, rotated
     // or extended the chain since this statement was accepted.
-    if head.status != NodeStatus::Approved {
-        return Err(StoreError::Conflict(format!(
-            "node {} is {}: report {} cannot be stored; nothing committed",
-            a.node,
-            head.status.as_str(),
-            a.digest
-        )));
-    }
-    if head.key_id != a.key_id {
-        return Err(StoreError::Conflict(format!(
-            "report {} was accepted under key {}, but node {} now has key {}; nothing committed",
-            a.digest, a.key_id, a.node, head.key_id
-        )));
-    }
-    if a.sequence <= head.last_sequence {
-        return Err(StoreError::Conflict(format!(
-            "report {} has sequence {} but node {} is already at {}; nothing committed",
-            a.digest, a.sequence, a.node, head.last_sequence
-        )));
-    }
-    check_chain_step(&head, a)?;
+    check_commit(&head, a)?;
     let sequence = to_i64(a.sequence, "sequence")?;
     let interval = to_i64(a.interval_secs, "interval_secs")?;
     let stale_after = a.received_at.saturating_add(interval.saturating_mul(3));
@@ -255,13 +211,7 @@ fn commit_one(
             )
             .map_err(stored)?;
             update_checks(tx, a, checks, deltas)?;
-            let mut failing: Vec<&str> = checks
-                .iter()
-                .filter(|c| c.scored && matches!(c.status, Status::Fail | Status::Error))
-                .map(|c| c.cis.as_str())
-                .collect();
-            failing.sort_by(|x, y| cis_order(x, y));
-            failing.dedup();
+            let failing = failing_checks(checks);
             let failing_any = !failing.is_empty();
             let failing_json = to_json(&failing)?;
             tx.exec(
@@ -360,66 +310,6 @@ fn commit_one(
                     &stale_after,
                 ],
             )?;
-        }
-    }
-    Ok(())
-}
-
-/// The chain rule, re-checked at commit against the node's locked row: the same rule,
-/// word for word, as SQLite's `check_chain_step` (and `accept::decide` and
-/// `accept::check_notice`; see "The chain" in docs/collector.md). The statement is the
-/// node's next (`last_sequence + 1`); a full report links to the last stored statement;
-/// an unchanged notice links to the node's last full report (`previous == since ==
-/// last_full_digest`) and counts the sequences since it (`count == sequence -
-/// last_full_sequence`). So whatever is stored links up with no gap, even when a notice
-/// then replaces the previous notice of its run, and however many collectors commit.
-fn check_chain_step(head: &Head, a: &Accepted) -> StoreResult<()> {
-    let conflict = |why: String| {
-        Err(StoreError::Conflict(format!(
-            "statement {} (node {}, sequence {}) {why}; nothing committed",
-            a.digest, a.node, a.sequence
-        )))
-    };
-    if a.sequence != head.last_sequence.saturating_add(1) {
-        return conflict(format!(
-            "does not follow the node's last sequence {}",
-            head.last_sequence
-        ));
-    }
-    match &a.kind {
-        AcceptedKind::Full { .. } => {
-            if a.previous != head.last_digest {
-                return conflict(format!(
-                    "names previous {} but the node's last statement is {}",
-                    a.previous.as_deref().unwrap_or("(none)"),
-                    head.last_digest.as_deref().unwrap_or("(none)")
-                ));
-            }
-        }
-        AcceptedKind::Unchanged { since, count, .. } => {
-            let (Some(full), Some(full_sequence)) =
-                (head.last_full_digest.as_deref(), head.last_full_sequence)
-            else {
-                return conflict("is an unchanged notice but the node has no full report".into());
-            };
-            if since != full {
-                return conflict(format!(
-                    "is an unchanged notice of full report {since}, but the node's last full \
-                     report is {full}"
-                ));
-            }
-            if a.previous.as_deref() != Some(full) {
-                return conflict(format!(
-                    "is an unchanged notice naming previous {}, not its run's full report {full}",
-                    a.previous.as_deref().unwrap_or("(none)")
-                ));
-            }
-            if *count != a.sequence.saturating_sub(full_sequence) {
-                return conflict(format!(
-                    "is an unchanged notice counting {count} scan(s) since sequence \
-                     {full_sequence}, which its sequence does not allow"
-                ));
-            }
         }
     }
     Ok(())

@@ -7,24 +7,12 @@ use std::collections::HashMap;
 use postgres::Row;
 
 use super::{check_status, get, get_json, get_opt_u64, get_u64, node_status, StoreResult, Tx};
+use crate::store::rules::{counters_verdict, CounterRows, FleetCounts};
 use crate::store::sqlite::cis_order;
 use crate::store::{
     ChainEvent, CheckCounts, DriftEvent, DriftPage, ExceptionEvent, ExceptionRecord, FailingCheck,
-    FleetSummary, HistoryEntry, NodeCounts, NodeKey, NodeRecord, NodeStatus, PendingClaim,
-    StoreError,
+    FleetSummary, HistoryEntry, NodeKey, NodeRecord, PendingClaim, StoreError,
 };
-
-/// `SELECT` of a whole `NodeRecord`, followed by the rest of the query.
-macro_rules! select_node {
-    ($rest:literal) => {
-        concat!(
-            "SELECT name, key_id, public_key, status, enrolled_at, last_sequence, last_digest, \
-             last_scan_time, last_seen, interval_secs, last_full_digest, last_full_sequence, \
-             posture, summary, failing FROM nodes ",
-            $rest
-        )
-    };
-}
 
 pub(super) fn node_from_row(row: &Row) -> StoreResult<NodeRecord> {
     let status: String = get(row, 3)?;
@@ -153,25 +141,12 @@ pub(super) fn chain_events(tx: &mut Tx<'_>, node: &str) -> StoreResult<Vec<Chain
 }
 
 pub(super) fn fleet_summary(tx: &mut Tx<'_>, now: i64) -> StoreResult<FleetSummary> {
-    let mut nodes = NodeCounts::default();
-    let (mut ok_nodes, mut failing_nodes) = (0, 0);
+    let mut counts = FleetCounts::default();
     for r in tx.query("SELECT status, failing_any, n FROM node_tally", &[])? {
         let status: String = get(&r, 0)?;
         let failing_any: bool = get(&r, 1)?;
         let n = get_u64(&r, 2, "node tally")?;
-        nodes.total += n;
-        match node_status(&status)? {
-            NodeStatus::Approved => {
-                nodes.approved += n;
-                if failing_any {
-                    failing_nodes += n;
-                } else {
-                    ok_nodes += n;
-                }
-            }
-            NodeStatus::Pending => nodes.pending += n,
-            NodeStatus::Revoked => nodes.revoked += n,
-        }
+        counts.add(node_status(&status)?, failing_any, n);
     }
     // Index ranges of nodes_fleet: the cost of the stale part of the fleet.
     let r = tx.one(
@@ -186,11 +161,7 @@ pub(super) fn fleet_summary(tx: &mut Tx<'_>, now: i64) -> StoreResult<FleetSumma
                   AND failing_any = true AND stale_after IS NULL)",
         &[&now],
     )?;
-    let stale_ok = get_u64(&r, 0, "count")?;
-    let stale_failing = get_u64(&r, 1, "count")?;
-    nodes.stale = stale_ok + stale_failing;
-    nodes.compliant = ok_nodes.saturating_sub(stale_ok);
-    nodes.failing = failing_nodes.saturating_sub(stale_failing);
+    let nodes = counts.finish(get_u64(&r, 0, "count")?, get_u64(&r, 1, "count")?);
     let mut checks: Vec<CheckCounts> = tx
         .query(
             "SELECT cis, id, pass, fail, warn, error FROM check_counts
@@ -387,8 +358,7 @@ pub(super) fn exception_events(tx: &mut Tx<'_>) -> StoreResult<Vec<ExceptionEven
 
 /// The counters the summary reads, recomputed from the rows they summarise.
 pub(super) fn verify_counters(tx: &mut Tx<'_>) -> StoreResult<()> {
-    let mut problems = Vec::new();
-    let pairs = |rows: Vec<Row>| -> StoreResult<HashMap<String, [i64; 4]>> {
+    let pairs = |rows: Vec<Row>| -> StoreResult<CounterRows> {
         let mut out = HashMap::new();
         for r in rows {
             let v = [get(&r, 1)?, get(&r, 2)?, get(&r, 3)?, get(&r, 4)?];
@@ -398,21 +368,19 @@ pub(super) fn verify_counters(tx: &mut Tx<'_>) -> StoreResult<()> {
         }
         Ok(out)
     };
-    let kept = pairs(tx.query(
+    let tally_kept = pairs(tx.query(
         "SELECT status || '/' || failing_any::text, n, 0::bigint, 0::bigint, 0::bigint
          FROM node_tally",
         &[],
     )?)?;
-    let actual = pairs(tx.query(
+    let tally_actual = pairs(tx.query(
         "SELECT status || '/' || failing_any::text, COUNT(*), 0::bigint, 0::bigint, 0::bigint
          FROM nodes GROUP BY 1",
         &[],
     )?)?;
-    if kept != actual {
-        problems.push(format!("node_tally {kept:?} but nodes say {actual:?}"));
-    }
-    let kept = pairs(tx.query("SELECT cis, pass, fail, warn, error FROM check_counts", &[])?)?;
-    let actual = pairs(tx.query(
+    let counts_kept =
+        pairs(tx.query("SELECT cis, pass, fail, warn, error FROM check_counts", &[])?)?;
+    let counts_actual = pairs(tx.query(
         "SELECT c.cis, COUNT(*) FILTER (WHERE c.status = 'pass'),
                 COUNT(*) FILTER (WHERE c.status = 'fail'),
                 COUNT(*) FILTER (WHERE c.status = 'warn'),
@@ -421,11 +389,6 @@ pub(super) fn verify_counters(tx: &mut Tx<'_>) -> StoreResult<()> {
          WHERE n.status = 'approved' GROUP BY c.cis",
         &[],
     )?)?;
-    if kept != actual {
-        problems.push(format!(
-            "check_counts {kept:?} but node_checks say {actual:?}"
-        ));
-    }
     let wrong: i64 = get(
         &tx.one(
             "SELECT COUNT(*) FROM nodes WHERE failing_any != (failing != '[]')",
@@ -433,19 +396,11 @@ pub(super) fn verify_counters(tx: &mut Tx<'_>) -> StoreResult<()> {
         )?,
         0,
     )?;
-    if wrong != 0 {
-        problems.push(format!(
-            "{wrong} nodes have failing_any out of step with failing"
-        ));
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(StoreError::Backend(format!(
-            "counters out of step: {}",
-            problems.join("; ")
-        )))
-    }
+    counters_verdict(
+        (tally_kept, tally_actual),
+        (counts_kept, counts_actual),
+        wrong,
+    )
 }
 
 #[cfg(test)]
