@@ -25,6 +25,8 @@
 //!   order inside one transaction at open and recorded in `schema_migrations`. A database
 //!   that a newer collector migrated further is refused rather than misread.
 
+mod evidence;
+
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -62,22 +64,22 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         name: "initial",
-        sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
+        sql: include_str!("../../../migrations/sqlite/0001_initial.sql"),
     },
     Migration {
         version: 2,
         name: "ingest_hardening",
-        sql: include_str!("../../migrations/sqlite/0002_ingest_hardening.sql"),
+        sql: include_str!("../../../migrations/sqlite/0002_ingest_hardening.sql"),
     },
     Migration {
         version: 3,
         name: "exceptions",
-        sql: include_str!("../../migrations/sqlite/0003_exceptions.sql"),
+        sql: include_str!("../../../migrations/sqlite/0003_exceptions.sql"),
     },
     Migration {
         version: 4,
         name: "claims",
-        sql: include_str!("../../migrations/sqlite/0004_claims.sql"),
+        sql: include_str!("../../../migrations/sqlite/0004_claims.sql"),
     },
 ];
 
@@ -2218,7 +2220,7 @@ impl Store for SqliteStore {
         filter: &super::ExportFilter,
         f: &mut dyn FnMut(super::StoredStatement) -> StoreResult<()>,
     ) -> StoreResult<()> {
-        self.read(|c| super::sqlite_evidence::for_each_statement(c, filter, f))
+        self.read(|c| evidence::for_each_statement(c, filter, f))
     }
 
     fn chain_anchor(
@@ -2226,11 +2228,11 @@ impl Store for SqliteStore {
         node: &str,
         before: i64,
     ) -> StoreResult<Option<nodeproof_proto::chain::Anchor>> {
-        self.read(|c| super::sqlite_evidence::chain_anchor(c, node, before))
+        self.read(|c| evidence::chain_anchor(c, node, before))
     }
 
     fn key_history(&self, node: &str) -> StoreResult<Vec<super::KeyPeriod>> {
-        self.read(|c| super::sqlite_evidence::key_history(c, node))
+        self.read(|c| evidence::key_history(c, node))
     }
 
     fn size_bytes(&self) -> StoreResult<u64> {
