@@ -1,5 +1,5 @@
 //! Background checkpoints: the thread that copies the log into the database so the
-//! writer does not have to (see the module documentation).
+//! writer does not have to (see "Checkpoints" in the SQLite store's module documentation).
 
 use std::path::Path;
 use std::sync::atomic::Ordering as AtomicOrdering;

@@ -10,9 +10,10 @@ use crate::store::rules;
 use crate::store::{ChainEvent, NodeRecord, NodeStatus, PendingClaim, StoreError, StoreResult};
 
 impl SqliteStore {
-    /// Enrols many nodes in one transaction, with the same rules as [`Store::enroll`](crate::store::Store::enroll)
-    /// (all or none). For bulk imports and the `fleet_scale` measurement, where one
-    /// durable transaction per node would dominate the run time.
+    /// Enrols many nodes in one transaction, with the same rules as
+    /// [`Store::enroll`](crate::store::Store::enroll) (all or none). For bulk imports and
+    /// the `fleet_scale` measurement, where one durable transaction per node would
+    /// dominate the run time.
     pub fn enroll_many(
         &self,
         nodes: &[NewNode],
