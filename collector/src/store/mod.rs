@@ -25,7 +25,6 @@ pub mod conformance;
 pub mod postgres;
 mod rules;
 pub mod sqlite;
-mod sqlite_evidence;
 
 use nodeproof_proto::{Status, Summary};
 use serde::{Deserialize, Serialize};

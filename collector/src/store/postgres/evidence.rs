@@ -1,6 +1,6 @@
 //! The PostgreSQL queries behind the evidence export (`Store::chain_links`,
 //! `for_each_statement`, `chain_anchor`, `key_history`): the same answers as SQLite's
-//! (`store/sqlite_evidence.rs`). Reads only, each in one `REPEATABLE READ` snapshot, so an
+//! (`store/sqlite/evidence.rs`). Reads only, each in one `REPEATABLE READ` snapshot, so an
 //! export sees one state of the history while collectors keep accepting reports.
 
 use nodeproof_proto::chain::{Anchor, ChainLink, LinkKind};

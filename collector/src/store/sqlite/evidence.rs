@@ -1,12 +1,12 @@
 //! The SQLite queries behind the evidence export (`Store::for_each_statement`,
-//! `chain_anchor`, `key_history`), apart from the ingest and fleet queries in `sqlite.rs`.
+//! `chain_anchor`, `key_history`), apart from the ingest and fleet queries in `sqlite/mod.rs`.
 //! Reads only: the export walks one read transaction, so it sees one snapshot of the
 //! history while the collector keeps accepting reports.
 
 use nodeproof_proto::chain::Anchor;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{ExportFilter, KeyPeriod, StoreError, StoreResult, StoredStatement};
+use crate::store::{ExportFilter, KeyPeriod, StoreError, StoreResult, StoredStatement};
 
 fn node_exists(conn: &Connection, name: &str) -> StoreResult<bool> {
     Ok(conn
@@ -14,7 +14,7 @@ fn node_exists(conn: &Connection, name: &str) -> StoreResult<bool> {
         .exists([name])?)
 }
 
-/// See [`super::Store::for_each_statement`].
+/// See [`crate::store::Store::for_each_statement`].
 pub(super) fn for_each_statement(
     conn: &Connection,
     filter: &ExportFilter,
@@ -61,7 +61,7 @@ pub(super) fn for_each_statement(
     Ok(())
 }
 
-/// See [`super::Store::chain_anchor`].
+/// See [`crate::store::Store::chain_anchor`].
 pub(super) fn chain_anchor(
     conn: &Connection,
     node: &str,
@@ -84,7 +84,7 @@ pub(super) fn chain_anchor(
         .optional()?)
 }
 
-/// See [`super::Store::key_history`].
+/// See [`crate::store::Store::key_history`].
 pub(super) fn key_history(conn: &Connection, node: &str) -> StoreResult<Vec<KeyPeriod>> {
     if !node_exists(conn, node)? {
         return Err(StoreError::NoSuchNode(node.into()));
