@@ -162,11 +162,15 @@ const READS: &[Read] = &[
     ("drift(since), every change", 3, |s| {
         Ok(digest(&s.drift(SINCE, None)?))
     }),
-    ("GET /v1/fleet (fleet_summary + fleet::counts_from)", 5, |s| {
-        let summary = s.fleet_summary(NOW)?;
-        let counts = fleet::counts_from(s, &summary.nodes, NOW)?;
-        Ok(digest(&(summary, counts)))
-    }),
+    (
+        "GET /v1/fleet (fleet_summary + fleet::counts_from)",
+        5,
+        |s| {
+            let summary = s.fleet_summary(NOW)?;
+            let counts = fleet::counts_from(s, &summary.nodes, NOW)?;
+            Ok(digest(&(summary, counts)))
+        },
+    ),
     (
         "fleet::read (/v1/nodes, /v1/overview, /v1/matrix)",
         5,
