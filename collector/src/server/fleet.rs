@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use super::read::is_stale;
 use super::rfc3339;
 use crate::store::{
-    ExceptionRecord, FailingCheck, NewException, NodeRecord, NodeStatus, Store, StoreResult,
+    ExceptionRecord, FailingCheck, NewException, NodeCounts, NodeRecord, NodeStatus, Store,
+    StoreResult,
 };
 
 /// Exceptions that end within this many seconds are warned about.
@@ -459,6 +460,16 @@ pub fn evaluate(
 /// stale and failing part of the fleet costs, not the whole fleet.
 pub fn counts(store: &dyn Store, now: i64) -> StoreResult<(FleetCounts, Vec<String>)> {
     let tally = store.fleet_summary(now)?.nodes;
+    counts_from(store, &tally, now)
+}
+
+/// [`counts`] from tallies already read (`GET /v1/fleet` reads the fleet summary for its
+/// per-check counters anyway: one read of the counters, not two).
+pub fn counts_from(
+    store: &dyn Store,
+    tally: &NodeCounts,
+    now: i64,
+) -> StoreResult<(FleetCounts, Vec<String>)> {
     let stale: HashSet<String> = store.stale_nodes(now)?.into_iter().collect();
     let failing = store.failing_checks()?;
     let exceptions = store.exceptions()?;

@@ -129,7 +129,9 @@ pub async fn get_fleet(State(state): State<Arc<AppState>>, headers: HeaderMap) -
             guard(&state, &headers)?;
             let now = now_unix();
             let (summary, (counts, warnings)) = blocking(&state, move |s| {
-                Ok((s.fleet_summary(now)?, fleet::counts(s, now)?))
+                let summary = s.fleet_summary(now)?;
+                let counts = fleet::counts_from(s, &summary.nodes, now)?;
+                Ok((summary, counts))
             })
             .await?;
             Ok(FleetView {

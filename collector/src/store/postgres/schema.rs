@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "drift_newest",
         sql: include_str!("../../../migrations/postgres/0002_drift_newest.sql"),
     },
+    Migration {
+        version: 3,
+        name: "fleet_failing",
+        sql: include_str!("../../../migrations/postgres/0003_fleet_failing.sql"),
+    },
 ];
 
 /// The advisory lock key the migrations hold ("nodeproof" in ASCII, as a number): any
