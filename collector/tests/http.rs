@@ -402,12 +402,15 @@ async fn replayed_sequence_is_409_and_recorded() {
     assert_eq!(server.post("/v1/reports", second.clone()).await.0, 201);
     agent.accepted(&second);
     // Sequence 2 again, but a different envelope (a new scan signed for the same slot).
+    // Its scan time is a minute earlier: `time_at(-1)` could equal the second report's
+    // `time_at(0)` when the clock crosses a second between the two, and the very same
+    // envelope is a duplicate (200), not a replay.
     let first = server.store.history("node-1", 10).unwrap()[1]
         .digest
         .clone();
     let replay = agent.sign(&Statement::new(
         TestAgent::subjects(),
-        agent.report(2, Some(first), &time_at(-1)),
+        agent.report(2, Some(first), &time_at(-60)),
     ));
     let body = refused(&server, replay, 409, "replay", true).await;
     assert_eq!(body["last_sequence"], 2);
