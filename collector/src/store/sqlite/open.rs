@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "claims",
         sql: include_str!("../../../migrations/sqlite/0004_claims.sql"),
     },
+    Migration {
+        version: 5,
+        name: "fleet_failing",
+        sql: include_str!("../../../migrations/sqlite/0005_fleet_failing.sql"),
+    },
 ];
 
 impl SqliteStore {

@@ -372,13 +372,16 @@ pub(super) fn stale_nodes(store: &SqliteStore, now: i64) -> StoreResult<Vec<Stri
     })
 }
 
+/// Every failing check of every approved node. Its `status IN ('fail', 'error')` is the
+/// condition of the partial index `node_checks_failing` (migration 0005), word for word, so
+/// SQLite reads only the failing rows, from that index alone (a unit test checks the plan).
+pub(super) const FAILING_CHECKS: &str = "SELECT k.node, k.id, k.cis, k.status, k.since_at
+     FROM node_checks k JOIN nodes n ON n.name = k.node
+     WHERE k.status IN ('fail', 'error') AND n.status = 'approved'";
+
 pub(super) fn failing_checks(store: &SqliteStore) -> StoreResult<Vec<FailingCheck>> {
     store.read(|c| {
-        let mut stmt = c.prepare_cached(
-            "SELECT k.node, k.id, k.cis, k.status, k.since_at
-             FROM node_checks k JOIN nodes n ON n.name = k.node
-             WHERE k.status IN ('fail', 'error') AND n.status = 'approved'",
-        )?;
+        let mut stmt = c.prepare_cached(FAILING_CHECKS)?;
         let mut rows: Vec<FailingCheck> = stmt
             .query_map([], |r| {
                 Ok(FailingCheck {

@@ -3,7 +3,7 @@
 use rusqlite::params;
 
 use super::open::settings_of;
-use super::read::DRIFT_NEWEST;
+use super::read::{DRIFT_NEWEST, FAILING_CHECKS};
 use super::*;
 
 /// Guards against adding a migration file and forgetting to embed it (or the reverse).
@@ -51,6 +51,27 @@ fn the_newest_drift_is_read_from_an_index_without_sorting() {
         })
         .expect("explain");
     assert_eq!(plan, ["SEARCH drift USING INDEX drift_at (at>?)"]);
+}
+
+/// The fleet views' failing-checks read searches only the failing rows, from the partial
+/// covering index: never the primary key, which holds every check of every node.
+#[test]
+fn the_failing_checks_are_read_from_the_partial_index_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("t.db")).expect("open");
+    let plan: Vec<String> = store
+        .read(|c| {
+            let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {FAILING_CHECKS}"))?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(3))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .expect("explain");
+    let k: Vec<&String> = plan.iter().filter(|s| s.contains(" k ")).collect();
+    assert_eq!(k.len(), 1, "one step reads node_checks (as k): {plan:?}");
+    assert!(
+        k[0].contains("USING COVERING INDEX node_checks_failing"),
+        "node_checks is read from node_checks_failing alone: {plan:?}"
+    );
 }
 
 #[test]
