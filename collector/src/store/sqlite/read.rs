@@ -374,9 +374,12 @@ pub(super) fn stale_nodes(store: &SqliteStore, now: i64) -> StoreResult<Vec<Stri
 
 /// Every failing check of every approved node. Its `status IN ('fail', 'error')` is the
 /// condition of the partial index `node_checks_failing` (migration 0005), word for word, so
-/// SQLite reads only the failing rows, from that index alone (a unit test checks the plan).
+/// SQLite reads only the failing rows, from that index alone; `CROSS JOIN` makes it the
+/// outer loop (SQLite never reorders a CROSS JOIN), each row then finding its node by name.
+/// Left to itself the planner walked every approved node and searched the index per node:
+/// 100,000 searches for 57,733 rows, twice as slow. A unit test checks the plan.
 pub(super) const FAILING_CHECKS: &str = "SELECT k.node, k.id, k.cis, k.status, k.since_at
-     FROM node_checks k JOIN nodes n ON n.name = k.node
+     FROM node_checks k CROSS JOIN nodes n ON n.name = k.node
      WHERE k.status IN ('fail', 'error') AND n.status = 'approved'";
 
 pub(super) fn failing_checks(store: &SqliteStore) -> StoreResult<Vec<FailingCheck>> {
