@@ -5,7 +5,7 @@
 --
 -- The failing rows, in node order, with every column the read returns: the read scans this
 -- index alone, the failing part of the table only (4 % of the rows in the benchmark), and
--- looks each row's node up by name. Its entries change only when a check starts or stops failing, so it costs
--- nothing on an unchanged report.
+-- looks each row's node up by name. Its entries change only when a check starts or stops
+-- failing, so it costs nothing on an unchanged report.
 CREATE INDEX node_checks_failing ON node_checks (node, cis, id, status, since_at)
     WHERE status IN ('fail', 'error');
