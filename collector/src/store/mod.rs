@@ -447,6 +447,15 @@ pub struct KeyPeriod {
     pub retired_at: Option<i64>,
 }
 
+/// One schema change of a backend, embedded from `migrations/<backend>/NNNN_name.sql`; each
+/// backend lists its own (`sqlite::MIGRATIONS`, `postgres::schema::MIGRATIONS`), append only.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
 /// The storage every backend provides. Implementations must make `commit` atomic (all of
 /// the batch or none) and durable before it returns, since the collector acknowledges the
 /// reports after it.

@@ -8,12 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::{get, Conn, StoreError, StoreResult, Tx};
 
 /// One schema change, embedded from `migrations/postgres/NNNN_name.sql`.
-#[derive(Debug, Clone, Copy)]
-pub struct Migration {
-    pub version: i64,
-    pub name: &'static str,
-    pub sql: &'static str,
-}
+pub use crate::store::Migration;
 
 /// Every migration, in order. Append only: a file that has shipped is never edited.
 pub const MIGRATIONS: &[Migration] = &[

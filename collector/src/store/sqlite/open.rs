@@ -13,12 +13,7 @@ use super::{CheckpointOptions, SqliteStore, BUSY_TIMEOUT, STATEMENT_CACHE};
 use crate::store::{StoreError, StoreResult};
 
 /// One schema change, embedded from `migrations/sqlite/NNNN_name.sql`.
-#[derive(Debug, Clone, Copy)]
-pub struct Migration {
-    pub version: i64,
-    pub name: &'static str,
-    pub sql: &'static str,
-}
+pub use crate::store::Migration;
 
 /// Every migration, in order. Append only: a file that has shipped is never edited.
 pub const MIGRATIONS: &[Migration] = &[
